@@ -1,0 +1,1 @@
+"""Corpus readers, cleaning, tokenization, packing and WebDataset shard writing for roberta-ds."""

@@ -1,0 +1,127 @@
+"""Loading the WordPiece tokenizer and describing its identity.
+
+Accepted sources (DESIGN.md, "Tokenizer"):
+  * a local tokenizer directory (``save_pretrained`` output, or a folder holding ``vocab.txt``),
+  * a bare ``vocab.txt`` file,
+  * a hub id such as ``hfl/chinese-bert-wwm-ext`` (only when the hub is reachable).
+
+transformers 5.x builds a silent 5-token tokenizer from ``BertTokenizerFast(vocab_file=...)``,
+so a bare vocab file is copied into a temporary directory and loaded with ``from_pretrained``,
+then checked against the file's line count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class TokenizerError(ValueError):
+    """The tokenizer could not be loaded or does not fit the data."""
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """Identity of a tokenizer, stored in the shard manifest and in every run."""
+
+    name: str
+    """Where it came from (path or hub id), for humans; not compared."""
+    vocab_size: int
+    """Number of ids, including special tokens."""
+    vocab_sha256: str
+    """sha256 over the sorted ``token<TAB>id`` lines: equal vocabularies hash equal wherever they live."""
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerInfo":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def conflicts(self, other: "TokenizerInfo") -> list[str]:
+        """Every field (except the name) on which two identities disagree, as readable lines."""
+        out = []
+        for field in self.__dataclass_fields__:
+            if field == "name":
+                continue
+            a, b = getattr(self, field), getattr(other, field)
+            if a != b:
+                out.append(f"{field}: {a!r} ({self.name}) != {b!r} ({other.name})")
+        return out
+
+
+def vocab_sha256(tokenizer: PreTrainedTokenizerBase) -> str:
+    vocab = tokenizer.get_vocab()
+    lines = "\n".join(f"{tok}\t{idx}" for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def tokenizer_info(tokenizer: PreTrainedTokenizerBase, name: str) -> TokenizerInfo:
+    ids = {}
+    missing = []
+    for attr, tok in zip(("pad_id", "unk_id", "cls_id", "sep_id", "mask_id"), SPECIAL_TOKENS):
+        idx = tokenizer.convert_tokens_to_ids(tok)
+        if idx is None or (idx == tokenizer.unk_token_id and tok != "[UNK]"):
+            missing.append(tok)
+        ids[attr] = idx
+    if missing:
+        raise TokenizerError(
+            f"tokenizer {name!r} lacks the BERT special tokens {missing}; "
+            "use a BERT-style WordPiece vocab (build one with `python -m data_tools build-vocab`)."
+        )
+    return TokenizerInfo(name=name, vocab_size=len(tokenizer), vocab_sha256=vocab_sha256(tokenizer), **ids)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def load_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
+    """Load a BERT-style WordPiece tokenizer from a directory, a vocab.txt, or a hub id."""
+    p = Path(path_or_id)
+    if p.is_file():
+        if p.suffix != ".txt":
+            raise TokenizerError(
+                f"--tokenizer_path {p} is a file but not a vocab.txt; pass a vocab.txt, "
+                "a tokenizer directory, or a hub id."
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(p, Path(tmp) / "vocab.txt")
+            tok = BertTokenizerFast.from_pretrained(tmp)
+        expected = _count_lines(p)
+        if len(tok) != expected:
+            raise TokenizerError(f"{p}: loaded {len(tok)} tokens but the file has {expected} lines")
+        return tok
+    if p.is_dir():
+        if (p / "tokenizer.json").exists() or (p / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(p))
+        if (p / "vocab.txt").exists():
+            return load_tokenizer(p / "vocab.txt")
+        raise TokenizerError(
+            f"--tokenizer_path {p} is a directory with neither tokenizer.json nor vocab.txt "
+            f"(it holds: {sorted(x.name for x in p.iterdir())[:10]})."
+        )
+    looks_like_path = str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") > 1
+    if looks_like_path:
+        raise TokenizerError(f"--tokenizer_path {path_or_id}: no such file or directory.")
+    try:
+        return AutoTokenizer.from_pretrained(str(path_or_id))
+    except Exception as e:  # the hub raises many types: offline, 404, auth
+        raise TokenizerError(
+            f"could not load tokenizer {path_or_id!r} from the Hugging Face hub ({type(e).__name__}). "
+            "Offline? Pass a local tokenizer directory or a vocab.txt with --tokenizer_path, "
+            "or build a vocab from your corpus: `python -m data_tools build-vocab --format ... --output DIR`."
+        ) from e
