@@ -1,0 +1,105 @@
+"""`data_tools inspect DIR` (summary + one decoded sample) and `data_tools verify DIR`."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from roberta_ds.shard_format import (
+    IDS_MEMBER,
+    TOKENIZER_DIRNAME,
+    WWM_MEMBER,
+    read_manifest,
+    sha256_file,
+)
+
+
+def _read_tar(path: Path, max_seq_length: int, pad_id: int) -> dict:
+    """Count samples, sequences, non-pad tokens and padding by reading every member."""
+    counts = {"samples": 0, "sequences": 0, "tokens": 0, "padding_tokens": 0}
+    with tarfile.open(path, "r") as tf:
+        for m in tf:
+            if not m.isfile() or not m.name.endswith("." + IDS_MEMBER):
+                continue
+            ids = np.load(io.BytesIO(tf.extractfile(m).read()), allow_pickle=False)
+            if ids.ndim != 2 or ids.shape[1] != max_seq_length:
+                raise ValueError(f"{m.name}: shape {ids.shape}, expected [n, {max_seq_length}]")
+            pad = int(np.count_nonzero(ids == pad_id))
+            counts["samples"] += 1
+            counts["sequences"] += ids.shape[0]
+            counts["padding_tokens"] += pad
+            counts["tokens"] += ids.size - pad
+    return counts
+
+
+def verify(root: Path, console: Console) -> list[str]:
+    """Every mismatch as a line naming the shard; empty when the dataset is intact."""
+    m = read_manifest(root)
+    problems = []
+    for split, info in m.splits.items():
+        for sh in info.shards:
+            path = root / sh.name
+            if not path.exists():
+                problems.append(f"{sh.name}: missing")
+                continue
+            digest = sha256_file(path)
+            if digest != sh.sha256:
+                problems.append(f"{sh.name}: sha256 {digest[:16]}… != manifest {sh.sha256[:16]}…")
+            if path.stat().st_size != sh.bytes:
+                problems.append(f"{sh.name}: {path.stat().st_size} bytes != manifest {sh.bytes}")
+            try:
+                got = _read_tar(path, m.max_seq_length, m.tokenizer.pad_id)
+            except (tarfile.TarError, ValueError, OSError, EOFError) as e:
+                problems.append(f"{sh.name}: unreadable ({type(e).__name__}: {e})")
+                continue
+            for k, v in got.items():
+                if v != getattr(sh, k):
+                    problems.append(f"{sh.name}: {k} {v} in the tar != manifest {getattr(sh, k)}")
+        if info.document_hashes:
+            hp = root / info.document_hashes
+            n = len(np.load(hp)) if hp.exists() else None
+            if n != info.documents:
+                problems.append(f"{info.document_hashes}: {n} hashes != manifest documents {info.documents}")
+        console.print(f"{split}: checked {len(info.shards)} shards")
+    return problems
+
+
+def inspect(root: Path, console: Console, chars: int = 300) -> None:
+    from rich.table import Table
+
+    from data_tools.pack import print_summary
+    from roberta_ds.tokenizer import load_tokenizer
+
+    m = read_manifest(root)
+    t = Table(title=f"{root}")
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    t.add_row("format version", str(m.format_version))
+    t.add_row("tokenizer", f"{m.tokenizer.name} ({m.tokenizer.vocab_size:,} ids, sha256 {m.tokenizer.vocab_sha256[:12]}…)")
+    t.add_row("max_seq_length / sequences per sample / dtype / wwm", f"{m.max_seq_length} / {m.sequences_per_sample} / {m.dtype} / {m.wwm}")
+    t.add_row("source", f"{m.source.get('format')} {m.source.get('input')}")
+    console.print(t)
+    print_summary(console, m)
+    split = next((s for s, i in m.splits.items() if i.shards), None)
+    if split is None:
+        return
+    tok = load_tokenizer(root / TOKENIZER_DIRNAME)
+    with tarfile.open(root / m.splits[split].shards[0].name) as tf:
+        members = {mm.name.split(".", 1)[1]: mm for mm in tf if mm.isfile()}
+        ids = np.load(io.BytesIO(tf.extractfile(members[IDS_MEMBER]).read()))
+        ws = None
+        if WWM_MEMBER in members:
+            packed = np.load(io.BytesIO(tf.extractfile(members[WWM_MEMBER]).read()))
+            ws = np.unpackbits(packed, axis=1, count=m.max_seq_length).astype(bool)
+    row = ids[0].tolist()
+    console.print(f"[bold]{split} sample 0, sequence 0[/] (first {chars} characters):")
+    console.print(tok.decode(row)[:chars], markup=False)
+    if ws is not None:
+        toks = tok.convert_ids_to_tokens(row[:80])
+        words = "".join((" " if f else "") + t.removeprefix("##") for t, f in zip(toks, ws[0][:80]))
+        console.print("[bold]jieba word starts (first 80 tokens, space = word start):[/]")
+        console.print(words.strip(), markup=False)

@@ -1,0 +1,156 @@
+"""Tokenization (in pool workers) and RoBERTa FULL-SENTENCES packing (in the main process).
+
+Workers get ordered chunks of raw document texts and return, per document, its normalised
+content hash, the token ids (no [CLS]/[SEP] of the tokenizer's own: ``add_special_tokens=False``),
+optional whole-word-masking flags and the characters that became [UNK]. The main process dedups,
+splits and packs in input order, so the output does not depend on the number of workers.
+
+This module imports only numpy, tokenizers and (with --wwm) jieba: workers are spawned, and
+importing transformers there would cost seconds per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_tools.normalize import normalize
+
+_WORKER: dict = {}
+
+
+@dataclass
+class DocResult:
+    hash: int
+    """blake2b-8 of the normalised text (uint64): dedup key, split key and documents.npy entry."""
+    replaced: int
+    """Characters the normalisation table replaced."""
+    ids: np.ndarray | None
+    """Token ids (None for an empty document)."""
+    word_starts: np.ndarray | None
+    """bool per token: starts a jieba word (only with --wwm)."""
+    unk_chars: dict[str, int] | None
+
+
+def doc_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool) -> None:
+    from tokenizers import Tokenizer
+
+    _WORKER.update(
+        tok=Tokenizer.from_file(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm
+    )
+    if wwm:
+        import jieba
+
+        jieba.setLogLevel(60)  # jieba logs its dictionary loading at INFO on stderr
+        jieba.initialize()
+
+
+def process_chunk(texts: list[str]) -> list[DocResult]:
+    w = _WORKER
+    normed = [normalize(t, w["table"]) for t in texts]
+    nonempty = [t for t, _ in normed if t]
+    encs = iter(w["tok"].encode_batch(nonempty, add_special_tokens=False) if nonempty else [])
+    out = []
+    for text, replaced in normed:
+        if not text:
+            out.append(DocResult(0, replaced, None, None, None))
+            continue
+        enc = next(encs)
+        ids = np.asarray(enc.ids, dtype=w["dtype"])
+        unk = None
+        unk_pos = np.flatnonzero(ids == w["unk_id"])
+        if unk_pos.size:
+            offsets = enc.offsets
+            unk = Counter(text[offsets[i][0] : offsets[i][1]] for i in unk_pos)
+        flags = word_start_flags(text, enc.tokens, enc.offsets) if w["wwm"] else None
+        out.append(DocResult(doc_hash(text), replaced, ids, flags, dict(unk) if unk else None))
+    return out
+
+
+def word_start_flags(text: str, tokens: list[str], offsets: list[tuple[int, int]]) -> np.ndarray:
+    """True where a token starts a jieba word.
+
+    A token whose start offset is inside a jieba word (not at its first character) is False, and so
+    is every WordPiece continuation piece ('##x'). Special tokens added by the packer ([CLS], [SEP],
+    [PAD]) get True: masking them is prevented by the masker, not by these flags.
+    """
+    import jieba
+
+    starts = set()
+    pos = 0
+    for word in jieba.lcut(text):
+        starts.add(pos)
+        pos += len(word)
+    return np.fromiter(
+        (off[0] in starts and not tok.startswith("##") for tok, off in zip(tokens, offsets)),
+        dtype=bool,
+        count=len(tokens),
+    )
+
+
+class Packer:
+    """Token stream of one split -> fixed-length sequences ([CLS] + max_seq_length-1 stream tokens).
+
+    The stream is doc1 [SEP] doc2 [SEP] ...; a long document simply continues in the next sequence
+    (nothing is truncated). Only ``finish()`` pads, once per split.
+    """
+
+    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int, dtype: np.dtype, wwm: bool):
+        self.L = max_seq_length
+        self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
+        self.dtype = np.dtype(dtype)
+        self.wwm = wwm
+        self.carry = np.zeros(0, dtype=self.dtype)
+        self.carry_ws = np.zeros(0, dtype=bool)
+
+    def add(self, ids: np.ndarray, ws: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Append one document (+[SEP]); return the completed sequences [n, L] (n may be 0)."""
+        stream = np.concatenate([self.carry, ids, np.array([self.sep_id], dtype=self.dtype)])
+        if self.wwm:
+            stream_ws = np.concatenate([self.carry_ws, ws, np.ones(1, dtype=bool)])
+        body = self.L - 1
+        n = len(stream) // body
+        self.carry = stream[n * body :]
+        seqs = np.empty((n, self.L), dtype=self.dtype)
+        seqs[:, 0] = self.cls_id
+        seqs[:, 1:] = stream[: n * body].reshape(n, body)
+        seq_ws = None
+        if self.wwm:
+            self.carry_ws = stream_ws[n * body :]
+            seq_ws = np.ones((n, self.L), dtype=bool)
+            seq_ws[:, 1:] = stream_ws[: n * body].reshape(n, body)
+        return seqs, seq_ws
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """The padded remainder sequence (0 or 1 rows) and its padding token count."""
+        if len(self.carry) == 0:
+            return np.zeros((0, self.L), self.dtype), (np.zeros((0, self.L), bool) if self.wwm else None), 0
+        seq = np.full((1, self.L), self.pad_id, dtype=self.dtype)
+        seq[0, 0] = self.cls_id
+        seq[0, 1 : 1 + len(self.carry)] = self.carry
+        pad = self.L - 1 - len(self.carry)
+        seq_ws = None
+        if self.wwm:
+            seq_ws = np.ones((1, self.L), dtype=bool)
+            seq_ws[0, 1 : 1 + len(self.carry)] = self.carry_ws
+        self.carry = self.carry[:0]
+        self.carry_ws = self.carry_ws[:0]
+        return seq, seq_ws, pad
+
+
+def bare_tokenize_chunk(texts: list[str]) -> int:
+    """Benchmark baseline: the same tokenizer on the same texts, nothing else. Returns token count."""
+    encs = _WORKER["tok"].encode_batch(texts, add_special_tokens=False)
+    return sum(len(e.ids) for e in encs)
+
+
+def tokenizer_json_path(tok_dir: Path) -> str:
+    return str(Path(tok_dir) / "tokenizer.json")

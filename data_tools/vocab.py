@@ -1,0 +1,87 @@
+"""`data_tools build-vocab`: train a BERT-style Chinese WordPiece vocab on a corpus.
+
+Same readers and normalisation as pack, so the vocab sees exactly the text that will be packed.
+Special tokens come first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4 (the standard hfl vocab
+has [PAD]=0, [UNK]=100 ... because of its [unused] block; ids are read from the manifest, never
+assumed). CJK characters are split one per token and text is lowercased, as in Chinese BERT.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from data_tools.normalize import normalize
+from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
+from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
+
+
+@dataclass
+class VocabConfig:
+    reader: ReaderConfig
+    """Where and how to read the corpus."""
+    output: Path
+    """Tokenizer directory to write (--output)."""
+    vocab_size: int = 21128
+    """Target number of ids incl. special tokens (--vocab_size); the corpus may support fewer."""
+    min_frequency: int = 2
+    """Minimum count for a merged word piece (--min_frequency); single characters are always kept."""
+    normalize: bool = True
+    """Apply the normalize.CHAR_TABLE mapping first (off: --no_normalize)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.vocab_size < len(SPECIAL_TOKENS) + 10:
+            problems.append(f"--vocab_size {self.vocab_size}: too small, use e.g. 21128")
+        if self.min_frequency < 1:
+            problems.append(f"--min_frequency {self.min_frequency}: must be >= 1")
+        if problems:
+            raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
+
+
+def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    console = console or Console(stderr=True)
+    check_input(cfg.reader)
+    stats = ReadStats()
+
+    def texts() -> Iterator[str]:
+        for doc in read_documents(cfg.reader, stats):
+            text, _ = normalize(doc.text, cfg.normalize)
+            if text:
+                yield text
+
+    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    wp.train_from_iterator(
+        texts(),
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        # every character seen becomes an id: Chinese needs thousands, the default (1000) would [UNK] the rest
+        limit_alphabet=cfg.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        wordpieces_prefix="##",
+        show_progress=False,
+    )
+    out = cfg.output
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wp.save_model(tmp)
+        # through from_pretrained: BertTokenizerFast(vocab_file=...) silently builds a 5-token
+        # tokenizer in transformers 5.x (DESIGN.md, "Tokenizer").
+        tok = BertTokenizerFast.from_pretrained(tmp, do_lower_case=True, tokenize_chinese_chars=True)
+        expected = sum(1 for line in (Path(tmp) / "vocab.txt").open(encoding="utf-8") if line.strip())
+    tok.save_pretrained(str(out))
+    loaded = load_tokenizer(out)
+    if len(loaded) != expected:
+        raise TokenizerError(f"{out}: saved {expected} tokens but load_tokenizer finds {len(loaded)}")
+    console.print(
+        f"build-vocab: {len(loaded):,} tokens from {stats.documents_read:,} documents "
+        f"(files by encoding {dict(stats.encodings)}, unreadable rows {dict(stats.unreadable_rows)}) -> {out}"
+    )
+    return out
