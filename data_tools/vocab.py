@@ -8,6 +8,7 @@ assumed). CJK characters are split one per token and text is lowercased, as in C
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
         # tokenizer in transformers 5.x (DESIGN.md, "Tokenizer").
         tok = BertTokenizerFast.from_pretrained(tmp, do_lower_case=True, tokenize_chinese_chars=True)
         expected = sum(1 for line in (Path(tmp) / "vocab.txt").open(encoding="utf-8") if line.strip())
-    tok.save_pretrained(str(out))
+        tok.save_pretrained(str(out))
+        # transformers 5.x save_pretrained writes tokenizer.json only; keep vocab.txt for BERT-era tools
+        shutil.copy(Path(tmp) / "vocab.txt", out / "vocab.txt")
     loaded = load_tokenizer(out)
     if len(loaded) != expected:
         raise TokenizerError(f"{out}: saved {expected} tokens but load_tokenizer finds {len(loaded)}")

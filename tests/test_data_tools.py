@@ -1,0 +1,219 @@
+"""data_tools through the real CLI on tiny real Chinese corpora (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from conftest import pack_corpus
+from data_tools.cli import main
+from data_tools.normalize import CHAR_TABLE, normalize
+from data_tools.pack import KILL_HOOK_ENV, SimulatedKill
+from data_tools.packing import doc_hash, word_start_flags
+from data_tools.readers import ReaderConfig, ReadStats, read_documents
+from roberta_ds.shard_format import read_manifest, sha256_file
+from roberta_ds.tokenizer import load_tokenizer
+
+SHARED_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "vocab" / "chinese-bert-vocab.txt"
+
+
+def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """All sequences of a split via a plain webdataset pipeline: ids [N, L], word starts [N, L] | None."""
+    m = read_manifest(root)
+    urls = [str(p) for p in m.shard_paths(root, split)]
+    ids, ws = [], []
+    for sample in wds.WebDataset(urls, shardshuffle=False).decode():
+        ids.append(sample["input_ids.npy"])
+        if "word_starts.npy" in sample:
+            ws.append(np.unpackbits(sample["word_starts.npy"], axis=1, count=m.max_seq_length).astype(bool))
+    return np.concatenate(ids), (np.concatenate(ws) if ws else None)
+
+
+def unpack(root: Path, split: str) -> tuple[list[list[int]], list[list[bool]] | None]:
+    """Strip [CLS], drop [PAD], split on [SEP] -> per-document token ids (and flags)."""
+    m = read_manifest(root)
+    ids, ws = read_split(root, split)
+    assert (ids[:, 0] == m.tokenizer.cls_id).all()
+    stream = ids[:, 1:].reshape(-1)
+    keep = stream != m.tokenizer.pad_id
+    assert keep[: keep.sum()].all(), "padding only at the very end of a split"
+    stream = stream[keep]
+    cuts = np.flatnonzero(stream == m.tokenizer.sep_id)
+    assert cuts[-1] == len(stream) - 1, "a [SEP] after every document"
+    docs = [d.tolist() for d in np.split(stream, cuts + 1)[:-1]]
+    docs = [d[:-1] for d in docs]
+    flags = None
+    if ws is not None:
+        fstream = ws[:, 1:].reshape(-1)[keep]
+        flags = [f[:-1].tolist() for f in np.split(fstream, cuts + 1)[:-1]]
+    return docs, flags
+
+
+def expected_docs(docs: list[str], tok, val_fraction: float) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"train": [], "validation": []}
+    seen = set()
+    for d in docs:
+        text, _ = normalize(d)
+        h = doc_hash(text)
+        if not text or h in seen:
+            continue
+        seen.add(h)
+        out["validation" if h < int(val_fraction * 2.0**64) else "train"].append(text)
+    return out
+
+
+def test_round_trip_and_wwm(shard_dir: Path, zh_docs: list[str], vocab_dir: Path) -> None:
+    tok = load_tokenizer(shard_dir / "tokenizer")
+    m = read_manifest(shard_dir)
+    assert m.wwm and m.max_seq_length == 128
+    want = expected_docs(zh_docs, tok, 0.1)
+    assert sum(len(v) for v in want.values()) == len(zh_docs)
+    for split in ("train", "validation"):
+        got, flags = unpack(shard_dir, split)
+        texts = want[split]
+        assert len(got) == len(texts) == m.splits[split].documents
+        for g, text in zip(got, texts):
+            assert g == tok(text, add_special_tokens=False)["input_ids"]
+        hashes = np.load(shard_dir / m.splits[split].document_hashes)
+        assert hashes.tolist() == [doc_hash(t) for t in texts]
+        # WWM: flags equal jieba word starts mapped through the offsets, '##' pieces never start a word
+        for f, text in list(zip(flags, texts))[:20]:
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            toks = tok.convert_ids_to_tokens(enc["input_ids"])
+            assert f == word_start_flags(text, toks, enc["offset_mapping"]).tolist()
+            assert not any(fl for fl, t in zip(f, toks) if t.startswith("##"))
+    assert m.splits["train"].sequences >= 200 and m.splits["validation"].sequences >= 20
+
+
+def test_word_start_flags_follow_jieba() -> None:
+    import jieba
+
+    text = "我爱北京天安门"
+    words = jieba.lcut(text)  # ['我', '爱', '北京', '天安门']
+    toks = list(text)
+    flags = word_start_flags(text, toks, [(i, i + 1) for i in range(len(text))])
+    starts = np.cumsum([0] + [len(w) for w in words[:-1]])
+    assert flags.tolist() == [i in set(starts.tolist()) for i in range(len(text))]
+    assert flags.tolist()[2:4] == [True, False]
+
+
+def test_manifest_and_disk_cost(shard_dir: Path) -> None:
+    m = read_manifest(shard_dir)
+    c = m.corpus
+    assert c["documents_read"] == 400 and c["truncated_documents"] == 0
+    assert c["unk_rate"] < 0.001
+    total = sum(s.tokens + s.padding_tokens for s in m.splits.values())
+    disk = sum(sh.bytes for s in m.splits.values() for sh in s.shards)
+    assert disk / total <= 2.25  # wwm flags add 1/8 byte per token
+    assert m.splits["train"].padding_tokens < m.max_seq_length
+    assert m.source["options"]["wwm"] is True and m.source["roberta_ds_version"]
+
+
+def test_plain_webdataset_reads(shard_dir: Path) -> None:
+    m = read_manifest(shard_dir)
+    ids, ws = read_split(shard_dir, "validation")
+    assert ids.shape == (m.splits["validation"].sequences, 128) and ids.dtype == np.uint16
+    assert ws is not None and ws.shape == ids.shape
+
+
+def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path, monkeypatch) -> None:
+    docs = zh_docs[:150]
+    args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--wwm")
+    a = pack_corpus(docs, tmp_path / "w1", vocab_dir, *args, "--workers", "1")
+    b = pack_corpus(docs, tmp_path / "w2", vocab_dir, *args, "--workers", "2")
+    ma, mb = read_manifest(a), read_manifest(b)
+    assert len(ma.splits["train"].shards) >= 3
+    assert [s.sha256 for s in ma.splits["train"].shards] == [s.sha256 for s in mb.splits["train"].shards]
+    assert [s.sha256 for s in ma.splits["validation"].shards] == [s.sha256 for s in mb.splits["validation"].shards]
+
+    # killed after the second checkpoint, then the same command finishes the job
+    monkeypatch.setenv(KILL_HOOK_ENV, "2")
+    with pytest.raises(SimulatedKill):
+        pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
+    assert not (tmp_path / "r" / "manifest.json").exists()
+    assert main(["pack", "--format", "jsonl", "--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "r"),
+                 "--tokenizer_path", str(vocab_dir), "--max_seq_length", "256", *args[2:]]) == 2
+    monkeypatch.delenv(KILL_HOOK_ENV)
+    r = pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
+    da, dr = ma.to_dict(), read_manifest(r).to_dict()
+    for d in (da, dr):
+        d["source"].pop("created")
+        d["source"]["options"].pop("input")
+        d["source"].pop("input")
+        d["tokenizer"].pop("name")
+    assert da == dr
+    for split in ("train", "validation"):
+        assert (a / split / "documents.npy").read_bytes() == (r / split / "documents.npy").read_bytes()
+    assert not (r / ".pack_state").exists()
+
+
+def test_resume_with_other_options_names_them(zh_docs, vocab_dir, tmp_path, monkeypatch, capsys) -> None:
+    args = ("--max_seq_length", "128", "--shard_size_mb", "0.07")
+    monkeypatch.setenv(KILL_HOOK_ENV, "1")
+    with pytest.raises(SimulatedKill):
+        pack_corpus(zh_docs[:60], tmp_path / "r", vocab_dir, *args)
+    monkeypatch.delenv(KILL_HOOK_ENV)
+    rc = main(["pack", "--format", "jsonl", "--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "r"),
+               "--tokenizer_path", str(vocab_dir), "--max_seq_length", "64", "--shard_size_mb", "0.07"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--max_seq_length: 128 before, 64 now" in err
+
+
+def test_verify_detects_corruption(shard_dir: Path, tmp_path: Path, capsys) -> None:
+    d = tmp_path / "copy"
+    shutil.copytree(shard_dir, d)
+    assert main(["verify", str(d)]) == 0
+    shard = d / read_manifest(d).splits["train"].shards[0].name
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(d)]) == 1
+    assert "train/shard-00000.tar" in capsys.readouterr().err
+
+
+def test_inspect_shows_a_sample(shard_dir: Path, capsys) -> None:
+    assert main(["inspect", str(shard_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "sample 0" in err and "jieba word starts" in err
+
+
+def test_build_vocab_loads(vocab_dir: Path, zh_docs: list[str]) -> None:
+    tok = load_tokenizer(vocab_dir)
+    assert len(tok) == 4000
+    assert (vocab_dir / "tokenizer.json").exists() and (vocab_dir / "vocab.txt").exists()
+    assert tok.convert_tokens_to_ids("[PAD]") == 0
+    for special in ("[UNK]", "[CLS]", "[SEP]", "[MASK]"):
+        assert special in tok.get_vocab()
+    assert tok.tokenize("北京ABC") == ["北", "京", "abc"] or tok.tokenize("北京ABC")[:2] == ["北", "京"]
+
+
+def test_normalisation_table() -> None:
+    text, n = normalize("　　他说：“好……”——‘是’ ")
+    assert text == "他说:\"好......\"--'是'".replace(":", "：") and n == 8
+    assert normalize("“a”", table=False) == ("“a”", 0)
+
+
+@pytest.mark.skipif(not SHARED_VOCAB.exists(), reason="needs ../shared/vocab (absent in a fresh clone)")
+def test_normalisation_targets_are_in_the_standard_vocab() -> None:
+    tok = load_tokenizer(SHARED_VOCAB)
+    for src, dst in CHAR_TABLE.items():
+        assert tok.convert_tokens_to_ids(src) == tok.unk_token_id
+        assert tok.unk_token_id not in tok(dst, add_special_tokens=False)["input_ids"]
+
+
+def test_inews_reader_cleans_literal_newlines() -> None:
+    stats = ReadStats()
+    docs = []
+    for d in read_documents(ReaderConfig(format="inews"), stats):
+        docs.append(d)
+        if len(docs) == 300:
+            break
+    assert not any("\\n" in d.text or "\u3000" in d.text for d in docs)
+    assert docs[0].text.startswith("周六晚到卖场听夜场摇滚\n")
