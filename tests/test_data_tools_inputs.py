@@ -1,0 +1,164 @@
+"""Every input format and every kind of bad input, through the real CLI: a clear message for
+configuration mistakes (exit 2), counted problems for bad rows/files (never a crash)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from data_tools.cli import main
+from data_tools.pack import PackConfig
+from data_tools.readers import ReaderConfig, ReadStats, read_documents
+from roberta_ds.shard_format import read_manifest
+
+HEADLINES = {
+    "体育": ["火箭主场大胜湖人 姚明砍下三十分", "中国女排三比零横扫日本队晋级决赛", "国足热身赛两球击败泰国队"],
+    "财经": ["央行宣布下调存款准备金率零点五个百分点", "上半年国内生产总值同比增长百分之七", "人民币对美元汇率中间价小幅上调"],
+    "科技": ["国产大飞机完成首次试飞", "新一代移动通信网络开始商用试点"],
+}
+
+
+def pack(tmp: Path, vocab: Path, fmt: str, inp: Path | None, *extra: str, out: str = "out") -> int:
+    args = ["pack", "--format", fmt, "--output", str(tmp / out), "--tokenizer_path", str(vocab), "--max_seq_length", "32"]
+    if inp is not None:
+        args += ["--input", str(inp)]
+    return main([*args, *extra])
+
+
+def corpus(tmp: Path) -> dict:
+    return read_manifest(tmp / "out").corpus
+
+
+def make_thucnews(root: Path) -> Path:
+    for cat, lines in HEADLINES.items():
+        (root / cat).mkdir(parents=True)
+        for i, title in enumerate(lines):
+            body = "\n".join("\u3000\u3000" + title + "，记者报道。" for _ in range(2))
+            (root / cat / f"{10 - i}.txt").write_text(title + "\n" + body + "\n", encoding="utf-8")
+    return root
+
+
+def test_thucnews_categories_and_limits(tmp_path, vocab_dir) -> None:
+    root = make_thucnews(tmp_path / "THUCNews")
+    stats = ReadStats()
+    docs = list(read_documents(ReaderConfig("thucnews", root, categories=("财经",), max_files_per_category=2), stats))
+    assert [d.meta["category"] for d in docs] == ["财经", "财经"]
+    # numeric file order (8, 9, 10), not lexical ("10" < "8"): the limit keeps 8.txt and 9.txt
+    assert [d.meta["file"] for d in docs] == ["财经/8.txt", "财经/9.txt"]
+    assert docs[0].text.startswith(HEADLINES["财经"][2] + "\n")
+    assert pack(tmp_path, vocab_dir, "thucnews", root, "--val_fraction", "0") == 0
+    c = corpus(tmp_path)
+    assert c["documents_read"] == 8 and c["documents_kept"] == 8 and c["encodings"] == {"utf-8": 8}
+
+
+def test_thucnews_unknown_category_lists_found(tmp_path, vocab_dir, capsys) -> None:
+    root = make_thucnews(tmp_path / "THUCNews")
+    assert pack(tmp_path, vocab_dir, "thucnews", root, "--categories", "体育,军事") == 2
+    err = capsys.readouterr().err
+    assert "军事" in err and "categories found: 体育, 科技, 财经" in err
+
+
+def test_gbk_file_decoded_and_counted(tmp_path, vocab_dir) -> None:
+    d = tmp_path / "txt"
+    d.mkdir()
+    (d / "a.txt").write_text("\n".join(HEADLINES["体育"]) + "\n", encoding="utf-8")
+    (d / "b.txt").write_bytes(("\n".join(HEADLINES["财经"]) + "\n").encode("gbk"))
+    (d / "c.txt").write_bytes(b"")
+    (d / "d.txt").write_bytes(b"\x00\x01\x02binary\x00" * 10)
+    assert pack(tmp_path, vocab_dir, "text", d, "--val_fraction", "0") == 0
+    c = corpus(tmp_path)
+    assert c["encodings"] == {"gb18030": 1, "utf-8": 1}
+    assert c["empty_files"] == 1 and c["binary_files_skipped"] == 1
+    assert c["documents_kept"] == 6
+    texts = [doc.text.strip() for doc in read_documents(ReaderConfig("text", d), ReadStats())]
+    assert HEADLINES["财经"][0] in texts
+
+
+def test_text_blank_line_separated(tmp_path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("第一段。\n第一段续。\n\n\n第二篇文章。\n", encoding="utf-8")
+    docs = list(read_documents(ReaderConfig("text", f, doc_sep="blank"), ReadStats()))
+    assert [d.text for d in docs] == ["第一段。\n第一段续。\n", "第二篇文章。\n"]
+
+
+def test_jsonl_bad_rows_counted(tmp_path, vocab_dir) -> None:
+    f = tmp_path / "c.jsonl"
+    rows = [json.dumps({"title": t, "body": t + "。"}, ensure_ascii=False) for t in HEADLINES["体育"]]
+    rows.insert(1, "{not json")
+    rows.insert(2, json.dumps({"title": "只有标题"}, ensure_ascii=False))
+    rows.append(rows[0])  # an exact duplicate
+    rows.append(json.dumps({"title": " ", "body": "\u3000"}))  # empty after whitespace strip
+    f.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "jsonl", f, "--text_field", "title,body", "--val_fraction", "0") == 0
+    c = corpus(tmp_path)
+    assert c["unreadable_rows"] == {"bad_json": 1, "missing_field": 1}
+    assert c["duplicates_dropped"] == 1 and c["documents_empty"] == 1 and c["documents_kept"] == 3
+    assert any("c.jsonl:2" in ex for ex in c["problem_examples"])
+
+
+def test_jsonl_missing_field_everywhere_names_fields(tmp_path, vocab_dir, capsys) -> None:
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"title": "标题", "content": "内容"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "jsonl", f, "--text_field", "text") == 2
+    assert "it has fields ['content', 'title']" in capsys.readouterr().err
+
+
+def test_csv_missing_column_names_columns(tmp_path, vocab_dir, capsys) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text("headline,label\n标题,1\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "csv", f, "--text_field", "text") == 2
+    assert "it has columns ['headline', 'label']" in capsys.readouterr().err
+
+
+def test_yacnd_and_bad_csv_rows(tmp_path, vocab_dir) -> None:
+    f = tmp_path / "news_collection.csv"
+    with f.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["title", "desc", "image", "url", "source", "date"])
+        for t in HEADLINES["科技"] + HEADLINES["科技"][:1]:
+            w.writerow([t, t + "，详细内容见正文。", "", "http://x", "新华网", "20200101"])
+        w.writerow(["坏行", "只有两列"])
+    assert pack(tmp_path, vocab_dir, "yacnd", f, "--val_fraction", "0") == 0
+    c = corpus(tmp_path)
+    assert c["documents_read"] == 3 and c["duplicates_dropped"] == 1 and c["unreadable_rows"] == {"bad_csv_row": 1}
+    docs = list(read_documents(ReaderConfig("yacnd", f), ReadStats()))
+    assert docs[0].text == HEADLINES["科技"][0] + "\n" + HEADLINES["科技"][0] + "，详细内容见正文。"
+
+
+def test_yacnd_wrong_header(tmp_path, vocab_dir, capsys) -> None:
+    f = tmp_path / "news_collection.csv"
+    f.write_text("标题,描述\n甲,乙\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "yacnd", f) == 2
+    assert "['title', 'desc']" in capsys.readouterr().err
+
+
+def test_missing_input_and_tokenizer(tmp_path, vocab_dir, capsys) -> None:
+    assert pack(tmp_path, vocab_dir, "jsonl", tmp_path / "nope.jsonl") == 2
+    assert "nope.jsonl: no such file or directory" in capsys.readouterr().err
+    assert pack(tmp_path, vocab_dir, "jsonl", None) == 2
+    assert "--input is required" in capsys.readouterr().err
+    f = tmp_path / "a.txt"
+    f.write_text("一\n", encoding="utf-8")
+    assert main(["pack", "--format", "text", "--input", str(f), "--output", str(tmp_path / "o"),
+                 "--tokenizer_path", str(tmp_path / "no_vocab")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_config_collects_every_problem(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"--max_seq_length 4.*\n.*--val_fraction 1.5.*\n.*--workers 0"):
+        PackConfig(ReaderConfig("inews"), tmp_path, "x", max_seq_length=4, val_fraction=1.5, workers=0)
+
+
+def test_refuses_finished_or_foreign_output(tmp_path, vocab_dir, capsys) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("\n".join(HEADLINES["体育"]) + "\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "text", f) == 0
+    assert pack(tmp_path, vocab_dir, "text", f) == 2
+    assert "already holds a finished dataset" in capsys.readouterr().err
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.md").write_text("x")
+    assert pack(tmp_path, vocab_dir, "text", f, out="foreign") == 2
+    assert "not a data_tools dataset" in capsys.readouterr().err
