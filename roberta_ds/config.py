@@ -1,0 +1,148 @@
+"""Run settings outside the DeepSpeed engine, and the pretrain command line.
+
+Engine settings (batch, optimizer, scheduler, precision, ZeRO) live only in ds_configs/*.json
+and ``--ds`` overrides; sequence length and vocab come from the shard manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from roberta_ds.masking import MaskingConfig
+from roberta_ds.model import PRESETS, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """What to train on, for how long, and where to write."""
+
+    ds_config: str
+    """DeepSpeed JSON (ds_configs/zero2.json ...): every engine setting."""
+    data_dir: str
+    """A directory written by `python -m data_tools pack` (its manifest.json)."""
+    output_dir: str
+    """Run directory: checkpoints/, metrics.jsonl, summary.json, final_model/."""
+    ds_overrides: list[str] = field(default_factory=list)
+    """--ds KEY.PATH=VALUE overrides of the DeepSpeed JSON."""
+    num_train_epochs: float | None = None
+    """Passes over the training split (default 1 when --max_steps is not given)."""
+    max_steps: int | None = None
+    """Optimizer steps; overrides --num_train_epochs."""
+    max_seq_length: int | None = None
+    """Training length; default the shards' packed length. Shorter splits blocks, never truncates."""
+    save_steps: int = 5000
+    """Checkpoint every N steps (and always at the end)."""
+    save_total_limit: int = 3
+    """Keep the newest K checkpoints (0 keeps all)."""
+    eval_steps: int = 0
+    """Held-out evaluation every N steps (and at start and end); 0 disables it."""
+    eval_max_sequences: int | None = None
+    """Evaluate on the first N validation sequences only (same N across runs keeps numbers comparable)."""
+    log_steps: int = 50
+    """Log the windowed mean loss every N steps; the window is these N steps."""
+    seed: int = 42
+    """Seeds model init, data order, dynamic masks and dropout."""
+    num_workers: int = 0
+    """Loader worker processes per rank (0: load in the training process)."""
+    resume_from_checkpoint: str | None = None
+    """'auto' (the run's newest checkpoint, if any) or a checkpoint path."""
+    init_from: str | None = None
+    """Continue pretraining from a Hugging Face RoBERTa or BERT checkpoint directory."""
+    stop_at_step: int | None = None
+    """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
+    shuffle_buffer: int = 10_000
+    """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"--max_steps {self.max_steps}: must be >= 1")
+        if self.num_train_epochs is not None and self.num_train_epochs <= 0:
+            problems.append(f"--num_train_epochs {self.num_train_epochs}: must be > 0")
+        for name in ("save_steps", "log_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name} {getattr(self, name)}: must be >= 1")
+        if self.eval_steps < 0:
+            problems.append(f"--eval_steps {self.eval_steps}: must be >= 0 (0 disables evaluation)")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8")
+        if self.num_workers < 0:
+            problems.append(f"--num_workers {self.num_workers}: must be >= 0")
+        if self.stop_at_step is not None and self.stop_at_step < 1:
+            problems.append(f"--stop_at_step {self.stop_at_step}: must be >= 1")
+        if self.shuffle_buffer < 1:
+            problems.append(f"--shuffle_buffer {self.shuffle_buffer}: must be >= 1")
+        if not Path(self.data_dir).is_dir():
+            problems.append(f"--data_dir {self.data_dir}: no such directory (make one with `python -m data_tools pack`)")
+        if self.init_from is not None and not Path(self.init_from).is_dir():
+            problems.append(f"--init_from {self.init_from}: no such directory (a Hugging Face model directory)")
+        if problems:
+            raise ValueError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class RunConfig:
+    train: TrainConfig
+    model: ModelConfig
+    masking: MaskingConfig
+
+    def to_dict(self) -> dict:
+        return {"train": asdict(self.train), "model": asdict(self.model), "masking": asdict(self.masking)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="deepspeed launcher/pretrain.py",
+        description="Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed.",
+    )
+    a = p.add_argument
+    a("--ds_config", required=True, help="DeepSpeed JSON: every engine setting (ds_configs/zero2.json ...)")
+    a("--ds", action="append", default=[], metavar="KEY.PATH=VALUE", dest="ds_overrides",
+      help="override a DeepSpeed key, e.g. --ds train_micro_batch_size_per_gpu=8 (repeatable)")
+    a("--data_dir", required=True, help="shards written by `python -m data_tools pack`")
+    a("--output_dir", required=True, help="run directory")
+    a("--model_size", default="base", choices=sorted(PRESETS), help="architecture preset (base = the original run)")
+    a("--hidden_size", type=int)
+    a("--num_heads", type=int)
+    a("--intermediate_size", type=int)
+    a("--num_hidden_layers", type=int)
+    a("--dropout", type=float, default=0.1)
+    a("--num_train_epochs", type=float)
+    a("--max_steps", type=int)
+    a("--max_seq_length", type=int, help="default: the shards' packed length")
+    a("--save_steps", type=int, default=5000)
+    a("--save_total_limit", type=int, default=3)
+    a("--eval_steps", type=int, default=0)
+    a("--eval_max_sequences", type=int)
+    a("--log_steps", type=int, default=50)
+    a("--mask_prob", type=float, default=0.15)
+    a("--wwm", action="store_true", help="whole-word masking from the shards' jieba word starts")
+    a("--seed", type=int, default=42)
+    a("--num_workers", type=int, default=0)
+    a("--shuffle_buffer", type=int, default=10_000)
+    a("--stop_at_step", type=int, help="save and exit after this step; the schedule still targets the full run")
+    a("--resume_from_checkpoint", help="'auto' or a checkpoint path")
+    a("--init_from", help="Hugging Face RoBERTa/BERT directory to continue pretraining from")
+    a("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # passed by the deepspeed launcher
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    ns = build_parser().parse_args(argv)
+    d = vars(ns)
+    problems = []
+    parts = {}
+    for name, cls, keys in (
+        ("train", TrainConfig, TrainConfig.__dataclass_fields__),
+        ("model", ModelConfig, ModelConfig.__dataclass_fields__),
+        ("masking", MaskingConfig, ("mask_prob", "wwm")),
+    ):
+        try:
+            parts[name] = cls(**{k: d[k] for k in keys if k in d})
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise ValueError("\n".join(problems))
+    return RunConfig(**parts)

@@ -1,0 +1,252 @@
+"""The pretraining data pipeline: shards -> deterministic global order -> this rank's micro-batches.
+
+Elastic determinism. Global batch ``i`` of epoch ``e`` is positions ``[i*G, (i+1)*G)`` of one
+canonical stream that depends only on (seed, epoch, the shards): shard order permuted per
+epoch, then a seeded buffer shuffle. Each rank takes a fixed slice of every global batch, so
+1 process x micro 16 and 2 processes x micro 8 train on exactly the same sequences per step
+(MosaicML streaming promises the same; the stock WebDataset node split, which hands whole
+shards to nodes, does not). The price: every rank and loader worker *reads* the whole stream
+(and keeps its slice). Reading packed uint16 is ~2 bytes/token, orders of magnitude below
+what a GPU consumes, and ranks on one node share the page cache.
+
+Every rank yields the same number of steps per epoch: the epoch is cut to whole global
+batches (the remainder is counted in ``dropped_per_epoch`` and reported), so uneven
+shards can never leave one rank waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
+from roberta_ds.shard_format import Manifest, decode_sample
+
+Piece = tuple[str, np.ndarray, "np.ndarray | None"]
+"""(sample key, token ids [seq_len], word-start flags [seq_len] or None)."""
+
+
+def every_rank_reads_all(src):
+    """Explicit WebDataset node splitter: no split by node; ranks split global batches instead (module docstring)."""
+    yield from src
+
+
+def every_worker_reads_all(src):
+    """Explicit WebDataset worker splitter: no split by worker; workers split global batches round-robin."""
+    yield from src
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a global batch is cut into this rank's micro-batches."""
+
+    micro_batch: int
+    grad_accum: int
+    world_size: int
+    rank: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.grad_accum * self.world_size
+
+    def rank_slices(self) -> list[slice]:
+        """Positions inside a global batch that this rank computes, one slice per accumulation micro-step."""
+        m, w = self.micro_batch, self.world_size
+        return [slice(j * w * m + self.rank * m, j * w * m + (self.rank + 1) * m) for j in range(self.grad_accum)]
+
+
+class ShardStream:
+    """The canonical, deterministic stream of sequences (pieces) of one split."""
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: Manifest,
+        split: str,
+        seq_len: int,
+        seed: int,
+        shuffle: bool,
+        shuffle_buffer: int = 10_000,
+    ) -> None:
+        packed = manifest.max_seq_length
+        if seq_len > packed:
+            raise ValueError(
+                f"--max_seq_length {seq_len} exceeds the shards' packed length {packed}: "
+                f"re-pack with `python -m data_tools pack --max_seq_length {seq_len}` or train at <= {packed}."
+            )
+        self.root = Path(root)
+        self.manifest = manifest
+        self.split = split
+        self.paths = manifest.shard_paths(self.root, split)
+        self.names = [s.name for s in manifest.splits[split].shards]
+        self.seq_len = seq_len
+        self.packed_len = packed
+        self.pieces_per_sequence = math.ceil(packed / seq_len)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer
+        self.pad_id = manifest.tokenizer.pad_id
+
+    def __len__(self) -> int:
+        """Number of pieces (sequences at the training length) in one pass; all-padding pieces are skipped."""
+        info = self.manifest.splits[self.split]
+        n_seq, pad = info.sequences, info.padding_tokens
+        if pad == 0:
+            return n_seq * self.pieces_per_sequence
+        # Only the split's last sequence holds padding (shard_format docstring).
+        return (n_seq - 1) * self.pieces_per_sequence + math.ceil((self.packed_len - pad) / self.seq_len)
+
+    def _pieces(self, order: list[int]) -> Iterator[Piece]:
+        url_to_name = {str(self.paths[i]): self.names[i] for i in order}
+        src = wds.WebDataset(
+            [str(self.paths[i]) for i in order],
+            shardshuffle=False,
+            nodesplitter=every_rank_reads_all,
+            workersplitter=every_worker_reads_all,
+            empty_check=False,
+        )
+        L, n = self.seq_len, self.pieces_per_sequence
+        for sample in src:
+            ids, ws = decode_sample(sample, self.packed_len)
+            base = f"{url_to_name[sample['__url__']]}/{sample['__key__']}"
+            for row in range(ids.shape[0]):
+                for p in range(n):
+                    piece = ids[row, p * L : (p + 1) * L]
+                    if piece[0] == self.pad_id:
+                        continue  # all padding (the split's final remainder)
+                    wsp = None if ws is None else ws[row, p * L : (p + 1) * L]
+                    if piece.shape[0] < L:  # last piece when seq_len does not divide the packed length
+                        fill = L - piece.shape[0]
+                        piece = np.concatenate([piece, np.full(fill, self.pad_id, piece.dtype)])
+                        if wsp is not None:
+                            wsp = np.concatenate([wsp, np.ones(fill, bool)])
+                    yield f"{base}/{row}/{p}", piece, wsp
+
+    def epoch(self, epoch: int) -> Iterator[Piece]:
+        order = list(range(len(self.paths)))
+        if not self.shuffle:
+            yield from self._pieces(order)
+            return
+        rng = np.random.default_rng([self.seed, epoch, 0])
+        order = [int(i) for i in rng.permutation(len(order))]
+        buf_rng = np.random.default_rng([self.seed, epoch, 1])
+        buf: list[Piece] = []
+        for item in self._pieces(order):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            j = int(buf_rng.integers(len(buf)))
+            yield buf[j]
+            buf[j] = item
+        buf_rng.shuffle(buf)
+        yield from buf
+
+
+def collate(pieces: list[Piece], masker: Masker, mask_seed: int, epoch: int, pad_id: int) -> dict:
+    """Mask and stack pieces into one micro-batch.
+
+    Masked positions are flat indices into [batch * seq_len] so the model gathers them
+    without boolean indexing (which would force a host sync on GPUs).
+    """
+    if not pieces:
+        raise ValueError("empty micro-batch")
+    inputs, labels, real = [], [], 0
+    for key, ids, ws in pieces:
+        x, y = masker(ids, ws, sample_rng(mask_seed, epoch, key))
+        inputs.append(x)
+        labels.append(y)
+        real += int((ids != pad_id).sum())
+    input_ids = np.stack(inputs)
+    flat = np.stack(labels).reshape(-1)
+    pos = np.flatnonzero(flat != IGNORE_INDEX)
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "masked_positions": torch.from_numpy(pos.astype(np.int64)),
+        "masked_labels": torch.from_numpy(flat[pos]),
+        "n_tokens": real,
+        "n_masked": int(pos.shape[0]),
+    }
+    # SDPA takes its fast path without a mask; only the split's remainder piece needs one.
+    pad = input_ids == pad_id
+    if pad.any():
+        batch["attention_mask"] = torch.from_numpy((~pad).astype(np.int64))
+    return batch
+
+
+class _TrainSteps(IterableDataset):
+    """Yields, per global step, this rank's list of accumulation micro-batches. Loader workers take steps round-robin."""
+
+    def __init__(self, data: "PretrainingData", epoch: int, start_step: int) -> None:
+        self.data, self.epoch, self.start = data, epoch, start_step
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        d = self.data
+        G = d.layout.global_batch
+        slices = d.layout.rank_slices()
+        step, batch = 0, []
+        for piece in d.stream.epoch(self.epoch):
+            batch.append(piece)
+            if len(batch) < G:
+                continue
+            if step >= self.start and (step - self.start) % nw == wid:
+                yield [collate(batch[s], d.masker, d.mask_seed, self.epoch, d.stream.pad_id) for s in slices]
+            step += 1
+            batch = []
+            if step >= d.steps_per_epoch:
+                return
+
+
+class PretrainingData:
+    """Training batches for one rank, epoch by epoch, resumable at any step."""
+
+    def __init__(
+        self, stream: ShardStream, layout: Layout, masker: Masker, mask_seed: int, num_workers: int = 0
+    ) -> None:
+        self.stream, self.layout, self.masker, self.mask_seed = stream, layout, masker, mask_seed
+        self.num_workers = num_workers
+        self.steps_per_epoch = len(stream) // layout.global_batch
+        self.dropped_per_epoch = len(stream) - self.steps_per_epoch * layout.global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the {stream.split} split has {len(stream)} sequences of {stream.seq_len} tokens, fewer than one "
+                f"global batch of {layout.global_batch} (micro {layout.micro_batch} x accumulation "
+                f"{layout.grad_accum} x {layout.world_size} ranks): pack more data or lower "
+                "--ds train_micro_batch_size_per_gpu=N"
+            )
+
+    def steps(self, epoch: int, start_step: int = 0) -> Iterator[list[dict]]:
+        ds = _TrainSteps(self, epoch, start_step)
+        if self.num_workers == 0:
+            yield from ds
+            return
+        yield from DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+
+
+def eval_batches(stream: ShardStream, layout: Layout, masker: Masker, mask_seed: int) -> Iterator[dict | None]:
+    """Every piece of the split once, in order, split across ranks by micro-batch.
+
+    Every rank yields the same number of items (None where it has no data left), because
+    under ZeRO-3 each forward is a collective and a rank that stopped early would hang the others.
+    """
+    m, w, r = layout.micro_batch, layout.world_size, layout.rank
+    n_rounds = math.ceil(len(stream) / (m * w))
+    it = stream.epoch(0)
+    for _ in range(n_rounds):
+        round_pieces = [p for _, p in zip(range(m * w), it)]
+        mine = round_pieces[r * m : (r + 1) * m]
+        yield collate(mine, masker, mask_seed, 0, stream.pad_id) if mine else None

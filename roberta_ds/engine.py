@@ -1,0 +1,71 @@
+"""Process group and DeepSpeed engine setup (CUDA/NCCL on GPUs, gloo through DeepSpeed's CPU accelerator)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import deepspeed
+import torch
+import torch.distributed as dist
+from deepspeed.accelerator import get_accelerator
+from torch import nn
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """Join (or create) the process group; returns (rank, world_size, local_rank).
+
+    Without a launcher DeepSpeed falls back to MPI discovery and fails on a missing mpi4py,
+    so a plain `python launcher/pretrain.py` sets up a single-process group itself.
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if not os.environ.get("ROBERTA_DS_VERBOSE"):
+        # DeepSpeed logs every engine setting at INFO; our own log says what matters.
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    accel = get_accelerator()
+    if accel.device_name() == "cpu":
+        # Ranks on one CPU host share its cores; oversubscription made ZeRO-3 6x slower (DESIGN.md).
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("LOCAL_SIZE", os.environ["WORLD_SIZE"])))
+        if "OMP_NUM_THREADS" not in os.environ or local_world > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    else:
+        accel.set_device(local_rank)
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend=accel.communication_backend_name())
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def device() -> torch.device:
+    accel = get_accelerator()
+    if accel.device_name() == "cpu":
+        return torch.device("cpu")
+    return torch.device(accel.device_name(), accel.current_device())
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on matrices only: biases and LayerNorm weights get none (BERT, RoBERTa)."""
+    decay, no_decay = [], []
+    seen = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:  # tied decoder/embedding weight appears once
+            continue
+        seen.add(id(p))
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_engine(model: nn.Module, ds_config: dict):
+    engine, _, _, scheduler = deepspeed.initialize(model=model, model_parameters=param_groups(model), config=ds_config)
+    return engine, scheduler

@@ -1,0 +1,136 @@
+"""The model: transformers' RobertaForMaskedLM with a sparse MLM loss.
+
+We never hand-write the transformer: the export is a standard Hugging Face model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import RobertaConfig, RobertaForMaskedLM
+
+from roberta_ds.tokenizer import TokenizerInfo
+
+# hidden, layers, heads, intermediate. base = the original run (DESIGN.md).
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture: a preset plus the original script's override flags."""
+
+    model_size: str = "base"
+    """Preset: tiny | small | base | large."""
+    hidden_size: int | None = None
+    """Overrides the preset's hidden size."""
+    num_heads: int | None = None
+    """Overrides the preset's attention heads."""
+    intermediate_size: int | None = None
+    """Overrides the preset's feed-forward size."""
+    num_hidden_layers: int | None = None
+    """Overrides the preset's layer count."""
+    dropout: float = 0.1
+    """Hidden and attention dropout (0 for bitwise comparisons across world sizes)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model_size not in PRESETS:
+            problems.append(f"--model_size {self.model_size!r}: choose one of {sorted(PRESETS)}")
+        for name in ("hidden_size", "num_heads", "intermediate_size", "num_hidden_layers"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                problems.append(f"--{name} {v}: must be a positive integer")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"--dropout {self.dropout}: must be in [0, 1)")
+        if not problems:
+            arch = self.architecture()
+            if arch["hidden_size"] % arch["num_attention_heads"]:
+                problems.append(
+                    f"hidden size {arch['hidden_size']} is not divisible by {arch['num_attention_heads']} heads: "
+                    "change --hidden_size or --num_heads"
+                )
+        if problems:
+            raise ValueError("invalid model settings:\n  " + "\n  ".join(problems))
+
+    def architecture(self) -> dict[str, int]:
+        arch = dict(PRESETS[self.model_size])
+        overrides = dict(
+            hidden_size=self.hidden_size,
+            num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+        )
+        arch.update({k: v for k, v in overrides.items() if v is not None})
+        return arch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def roberta_config(cfg: ModelConfig, tok: TokenizerInfo, max_seq_length: int) -> RobertaConfig:
+    """A RobertaConfig for the BERT Chinese vocab.
+
+    RobertaConfig defaults to pad id 1 and derives position ids from the pad id
+    (positions start at pad_id + 1), so with the BERT vocab pad is 0 and the table needs
+    max_seq_length + 2 rows (DESIGN.md, "Tokenizer").
+    """
+    return RobertaConfig(
+        vocab_size=tok.vocab_size,
+        max_position_embeddings=max_seq_length + 2,
+        type_vocab_size=1,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        pad_token_id=tok.pad_id,
+        bos_token_id=tok.cls_id,
+        eos_token_id=tok.sep_id,
+        layer_norm_eps=1e-12,
+        attn_implementation="sdpa",
+        tie_word_embeddings=True,
+        **cfg.architecture(),
+    )
+
+
+def build_model(config: RobertaConfig, seed: int) -> RobertaForMaskedLM:
+    # Seed right before init so the weights depend on the seed alone, not on what ran before.
+    torch.manual_seed(seed)
+    model = RobertaForMaskedLM(config)
+    model.tie_weights()
+    return model
+
+
+class SparseMaskedLM(nn.Module):
+    """Wraps RobertaForMaskedLM: encoder on every token, LM head on masked positions only.
+
+    The LM head (dense + LayerNorm + vocab projection) is position-wise, so applying it
+    to the gathered masked rows gives the same per-token logits as the full head, at
+    ~15 % of the head's cost; with a 21k vocab the full head is the largest matmul.
+    Masked positions come precomputed from the loader (flat indices), so there is no
+    boolean indexing and no host sync in the step.
+    """
+
+    def __init__(self, mlm: RobertaForMaskedLM) -> None:
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        masked_positions: torch.Tensor,
+        masked_labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (sum of cross-entropy over masked tokens in fp32, number of correct argmax predictions)."""
+        hidden = self.mlm.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
+        logits = self.mlm.lm_head(flat).float()
+        loss_sum = F.cross_entropy(logits, masked_labels, reduction="sum")
+        correct = (logits.argmax(dim=-1) == masked_labels).sum()
+        return loss_sum, correct
