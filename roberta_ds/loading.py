@@ -1,0 +1,88 @@
+"""Load a trained masked LM for evaluation or fine-tuning, from either form a run leaves behind.
+
+    RUN/final_model/                       a Hugging Face directory (``save_pretrained`` output)
+    RUN/checkpoints/global_stepN/          a DeepSpeed checkpoint with hf_config.json and tokenizer/
+    RUN/checkpoints/                       the newest complete checkpoint in it
+
+A checkpoint is consolidated through ``export.fp32_state_dict`` (any ZeRO stage), so evaluating
+a checkpoint and evaluating its export give the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase, RobertaConfig, RobertaForMaskedLM
+
+from roberta_ds.checkpoint import HF_CONFIG_NAME, STATE_NAME, TOKENIZER_DIR, list_checkpoints
+from roberta_ds.export import fp32_state_dict
+from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
+
+
+@dataclass
+class LoadedModel:
+    mlm: RobertaForMaskedLM
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+    """The directory the weights came from (for a checkpoints/ directory: the checkpoint chosen)."""
+    kind: str
+    """'hf' (a save_pretrained directory) or 'checkpoint' (DeepSpeed checkpoint)."""
+
+    @property
+    def max_seq_length(self) -> int:
+        # RoBERTa positions start at pad_id + 1 (model.roberta_config docstring).
+        return self.mlm.config.max_position_embeddings - 2
+
+    def tokenizer_info(self) -> TokenizerInfo:
+        return tokenizer_info(self.tokenizer, str(self.path))
+
+
+def _checkpoint_dir(p: Path) -> Path | None:
+    if (p / STATE_NAME).exists() and (p / HF_CONFIG_NAME).exists():
+        return p
+    found = list_checkpoints(p)
+    return found[-1] if found else None
+
+
+def load_masked_lm(path: str | Path) -> LoadedModel:
+    """A RobertaForMaskedLM in eval mode (fp32, CPU) plus its tokenizer; raises ValueError naming what is missing."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"--model {p}: no such directory (RUN/final_model or RUN/checkpoints/global_stepN)")
+    if (p / "config.json").exists():
+        mlm = RobertaForMaskedLM.from_pretrained(str(p))
+        tokenizer = load_tokenizer(p)
+        kind = "hf"
+    else:
+        tag_dir = _checkpoint_dir(p)
+        if tag_dir is None:
+            raise ValueError(
+                f"--model {p}: neither a Hugging Face model directory (config.json) nor a checkpoint "
+                f"(global_stepN with {STATE_NAME} and {HF_CONFIG_NAME}) nor a checkpoints/ directory holding one"
+            )
+        p, kind = tag_dir, "checkpoint"
+        mlm = RobertaForMaskedLM(RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME)))
+        missing, unexpected = mlm.load_state_dict(fp32_state_dict(tag_dir), strict=False)
+        mlm.tie_weights()
+        # The tied decoder may be absent from a consolidated state dict (export.export_checkpoint).
+        bad = [k for k in missing if k not in {"lm_head.decoder.weight", "lm_head.decoder.bias"}]
+        if bad or unexpected:
+            raise ValueError(f"{tag_dir}: weights do not match hf_config.json: missing {bad}, unexpected {unexpected}")
+        tokenizer = load_tokenizer(tag_dir / TOKENIZER_DIR)
+    mlm.float().eval()
+    return LoadedModel(mlm=mlm, tokenizer=tokenizer, path=p, kind=kind)
+
+
+def data_conflicts(model: LoadedModel, data: TokenizerInfo, seq_len: int) -> list[str]:
+    """Every way the model cannot read these shards: tokenizer identity, embedding size, pad id, length."""
+    problems = [f"tokenizer {c}" for c in model.tokenizer_info().conflicts(data)]
+    cfg = model.mlm.config
+    if cfg.vocab_size != data.vocab_size:
+        problems.append(f"model vocab_size {cfg.vocab_size} ({model.path}/config) != shards' vocab_size {data.vocab_size}")
+    if cfg.pad_token_id != data.pad_id:
+        problems.append(f"model pad_token_id {cfg.pad_token_id} != shards' pad_id {data.pad_id}")
+    if seq_len > model.max_seq_length:
+        problems.append(f"sequence length {seq_len} > the model's {model.max_seq_length} positions: pass --max_seq_length "
+                        f"{model.max_seq_length} or smaller")
+    return problems
