@@ -1,0 +1,310 @@
+"""Run reports and run comparison, written by the tool instead of by hand.
+
+    python -m roberta_ds.report RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
+    python -m roberta_ds.report RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
+
+Reads what the trainer writes: RUN/metrics.jsonl, RUN/summary.json (absent while a run is
+unfinished: the report then says so and uses the metrics), RUN/effective_config.json, and the
+shard manifest the run names (for the dataset row and the train/validation leak check).
+Every number in the tables carries its definition; sanity warnings (roberta_ds.sanity) come first.
+The picture needs matplotlib (`pip install roberta-ds[demo]`); without it the report is
+complete in text (the curve is also a table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roberta_ds import sanity
+from roberta_ds.shard_format import ShardFormatError, read_manifest
+
+CURVE_ROWS = 30
+"""At most this many rows in the text version of the loss curve (evenly spaced, last one kept)."""
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    records: list[dict]
+    summary: dict | None
+    config: dict | None
+    manifest: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> list[dict]:
+        return [r for r in self.records if r.get("kind") == "train"]
+
+    @property
+    def evals(self) -> list[dict]:
+        return [r for r in self.records if r.get("kind") == "eval"]
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    p = Path(path)
+    metrics = p / "metrics.jsonl"
+    if not metrics.exists():
+        raise ValueError(f"{p}: no metrics.jsonl (a run directory written by launcher/pretrain.py --output_dir)")
+    records = [json.loads(ln) for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else None
+    config = json.loads((p / "effective_config.json").read_text()) if (p / "effective_config.json").exists() else None
+    run = Run(path=p, name=name or p.resolve().name, records=records, summary=summary, config=config)
+    data_dir = config["data"]["data_dir"] if config else None
+    if data_dir and Path(data_dir).is_dir():
+        try:
+            run.manifest = read_manifest(data_dir).to_dict()
+        except ShardFormatError as e:
+            run.warnings.append(f"cannot read the run's shard manifest: {e}")
+    run.warnings += sanity.check_run(records, summary, data_dir)
+    return run
+
+
+# ---------------------------------------------------------------------------- the table
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if abs(v) >= 1e3:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _lr(v) -> str:
+    return "—" if v is None else f"{v:g}"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    h, rem = divmod(int(round(s)), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+
+
+def facts(run: Run) -> list[tuple[str, str, str]]:
+    """(quantity, value, definition) rows; from summary.json, or from metrics.jsonl for an unfinished run."""
+    s, c, m = run.summary or {}, run.config or {}, run.manifest
+    last_train = run.train[-1] if run.train else {}
+    last_eval = s.get("eval") or (run.evals[-1] if run.evals else None)
+    src = (m or {}).get("source") or (c.get("data") or {}).get("source") or {}
+    dataset = f"{src.get('format', '?')}" + (f" ({src['input']})" if src.get("input") else "")
+    data_dir = (c.get("data") or {}).get("data_dir", "?")
+    ds = c.get("deepspeed") or {}
+    steps = s.get("steps", last_train.get("step"))
+    spe = (c.get("data") or {}).get("steps_per_epoch")
+    epochs = s.get("epochs_completed", steps / spe if steps is not None and spe else None)
+    mdl = c.get("model") or {}
+    arch = (f"hidden {mdl['hidden_size']}, {mdl['num_hidden_layers']} layers, {mdl['num_attention_heads']} heads"
+            if mdl else "—")
+    window = s.get("final_window_steps", last_train.get("window_steps"))
+    final_loss = s.get("final_window_loss", last_train.get("loss"))
+    epoch_means = s.get("epoch_mean_loss")
+    if epoch_means is None and run.train:  # unfinished run: recompute from the windows
+        sums: dict[str, list[float]] = {}
+        for r in run.train:
+            e = sums.setdefault(str(r["epoch"]), [0.0, 0.0])
+            e[0] += r["loss"] * r["window_masked_tokens"]
+            e[1] += r["window_masked_tokens"]
+        epoch_means = {k: v[0] / v[1] for k, v in sums.items() if v[1]}
+    done = epochs or 0.0
+    epoch_str = ", ".join(f"epoch {k}: {_fmt(v)}" + (" (partial)" if int(k) + 1 > done + 1e-9 else "")
+                          for k, v in (epoch_means or {}).items()) or "—"
+    ev_where = (f" at step {last_eval['step']}, {last_eval['sequences']:,} sequences, "
+                f"{last_eval['masked_tokens']:,} masked tokens" if last_eval else "")
+    rows = [
+        ("status", "finished" if run.summary else "unfinished (no summary.json): figures from metrics.jsonl",
+         "whether the run wrote summary.json at its end"),
+        ("dataset", dataset, f"corpus format and input of the shards in {data_dir}"),
+        ("documents", _fmt(((m or {}).get("splits", {}).get("train") or {}).get("documents",
+                                                                                (s.get("data") or {}).get("train_documents"))),
+         "documents in the shards' training split (manifest)"),
+        ("model", arch, "architecture (effective_config.json)"),
+        ("sequences", _fmt(s.get("sequences", last_train.get("sequences_seen"))),
+         "training sequences processed = steps x global batch"),
+        ("tokens", _fmt(s.get("tokens", last_train.get("tokens_seen"))), "non-padding tokens processed in training, all ranks"),
+        ("steps", _fmt(steps), "optimizer steps"),
+        ("epochs", _fmt(epochs, 3), "steps / steps per epoch (passes over the training split)"),
+        ("batch", f"{_fmt(s.get('global_batch', c.get('global_batch')))} x {_fmt(s.get('seq_len', (c.get('data') or {}).get('seq_len')))}",
+         "global batch (sequences per step = micro x accumulation x ranks) x sequence length"),
+        ("lr", _lr(s.get("lr", ((ds.get("optimizer") or {}).get("params") or {}).get("lr"))),
+         "peak learning rate (DeepSpeed optimizer lr)"),
+        ("precision", str(s.get("precision", c.get("precision", "—"))), "training precision"),
+        ("ZeRO stage", _fmt(s.get("zero_stage", (ds.get("zero_optimization") or {}).get("stage"))), "DeepSpeed ZeRO stage"),
+        ("ranks", _fmt(s.get("world_size", c.get("world_size"))), "processes (GPUs) in the run"),
+        ("initial loss", _fmt(s.get("initial_loss", run.train[0]["loss"] if run.train else None)),
+         "training loss of the first optimizer step (nats per masked token)"),
+        ("final loss", _fmt(final_loss) + (f" (last {window} steps)" if window else ""),
+         "training loss over the last logging window: masked-token-weighted mean cross-entropy, all ranks"),
+        ("epoch mean loss", epoch_str, "training loss over all steps of each epoch, weighted by masked tokens"),
+        ("held-out loss", _fmt(last_eval["loss"]) if last_eval else "—",
+         f"cross-entropy (nats) per masked token on the validation split, 15 % masking, fixed seed{ev_where}"),
+        ("perplexity", _fmt(last_eval["perplexity"], 2) if last_eval else "—", "exp(held-out loss)"),
+        ("accuracy", _fmt(last_eval["accuracy"]) if last_eval else "—",
+         "held-out masked tokens predicted exactly (argmax) / masked tokens"),
+        ("wall time", _duration(s.get("train_time_s")), "training time, excluding evaluation, checkpoints and start-up"),
+        ("tokens/s", _fmt(s.get("tokens_per_s")), "tokens / wall time"),
+    ]
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = [[str(x).replace("|", "\\|") for x in r] for r in [header] + rows]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    return "\n".join(lines)
+
+
+def curve_table(run: Run) -> str:
+    """The loss curve as text: training windows (subsampled) with the held-out loss where one was measured."""
+    evals = {e["step"]: e for e in run.evals}
+    train = run.train
+    if len(train) > CURVE_ROWS:
+        idx = sorted({round(i * (len(train) - 1) / (CURVE_ROWS - 1)) for i in range(CURVE_ROWS)})
+        train = [train[i] for i in idx]
+    steps = sorted({r["step"] for r in train} | set(evals))
+    by_step = {r["step"]: r for r in train}
+    rows = []
+    for st in steps:
+        r, e = by_step.get(st), evals.get(st)
+        tokens = (r or e)["tokens_seen"]
+        rows.append([_fmt(st), _fmt(tokens), _fmt(r["loss"]) if r else "", _fmt(r["window_steps"]) if r else "",
+                     _fmt(e["loss"]) if e else ""])
+    return _md_table(["step", "tokens seen", "training loss (window)", "window steps", "held-out loss"], rows)
+
+
+# ---------------------------------------------------------------------------- the picture
+def plot_losses(runs: list[Run], out_png: Path) -> str | None:
+    """Training windowed loss (lines) and held-out loss (markers) against steps and tokens; None if no matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "loss.png not drawn: matplotlib is not installed (`pip install matplotlib`, or roberta-ds[demo])"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        label = run.name if len(runs) > 1 else "training (window mean)"
+        for ax, x in zip(axes, ("step", "tokens_seen")):
+            ax.plot([r[x] for r in run.train], [r["loss"] for r in run.train], color=color, lw=1.5,
+                    label=label if len(runs) == 1 else f"{run.name}: training")
+            if run.evals:
+                ax.plot([e[x] for e in run.evals], [e["loss"] for e in run.evals], color=color, ls="--", marker="o",
+                        ms=4, label="held-out (15 % mask, fixed seed)" if len(runs) == 1 else f"{run.name}: held-out")
+    for ax, xl in zip(axes, ("optimizer step", "training tokens seen")):
+        ax.set_xlabel(xl)
+        ax.set_ylabel("masked-LM loss (nats per masked token)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    title = runs[0].name if len(runs) == 1 else " vs ".join(r.name for r in runs)
+    fig.suptitle(f"{title}: training loss (mean per logging window) and held-out loss")
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# ---------------------------------------------------------------------------- the documents
+def _warnings_md(runs: list[Run]) -> str:
+    lines = []
+    for run in runs:
+        prefix = f"**{run.name}**: " if len(runs) > 1 else ""
+        lines += [f"- ⚠ {prefix}{w}" for w in run.warnings]
+    if not lines:
+        return ("None. Checked: loss finite, not flat, not implausibly low for the tokens seen, held-out not far "
+                "below training, summary consistent with metrics.jsonl, no validation document in the training split.")
+    return "\n".join(lines)
+
+
+def single_report(run: Run, picture_note: str | None) -> str:
+    rows = [[q, v, d] for q, v, d in facts(run)]
+    pic = f"_{picture_note}_" if picture_note else "![loss curve](loss.png)"
+    return "\n\n".join([
+        f"# Run report: {run.name}",
+        f"Run directory `{run.path}`. Written by `python -m roberta_ds.report`.",
+        "## Warnings\n\n" + _warnings_md([run]),
+        "## Summary\n\n" + _md_table(["quantity", "value", "definition"], rows),
+        "## Loss curve\n\n" + pic + "\n\nTraining loss: masked-token-weighted mean cross-entropy over each logging "
+        "window (the window is the steps since the previous point). Held-out loss: validation split at 15 % "
+        "masking with a fixed seed, measured at that step.",
+        "### Curve data\n\n" + curve_table(run),
+    ]) + "\n"
+
+
+def comparison_report(runs: list[Run], picture_note: str | None) -> str:
+    all_facts = [facts(r) for r in runs]
+    rows = [[q, d] + [f[i][1] for f in all_facts] for i, (q, _, d) in enumerate(all_facts[0])]
+    pic = f"_{picture_note}_" if picture_note else "![loss curves](loss.png)"
+    paths = "\n".join(f"- **{r.name}**: `{r.path}`" for r in runs)
+    return "\n\n".join([
+        "# Run comparison: " + " vs ".join(r.name for r in runs),
+        paths,
+        "## Warnings\n\n" + _warnings_md(runs),
+        "## Side by side\n\n" + _md_table(["quantity", "definition"] + [r.name for r in runs], rows),
+        "Held-out numbers compare only when both runs were evaluated on the same shards and number of sequences "
+        "(see the held-out loss definition); to compare on common ground run `launcher/evaluate.py` on each "
+        "final model with the same --data_dir and --max_sequences.",
+        "## Loss curves\n\n" + pic,
+    ]) + "\n"
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> list[Path]:
+    """Write report.md, report.json and (with matplotlib) loss.png; returns the paths written."""
+    if not run_dirs:
+        raise ValueError("give at least one run directory")
+    names = [Path(p).resolve().name for p in run_dirs]
+    if len(set(names)) < len(names):  # runs/a/run and runs/b/run: name them by parent too
+        names = [f"{Path(p).resolve().parent.name}/{Path(p).resolve().name}" for p in run_dirs]
+    runs = [load_run(p, n) for p, n in zip(run_dirs, names)]
+    if out is None:
+        if len(runs) > 1:
+            raise ValueError("--out DIR is required when comparing several runs")
+        out = runs[0].path
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    note = plot_losses(runs, out / "loss.png")
+    text = single_report(runs[0], note) if len(runs) == 1 else comparison_report(runs, note)
+    written = [out / "report.md", out / "report.json"]
+    written[0].write_text(text, encoding="utf-8")
+    written[1].write_text(json.dumps(
+        {"runs": [{"name": r.name, "path": str(r.path), "warnings": r.warnings,
+                   "facts": [{"quantity": q, "value": v, "definition": d} for q, v, d in facts(r)],
+                   "summary": r.summary} for r in runs]},
+        indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    if note is None:
+        written.append(out / "loss.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m roberta_ds.report",
+                                description="Report one run, or compare several side by side.")
+    p.add_argument("runs", nargs="+", help="run directories (launcher/pretrain.py --output_dir)")
+    p.add_argument("--out", help="output directory (default: the run itself; required for several runs)")
+    args = p.parse_args(argv)
+    try:
+        written = write_report(args.runs, args.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = written[0].read_text(encoding="utf-8")
+    warn = report.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
+    print(f"wrote {', '.join(str(w) for w in written)}\nwarnings:\n{warn}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
