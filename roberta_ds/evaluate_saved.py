@@ -90,8 +90,6 @@ def run(cfg: EvalConfig) -> dict:
     """Evaluate on every rank; returns the (all-reduced, identical on every rank) result."""
     from roberta_ds.engine import device, init_distributed  # imports deepspeed: keep --help fast
 
-    rank, world, _ = init_distributed()
-    dev = device()
     root = Path(cfg.data_dir)
     manifest = read_manifest(root)
     loaded = load_masked_lm(cfg.model)
@@ -101,6 +99,9 @@ def run(cfg: EvalConfig) -> dict:
         raise ValueError(f"model {loaded.path} cannot be evaluated on {root}:\n  " + "\n  ".join(problems)
                          + "\nEvaluate on shards packed with the model's tokenizer "
                            f"(`python -m data_tools pack --tokenizer_path {loaded.path}`).")
+    # Checked before joining the process group: a mismatch fails fast, on every rank alike.
+    rank, world, _ = init_distributed()
+    dev = device()
     stream = ShardStream(root, manifest, cfg.split, seq_len, EVAL_MASK_SEED, shuffle=False)
     layout = Layout(micro_batch=cfg.micro_batch, grad_accum=1, world_size=world, rank=rank)
     tok = manifest.tokenizer

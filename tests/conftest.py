@@ -69,3 +69,45 @@ def shard_dir(zh_docs: list[str], vocab_dir: Path, tmp_path_factory: pytest.Temp
     return pack_corpus(
         zh_docs, root / "data", vocab_dir, "--max_seq_length", "128", "--val_fraction", "0.1", "--wwm"
     )
+
+
+TINY_RUN_ARGS = (
+    "--ds_config", "ds_configs/zero2.json", "--model_size", "tiny", "--max_steps", "12", "--log_steps", "4",
+    "--eval_steps", "6", "--eval_max_sequences", "32", "--save_steps", "12",
+    "--ds", "train_micro_batch_size_per_gpu=8", "--ds", "scheduler.params.warmup_num_steps=2",
+    "--ds", "optimizer.params.lr=1e-3", "--ds", "optimizer.params.torch_adam=true",
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def train_tiny(data_dir: Path, out: Path) -> Path:
+    """A 12-step tiny pretraining run through the real launcher and DeepSpeed engine (a subprocess, so
+    each run gets a fresh process group); returns the run directory."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "launcher" / "pretrain.py"), "--data_dir", str(data_dir), "--output_dir", str(out),
+           *TINY_RUN_ARGS]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished tiny run on shard_dir (metrics.jsonl, summary.json, checkpoints/, final_model/)."""
+    return train_tiny(shard_dir, tmp_path_factory.mktemp("tiny_run") / "run")
+
+
+@pytest.fixture(scope="session")
+def other_shards(zh_docs: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same documents packed with a different (smaller) vocab: for mismatch tests."""
+    root = tmp_path_factory.mktemp("other")
+    src = root / "corpus.jsonl"
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs[:150]), encoding="utf-8")
+    vocab = root / "tokenizer"
+    assert data_tools_main(["build-vocab", "--format", "jsonl", "--input", str(src), "--output", str(vocab),
+                            "--vocab_size", "2500"]) == 0
+    return pack_corpus(zh_docs[:150], root / "data", vocab, "--max_seq_length", "128", "--val_fraction", "0.1")
