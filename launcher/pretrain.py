@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from roberta_ds.config import parse_args  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
     try:
         cfg = parse_args(argv)
     except ValueError as e:
@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        if dist.is_initialized():
+        # Tests call main() several times in one process; the process group is kept for them.
+        if destroy_process_group and dist.is_initialized():
             dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(destroy_process_group=True))

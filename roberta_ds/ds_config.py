@@ -120,7 +120,10 @@ def resolve(cfg: dict, *, total_steps: int, world_size: int) -> dict:
     if want["bf16"] is True and want["fp16"] is True:
         problems.append("bf16.enabled and fp16.enabled are both true: choose one")
     if AUTO in want.values():
-        if torch.cuda.is_available():
+        explicit = [p for p, v in want.items() if v is True]
+        if explicit:  # the other one is "auto": an explicit choice wins
+            pick = explicit[0]
+        elif torch.cuda.is_available():
             pick = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             pick = "fp32"

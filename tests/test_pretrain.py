@@ -1,0 +1,157 @@
+"""Pretraining through the real DeepSpeed engine (CPU accelerator, gloo) on a tiny preset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from pretrain_helpers import ROOT, eval_records, pretrain_args, run_deepspeed, run_pretrain, train_records
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+from roberta_ds.export import export_checkpoint, fp32_state_dict
+
+SHIPPED = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json"))
+
+
+def _falls(run: Path) -> tuple[float, float]:
+    losses = [r["loss"] for r in train_records(run)]
+    return losses[0], sum(losses[-3:]) / 3
+
+
+def test_ships_the_promised_configs():
+    assert {"zero1", "zero2", "zero3", "zero3_offload"} <= set(SHIPPED)
+    for name in SHIPPED:
+        cfg = json.loads((ROOT / "ds_configs" / f"{name}.json").read_text())
+        assert "train_batch_size" not in cfg, f"{name}: train_batch_size must be left out"
+        assert cfg["gradient_clipping"] == 1.0 and cfg["optimizer"]["type"] == "AdamW"
+        assert cfg["optimizer"]["params"] == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
+        assert cfg["scheduler"]["params"]["warmup_num_steps"] == 1000
+        assert cfg["train_micro_batch_size_per_gpu"] == 16
+
+
+@pytest.mark.parametrize("config", SHIPPED)
+def test_every_shipped_config_trains_and_exports(config: str, shard_dir: Path, tmp_path: Path):
+    run = tmp_path / config
+    assert run_pretrain(shard_dir, run, config, 12) == 0
+    first, last = _falls(run)
+    assert last < first - 0.3, f"{config}: loss did not fall ({first:.3f} -> {last:.3f})"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["initial_loss"] == pytest.approx(first)
+    assert summary["zero_stage"] == json.loads((ROOT / "ds_configs" / f"{config}.json").read_text())[
+        "zero_optimization"]["stage"]
+
+    # The export is a standard HF model: weights equal the consolidated fp32 checkpoint, decoder tied.
+    model = AutoModelForMaskedLM.from_pretrained(run / "final_model")
+    assert model.lm_head.decoder.weight.data_ptr() == model.roberta.embeddings.word_embeddings.weight.data_ptr()
+    ckpt = fp32_state_dict(run / "checkpoints" / "global_step12")
+    for name, tensor in model.state_dict().items():
+        if name in ckpt:
+            assert torch.equal(tensor, ckpt[name]), f"{name} changed in export"
+    fill = pipeline("fill-mask", model=str(run / "final_model"), tokenizer=str(run / "final_model"))
+    out = fill("今天北京的天气[MASK]好。")
+    assert len(out) == 5 and all(0.0 <= o["score"] <= 1.0 for o in out)
+
+
+def test_exact_resume_reproduces_losses_and_weights(shard_dir: Path, tmp_path: Path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    extra = ("--save_steps", "4", "--eval_steps", "5", "--eval_max_sequences", "32")  # dropout stays 0.1
+    assert run_pretrain(shard_dir, straight, "zero2", 10, *extra) == 0
+    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--stop_at_step", "6") == 0
+    assert not (resumed / "final_model").exists()
+    assert json.loads((resumed / "checkpoints" / "global_step6" / "roberta_ds_state.json").read_text())[
+        "data_cursor"] == {"epoch": 0, "step_in_epoch": 6, "global_batch": 16, "seq_len": 128}
+    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--resume_from_checkpoint", "auto") == 0
+
+    a = [(r["step"], r["loss"]) for r in train_records(straight)]
+    b = [(r["step"], r["loss"]) for r in train_records(resumed)]
+    assert a == b, "resumed run's losses differ from the uninterrupted run's"
+    assert [e["loss"] for e in eval_records(straight)] == [e["loss"] for e in eval_records(resumed)]
+    wa = load_file(straight / "final_model" / "model.safetensors")
+    wb = load_file(resumed / "final_model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
+    # Keep-last-K: only the newest 3 checkpoints remain.
+    kept = sorted(p.name for p in (straight / "checkpoints").glob("global_step*"))
+    assert kept == ["global_step10", "global_step4", "global_step8"]
+    # Export of any saved checkpoint, through the module entry point's function.
+    out = export_checkpoint(straight / "checkpoints" / "global_step8", tmp_path / "step8")
+    assert AutoTokenizer.from_pretrained(out).vocab_size == json.loads(
+        (shard_dir / "manifest.json").read_text())["tokenizer"]["vocab_size"]
+
+
+def test_resume_with_other_shards_and_model_lists_every_conflict(shard_dir: Path, tmp_path: Path, zh_docs,
+                                                               other_shards: Path, capsys):
+    run = tmp_path / "run"
+    assert run_pretrain(shard_dir, run, "zero2", 3) == 0
+    rc = run_pretrain(other_shards, run, "zero2", 6, "--hidden_size", "64", "--resume_from_checkpoint", "auto")
+    assert rc == 2
+    err = capsys.readouterr().err
+    for conflict in ("cannot resume", "tokenizer vocab_size", "tokenizer vocab_sha256", "model hidden_size"):
+        assert conflict in err, err
+
+
+def test_shards_whose_tokenizer_does_not_match_the_manifest_are_refused(shard_dir: Path, other_shards: Path,
+                                                                      tmp_path: Path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(shard_dir, bad)
+    shutil.rmtree(bad / "tokenizer")
+    shutil.copytree(other_shards / "tokenizer", bad / "tokenizer")
+    assert run_pretrain(bad, tmp_path / "run", "zero2", 3) == 2
+    err = capsys.readouterr().err
+    assert "does not match the manifest" in err and "vocab_size" in err and "re-run `python -m data_tools pack`" in err.lower()
+
+
+def test_bad_ds_settings_get_one_message_listing_every_problem(shard_dir: Path, tmp_path: Path, capsys):
+    rc = run_pretrain(shard_dir, tmp_path / "run", "zero2", 3, "--ds", "zero_optimisation.stage=1",
+                      "--ds", "zero_optimization.stagee=1", "--ds", "train_batch_size=32", "--ds", "nonsense")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown DeepSpeed key 'zero_optimisation' (did you mean 'zero_optimization'?)" in err
+    assert "stagee" in err and "expected KEY.PATH=VALUE" in err
+    rc = run_pretrain(shard_dir, tmp_path / "run", "zero2", 3, "--ds", "train_batch_size=32",
+                      "--ds", "bf16.enabled=true", "--ds", "fp16.enabled=true",
+                      "--ds", "scheduler.params.warmup_num_steps=50")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train_batch_size is set" in err and "both true" in err and "warmup_num_steps = 50 >= the run's 3" in err
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(precision: str, shard_dir: Path, tmp_path: Path):
+    run = tmp_path / precision
+    assert run_pretrain(shard_dir, run, "zero2", 12, "--ds", f"{precision}.enabled=true") == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["precision"] == precision
+    first, last = _falls(run)
+    assert last < first - 0.2, f"{precision}: loss did not fall ({first:.3f} -> {last:.3f})"
+    # fp16 starts at loss scale 2**16; overflowed steps are skipped, and counted.
+    assert summary["skipped_steps"] == train_records(run)[-1]["skipped_steps"]
+
+
+def test_gradient_accumulation_matches_a_larger_micro_batch(shard_dir: Path, tmp_path: Path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_pretrain(shard_dir, a, "zero2", 4, "--dropout", "0") == 0
+    assert run_pretrain(shard_dir, b, "zero2", 4, "--dropout", "0", "--ds", "train_micro_batch_size_per_gpu=8",
+                        "--ds", "gradient_accumulation_steps=2") == 0
+    for x, y in zip(train_records(a), train_records(b)):
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5)
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+def test_two_processes_match_one_process(config: str, shard_dir: Path, tmp_path: Path):
+    """2 ranks x micro 8 == 1 rank x micro 16 (same global batches, globally normalised loss)."""
+    common = ("--dropout", "0", "--eval_steps", "4", "--eval_max_sequences", "40")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_pretrain(shard_dir, one, config, 8, *common) == 0
+    args = pretrain_args(shard_dir, two, config, 8, *common, "--ds", "train_micro_batch_size_per_gpu=8")
+    proc = run_deepspeed(2, args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((two / "summary.json").read_text())["world_size"] == 2
+    ra, rb = train_records(one), train_records(two)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra + eval_records(one), rb + eval_records(two)):
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5), (x, y)
