@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, RobertaForMaskedLM
+from safetensors.torch import load_file
+from transformers import AutoConfig, RobertaForMaskedLM
 
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
@@ -28,13 +29,22 @@ BERT_HEAD = {
 
 
 def _source_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
-    try:
-        src = AutoModelForMaskedLM.from_pretrained(str(path))
-    except (ValueError, OSError):
-        src = AutoModel.from_pretrained(str(path))  # encoder only, no MLM head
-    sd = src.state_dict()
+    """The tensors actually stored in the checkpoint files.
+
+    Not via from_pretrained: AutoModelForMaskedLM silently initialises a missing MLM head,
+    and we must report which tensors start fresh.
+    """
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        sd = {}
+        for f in files:
+            sd.update(load_file(str(f)))
+    elif (path / "pytorch_model.bin").exists():
+        sd = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise ValueError(f"--init_from {path}: no model.safetensors or pytorch_model.bin in it")
     if not any(k.startswith(("roberta.", "bert.", "lm_head.", "cls.")) for k in sd):
-        sd = {f"{model_type}.{k}": v for k, v in sd.items()}  # bare encoder (AutoModel) keys lack the prefix
+        sd = {f"{model_type}.{k}": v for k, v in sd.items()}  # bare encoder (BertModel) keys lack the prefix
     return sd
 
 
