@@ -1,0 +1,78 @@
+"""Downstream probe: metric definitions, data formats, deterministic split, both arms on a tiny set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from roberta_ds.probe import classification_metrics, main as probe_main, read_labelled, stratified_split
+
+
+def test_metrics_hand_case():
+    # gold 0 0 1 1 2, pred 0 1 1 1 0: acc 3/5. label 0: P 1/2 R 1/2 F1 .5; label 1: P 2/3 R 1 F1 .8; label 2: 0.
+    m = classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0])
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["per_label"][1]["f1"] == pytest.approx(0.8) and m["per_label"][2]["f1"] == 0.0
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def _labelled(zh_docs: list[str]) -> list[tuple[str, str]]:
+    # Two classes a small encoder can tell apart: article openings vs their reversed text.
+    out = []
+    for i, d in enumerate(zh_docs[:120]):
+        text = d.replace("\n", " ")[:40].strip()
+        out.append((text, "fwd") if i % 2 else (text[::-1], "rev"))
+    return out
+
+
+def test_formats_and_split(zh_docs, tmp_path):
+    pairs = _labelled(zh_docs)
+    f = tmp_path / "l.txt"
+    f.write_text("".join(f"{t}\t{y}\n" for t, y in pairs), encoding="utf-8")
+    assert read_labelled(f) == pairs
+    tree = tmp_path / "tree"
+    for i, (t, y) in enumerate(pairs[:10]):
+        (tree / y).mkdir(parents=True, exist_ok=True)
+        (tree / y / f"{i}.txt").write_text(t + "\n\u3000\u3000正文", encoding="utf-8")
+    got = read_labelled(tree)
+    assert len(got) == 10 and {y for _, y in got} == {"fwd", "rev"} and got[0][0].endswith("正文")
+    train, test = stratified_split(pairs, 0.25, seed=7)
+    assert (train, test) == stratified_split(pairs, 0.25, seed=7)
+    assert len(test) == 30 and sorted(train + test) == sorted(pairs)
+    assert sum(y == "fwd" for _, y in test) == 15
+    (tmp_path / "bad.txt").write_text("no tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not text<TAB>label, first at line 1"):
+        read_labelled(tmp_path / "bad.txt")
+
+
+def test_probe_pretrained_vs_scratch_on_a_tiny_set(tiny_run, zh_docs, tmp_path, capsys):
+    f = tmp_path / "l.txt"
+    f.write_text("".join(f"{t}\t{y}\n" for t, y in _labelled(zh_docs)), encoding="utf-8")
+    rc = probe_main(["--model", str(tiny_run / "final_model"), "--train", str(f), "--test_fraction", "0.25",
+                     "--max_steps", "30", "--batch_size", "16", "--max_length", "32", "--out", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert set(res["arms"]) == {"pretrained", "scratch"}
+    assert res["train_examples"] == 90 and res["test_examples"] == 30 and res["labels"] == ["fwd", "rev"]
+    for arm in res["arms"].values():
+        assert 0.0 <= arm["accuracy"] <= 1.0 and 0.0 <= arm["macro_f1"] <= 1.0
+    assert res["gain"]["accuracy"] == pytest.approx(res["arms"]["pretrained"]["accuracy"]
+                                                    - res["arms"]["scratch"]["accuracy"])
+    assert res["architecture"]["hidden_size"] == 128 and res["majority_accuracy"] == 0.5
+    assert "pretrained - scratch" in out and "the same for every arm" in out
+    # --model none: only the from-scratch arm, architecture from --model_size, tokenizer from --tokenizer.
+    rc = probe_main(["--model", "none", "--tokenizer", str(tiny_run / "final_model"), "--model_size", "tiny",
+                     "--train", str(f), "--test_fraction", "0.25", "--max_steps", "10", "--batch_size", "16",
+                     "--max_length", "32", "--out", str(tmp_path / "n.json")])
+    assert rc == 0
+    res = json.loads((tmp_path / "n.json").read_text())
+    assert set(res["arms"]) == {"scratch"} and res["gain"] is None and res["architecture_from"] == "--model_size tiny"
+
+
+def test_model_none_needs_a_tokenizer(tmp_path, capsys):
+    (tmp_path / "l.txt").write_text("a\tx\n", encoding="utf-8")
+    assert probe_main(["--model", "none", "--train", str(tmp_path / "l.txt")]) == 2
+    assert "--model none needs --tokenizer" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""Run reports, comparison of two tiny runs, and sanity warnings (planted leak fires, clean run stays quiet)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from roberta_ds import sanity
+from roberta_ds.report import main as report_main
+from roberta_ds.report import write_report
+
+from conftest import train_tiny
+
+
+def _tr(step, loss, tokens, epoch=0, masked=100, window=10):
+    return {"kind": "train", "step": step, "epoch": epoch, "loss": loss, "tokens_seen": tokens,
+            "window_masked_tokens": masked, "window_steps": window}
+
+
+def _ev(step, loss):
+    return {"kind": "eval", "step": step, "loss": loss}
+
+
+HEALTHY = [_ev(0, 9.9), _tr(10, 9.0, 1e6), _tr(20, 7.5, 2e6), _ev(20, 7.3), _tr(30, 7.0, 3e6), _tr(40, 6.8, 4e6),
+           _ev(40, 6.9)]
+
+
+def test_healthy_records_raise_nothing():
+    assert sanity.check_records(HEALTHY) == []
+    summary = {"final_window_loss": 6.8, "epoch_mean_loss": {"0": (9.0 + 7.5 + 7.0 + 6.8) / 4}}
+    assert sanity.check_summary(summary, HEALTHY) == []
+
+
+def test_nan_and_flat_loss_fire():
+    nan = HEALTHY + [_tr(50, float("nan"), 5e6)]
+    assert any("loss is nan at step 50" in w for w in sanity.check_records(nan))
+    flat = [_tr(s, 10.0 - s * 1e-5, s * 1e5) for s in (10, 20, 30, 40)]
+    assert any("training loss is flat" in w for w in sanity.check_records(flat))
+
+
+def test_original_runs_0_1924_is_flagged():
+    # DESIGN.md: run 2 reported 0.1924 after 42,875 steps of 16 x 512 tokens; the real recent loss was ~2.87.
+    tokens = 42_875 * 16 * 512
+    recs = [_tr(40_000, 2.9, tokens * 0.93), _tr(42_875, 0.1924, tokens)]
+    w = sanity.check_records(recs)
+    assert any("implausibly low" in x and "0.1924" in x for x in w)
+    # ... and the summary that divided by the wrong count disagrees with its own windows.
+    w = sanity.check_summary({"final_window_loss": 0.1924, "epoch_mean_loss": {}}, [_tr(42_875, 2.87, tokens)])
+    assert any("final_window_loss 0.1924" in x and "2.8700" in x for x in w)
+
+
+def test_heldout_far_below_training_fires():
+    recs = [_tr(10, 6.0, 1e6), _ev(10, 3.0), _tr(20, 5.9, 2e6)]
+    assert any("held-out loss 3.0000 at step 10 is far below" in w for w in sanity.check_records(recs))
+
+
+def test_clean_tiny_run_has_no_warnings_and_a_complete_report(tiny_run: Path, tmp_path: Path):
+    records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert sanity.check_run(records, summary, summary["data"]["data_dir"]) == []
+    written = write_report([tiny_run], tmp_path / "rep")
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Warnings\n\nNone." in text
+    for row in ("| steps | 12 |", "| held-out loss |", "| perplexity |", "| accuracy |", "| epoch mean loss |",
+                "| tokens/s |", "| ZeRO stage | 2 |"):
+        assert row in text
+    assert f"{summary['eval']['loss']:.4f}" in text  # the held-out loss, as the trainer measured it
+    facts = json.loads((tmp_path / "rep" / "report.json").read_text())["runs"][0]["facts"]
+    assert all(f["definition"] for f in facts)  # every number carries its definition
+    if "matplotlib" in sys.modules or _has_matplotlib():
+        assert (tmp_path / "rep" / "loss.png") in written and (tmp_path / "rep" / "loss.png").stat().st_size > 1000
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_report_is_complete_in_text_without_matplotlib(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    written = write_report([tiny_run], tmp_path / "rep")
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "loss.png not drawn: matplotlib is not installed" in text and "### Curve data" in text
+    assert not (tmp_path / "rep" / "loss.png").exists() and len(written) == 2
+
+
+@pytest.fixture(scope="module")
+def leaky_run(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run on shards whose validation split is the training split (planted leak)."""
+    root = tmp_path_factory.mktemp("leak")
+    data = root / "data"
+    shutil.copytree(shard_dir, data)
+    m = json.loads((data / "manifest.json").read_text())
+    m["splits"]["validation"] = m["splits"]["train"]
+    (data / "manifest.json").write_text(json.dumps(m, ensure_ascii=False, indent=1))
+    return train_tiny(data, root / "leaky")
+
+
+def test_planted_leak_fires_and_comparison_of_two_runs(tiny_run, leaky_run, tmp_path, capsys):
+    summary = json.loads((leaky_run / "summary.json").read_text())
+    warnings = sanity.check_data(summary["data"]["data_dir"])
+    assert any("validation documents (100.0%) also occur in the training split" in w for w in warnings)
+    assert any("byte-identical to training shards" in w for w in warnings)
+
+    rc = report_main([str(tiny_run), str(leaky_run), "--out", str(tmp_path / "cmp")])
+    assert rc == 0
+    assert "also occur in the training split" in capsys.readouterr().out
+    text = (tmp_path / "cmp" / "report.md").read_text()
+    assert "# Run comparison: run vs leaky" in text
+    assert "**leaky**: " in text and "**run**: " not in text.split("## Side by side")[0].split("## Warnings")[1]
+    header = next(ln for ln in text.splitlines() if ln.startswith("| quantity"))
+    assert header == "| quantity | definition | run | leaky |"
+    a, b = (json.loads((r / "summary.json").read_text()) for r in (tiny_run, leaky_run))
+    held = next(ln for ln in text.splitlines() if ln.startswith("| held-out loss"))
+    assert f"{a['eval']['loss']:.4f}" in held and f"{b['eval']['loss']:.4f}" in held
+    for q in ("dataset", "documents", "sequences", "tokens", "steps", "epochs", "batch", "lr", "precision",
+              "ZeRO stage", "initial loss", "final loss", "epoch mean loss", "perplexity", "accuracy", "wall time"):
+        assert any(ln.startswith(f"| {q} |") for ln in text.splitlines()), q
+    assert math.isfinite(b["eval"]["loss"])
+
+
+def test_several_runs_need_out(tiny_run, capsys):
+    assert report_main([str(tiny_run), str(tiny_run)]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
+
+
+def test_not_a_run_is_named(tmp_path, capsys):
+    assert report_main([str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
