@@ -24,7 +24,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from roberta_ds import checkpoint, ds_config
+from roberta_ds import checkpoint, ds_config, sanity
 from roberta_ds.config import RunConfig
 from roberta_ds.data import Layout, PretrainingData, ShardStream
 from roberta_ds.engine import build_engine, device, init_distributed
@@ -68,6 +68,10 @@ class Trainer:
                 f"{root}/tokenizer does not match the manifest:\n  " + "\n  ".join(conflicts)
                 + "\nRe-run `python -m data_tools pack` to rebuild the shards."
             )
+        self.records: list[dict] = []  # metrics.jsonl so far (rank 0), for the sanity checks
+        self._warned: set[str] = set()
+        if self.is_main:
+            self._warn(sanity.check_data(root, self.manifest))
         if cfg.masking.wwm and not self.manifest.wwm:
             raise ValueError(f"--wwm needs shards packed with --wwm; {root} has none (re-run data_tools pack --wwm)")
         self.seq_len = t.max_seq_length or self.manifest.max_seq_length
@@ -196,14 +200,24 @@ class Trainer:
             if path.exists():
                 keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
                 path.write_text("".join(k + "\n" for k in keep))
+                self.records = [json.loads(k) for k in keep]
+
+    def _warn(self, warnings: list[str]) -> None:
+        for w in warnings:
+            if w not in self._warned:
+                self._warned.add(w)
+                self.console.print(f"[yellow]warning:[/] {w}")
 
     def _log_record(self, record: dict) -> None:
         if self.is_main:
             with (self.out / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            self.records.append(record)
+            self._warn(sanity.check_records(self.records))
 
     # ----------------------------------------------------------------- phases
-    def _train_step(self, micro_batches: list[dict], acc: torch.Tensor) -> None:
+    def _train_step(self, micro_batches: list[dict], acc: torch.Tensor, host: list[int]) -> None:
+        """One optimizer step. ``acc`` (device) accumulates [loss_sum, correct]; ``host`` [masked, tokens]."""
         local_masked = sum(mb["n_masked"] for mb in micro_batches)
         n_global = torch.tensor(float(local_masked), device=self.dev)
         if self.world > 1:
@@ -214,10 +228,10 @@ class Trainer:
             loss_sum, correct = self.engine(**inputs)
             self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
             self.engine.step()
-            # Accumulate on the device; the host reads these only at log time (no per-step sync).
-            acc += torch.stack([loss_sum.detach().double(), correct.double(),
-                                torch.tensor(mb["n_masked"], dtype=torch.float64, device=self.dev),
-                                torch.tensor(mb["n_tokens"], dtype=torch.float64, device=self.dev)])
+            # Accumulate on the device; the host reads it only at log time (no per-step sync).
+            acc += torch.stack([loss_sum.detach().double(), correct.double()])
+            host[0] += mb["n_masked"]
+            host[1] += mb["n_tokens"]
         if not self.engine.was_step_applied():
             self.skipped_steps += 1  # fp16 overflow: DeepSpeed skipped the update and lowered the loss scale
 
@@ -255,17 +269,19 @@ class Trainer:
             self._evaluate()
 
         spe = self.data.steps_per_epoch
-        acc = torch.zeros(4, dtype=torch.float64, device=self.dev)  # loss_sum, correct, masked, tokens
+        acc = torch.zeros(2, dtype=torch.float64, device=self.dev)  # loss_sum, correct (on the device)
+        host = [0, 0]  # masked tokens, real tokens (known on the host from the loader)
         window_steps, window_t0, paused = 0, time.perf_counter(), 0.0  # paused: eval/save time, not training
         last_saved = self.step if self.step else None
         stop_now = False
         progress = self._progress()
-        task = progress.add_task("pretrain", total=self.total_steps, completed=self.step, loss="-", lr=0.0, tps=0.0)
+        task = progress.add_task("pretrain", total=self.total_steps, completed=self.step, loss="-", lr=0.0, tps=0.0,
+                                 sps=0.0)
         with progress:
             while self.step < self.total_steps:
                 epoch, start = divmod(self.step, spe)
                 for micro_batches in self.data.steps(epoch, start):
-                    self._train_step(micro_batches, acc)
+                    self._train_step(micro_batches, acc, host)
                     self.step += 1
                     window_steps += 1
                     self.sequences_seen += self.layout.global_batch
@@ -275,10 +291,11 @@ class Trainer:
                     if self.step == 1 or self.step % t.log_steps == 0 or last_step or epoch_end or stop_now:
                         elapsed = time.perf_counter() - window_t0 - paused
                         self.train_time += elapsed
-                        rec = self._log_window(acc, window_steps, elapsed, epoch)
+                        rec = self._log_window(acc, host, window_steps, elapsed, epoch)
                         progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}", lr=rec["lr"],
-                                        tps=rec["tokens_per_s"])
+                                        tps=rec["tokens_per_s"], sps=rec["samples_per_s"])
                         acc.zero_()
+                        host = [0, 0]
                         window_steps, window_t0, paused = 0, time.perf_counter(), 0.0
                     t_pause = time.perf_counter()
                     if t.eval_steps and (self.step % t.eval_steps == 0 or last_step):
@@ -300,9 +317,9 @@ class Trainer:
             return self.state()
         return self._finish()
 
-    def _log_window(self, acc: torch.Tensor, window_steps: int, elapsed: float, epoch: int) -> dict:
+    def _log_window(self, acc: torch.Tensor, host: list[int], window_steps: int, elapsed: float, epoch: int) -> dict:
         # The one host sync of the loop: sum the window over ranks and read it.
-        total = acc.clone()
+        total = torch.cat([acc, torch.tensor(host, dtype=torch.float64, device=self.dev)])
         if self.world > 1:
             dist.all_reduce(total)
         loss_sum, correct, masked, tokens = total.tolist()
@@ -323,8 +340,6 @@ class Trainer:
             "samples_per_s": window_steps * self.layout.global_batch / max(elapsed, 1e-9),
             "skipped_steps": self.skipped_steps,
         }
-        if not math.isfinite(loss) and self.is_main:
-            self.console.print(f"[red]warning:[/] loss is {loss} at step {self.step}")
         self._log_record(rec)
         if self.is_main:
             self.console.print(
@@ -372,6 +387,8 @@ class Trainer:
             "definitions": SUMMARY_DEFINITIONS,
         }
         if self.is_main:
+            summary["warnings"] = sanity.check_run(self.records, summary, t.data_dir)
+            self._warn(summary["warnings"])
             (self.out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
         if dist.is_initialized():
             dist.barrier()
@@ -382,7 +399,8 @@ class Trainer:
         return Progress(
             TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
             TextColumn("loss {task.fields[loss]} (last window)"), TextColumn("lr {task.fields[lr]:.2e}"),
-            TextColumn("{task.fields[tps]:,.0f} tok/s"), TimeRemainingColumn(),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"), TextColumn("{task.fields[sps]:,.1f} samples/s"),
+            TimeRemainingColumn(),
             console=self.console, disable=not self.is_main or not self.console.is_terminal, transient=True,
         )
 
@@ -396,7 +414,8 @@ class Trainer:
             f"{self.layout.global_batch} = micro {self.layout.micro_batch} x accumulation {self.layout.grad_accum} "
             f"x {self.world} rank(s); {d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch "
             f"left over and skipped); {self.total_steps} steps in all\n"
-            f"effective configs: {self.out / 'effective_config.json'}"
+            f"effective configs (all of them): {self.out / 'effective_config.json'}"
         )
+        self.console.print("effective DeepSpeed config: " + json.dumps(self.ds_cfg, sort_keys=True))
         if self.warm_start_report:
             self.console.print(f"warm start from {self.cfg.train.init_from}: {self.warm_start_report}")

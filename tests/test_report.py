@@ -63,6 +63,7 @@ def test_clean_tiny_run_has_no_warnings_and_a_complete_report(tiny_run: Path, tm
     records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert sanity.check_run(records, summary, summary["data"]["data_dir"]) == []
+    assert summary["warnings"] == []  # the trainer ran the same checks and found nothing
     written = write_report([tiny_run], tmp_path / "rep")
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "## Warnings\n\nNone." in text
@@ -109,6 +110,8 @@ def test_planted_leak_fires_and_comparison_of_two_runs(tiny_run, leaky_run, tmp_
     warnings = sanity.check_data(summary["data"]["data_dir"])
     assert any("validation documents (100.0%) also occur in the training split" in w for w in warnings)
     assert any("byte-identical to training shards" in w for w in warnings)
+    # The trainer itself warned in its log and recorded it in the summary.
+    assert any("also occur in the training split" in w for w in summary["warnings"])
 
     rc = report_main([str(tiny_run), str(leaky_run), "--out", str(tmp_path / "cmp")])
     assert rc == 0
