@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     # imports here keep `--help` fast and workers (which import data_tools.packing) light
-    from roberta_ds.shard_format import ShardFormatError  # noqa: F401  (a ValueError)
 
     try:
         if args.command == "pack":

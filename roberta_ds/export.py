@@ -39,20 +39,28 @@ def fp32_state_dict(tag_dir: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix(WRAPPER_PREFIX): v.float() for k, v in sd.items()}
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    tag_dir = resolve_resume(str(checkpoint), Path(checkpoint))
-    out = Path(out)
+TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+"""Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""
+
+
+def model_from_checkpoint(tag_dir: Path) -> RobertaForMaskedLM:
+    """A RobertaForMaskedLM with a checkpoint's consolidated fp32 weights (any ZeRO stage), decoder tied."""
     config = RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME))
     model = RobertaForMaskedLM(config)
     missing, unexpected = model.load_state_dict(fp32_state_dict(tag_dir), strict=False)
     model.tie_weights()
-    # The decoder weight is tied to the word embeddings, so a consolidated state dict may omit it.
-    tied = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
-    bad_missing = [k for k in missing if k not in tied]
+    bad_missing = [k for k in missing if k not in TIED]
     if bad_missing or unexpected:
         raise RuntimeError(f"checkpoint {tag_dir} does not match its config: missing {bad_missing}, unexpected {unexpected}")
     if model.lm_head.decoder.weight.data_ptr() != model.roberta.embeddings.word_embeddings.weight.data_ptr():
-        raise RuntimeError("decoder weight is not tied to the word embeddings after export")
+        raise RuntimeError("decoder weight is not tied to the word embeddings after loading")
+    return model
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    tag_dir = resolve_resume(str(checkpoint), Path(checkpoint))
+    out = Path(out)
+    model = model_from_checkpoint(tag_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIR)).save_pretrained(str(out))

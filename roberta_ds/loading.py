@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase, RobertaConfig, RobertaForMaskedLM
+from transformers import PreTrainedTokenizerBase, RobertaForMaskedLM
 
 from roberta_ds.checkpoint import HF_CONFIG_NAME, STATE_NAME, TOKENIZER_DIR, list_checkpoints
-from roberta_ds.export import fp32_state_dict
+from roberta_ds.export import model_from_checkpoint
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 
@@ -62,13 +62,10 @@ def load_masked_lm(path: str | Path) -> LoadedModel:
                 f"(global_stepN with {STATE_NAME} and {HF_CONFIG_NAME}) nor a checkpoints/ directory holding one"
             )
         p, kind = tag_dir, "checkpoint"
-        mlm = RobertaForMaskedLM(RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME)))
-        missing, unexpected = mlm.load_state_dict(fp32_state_dict(tag_dir), strict=False)
-        mlm.tie_weights()
-        # The tied decoder may be absent from a consolidated state dict (export.export_checkpoint).
-        bad = [k for k in missing if k not in {"lm_head.decoder.weight", "lm_head.decoder.bias"}]
-        if bad or unexpected:
-            raise ValueError(f"{tag_dir}: weights do not match hf_config.json: missing {bad}, unexpected {unexpected}")
+        try:
+            mlm = model_from_checkpoint(tag_dir)
+        except RuntimeError as e:
+            raise ValueError(str(e)) from e
         tokenizer = load_tokenizer(tag_dir / TOKENIZER_DIR)
     mlm.float().eval()
     return LoadedModel(mlm=mlm, tokenizer=tokenizer, path=p, kind=kind)

@@ -14,9 +14,7 @@ on how the global batch is split over ranks and micro-steps.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch

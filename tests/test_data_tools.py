@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from data_tools.normalize import CHAR_TABLE, normalize
 from data_tools.pack import KILL_HOOK_ENV, SimulatedKill
 from data_tools.packing import doc_hash, word_start_flags
 from data_tools.readers import ReaderConfig, ReadStats, read_documents
-from roberta_ds.shard_format import read_manifest, sha256_file
+from roberta_ds.shard_format import read_manifest
 from roberta_ds.tokenizer import load_tokenizer
 
 SHARED_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "vocab" / "chinese-bert-vocab.txt"
