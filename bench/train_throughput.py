@@ -64,7 +64,7 @@ def baseline(docs: list[str], tokenizer, model_cfg, steps: int, micro: int, seq_
 
 def ours(shards: Path, model_cfg, steps: int, micro: int) -> dict:
     from roberta_ds import ds_config
-    from roberta_ds.data import Layout, PretrainingData, ShardStream
+    from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs
     from roberta_ds.engine import build_engine, init_distributed
     from roberta_ds.masking import Masker, MaskingConfig
     from roberta_ds.model import SparseMaskedLM, build_model
@@ -84,8 +84,7 @@ def ours(shards: Path, model_cfg, steps: int, micro: int) -> dict:
             t0 = time.perf_counter()
             real = 0
         for mb in micro_batches:
-            inputs = {k: v for k, v in mb.items() if isinstance(v, torch.Tensor)}
-            loss_sum, _ = engine(**inputs)
+            loss_sum, _ = engine(**model_inputs(mb))
             engine.backward(loss_sum / max(mb["n_masked"], 1), scale_wrt_gas=False)
             engine.step()
             real += mb["n_tokens"]

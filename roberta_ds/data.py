@@ -29,6 +29,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
 from roberta_ds.shard_format import Manifest, decode_sample
 
+MODEL_INPUTS = ("input_ids", "masked_positions", "masked_labels", "attention_mask")
+"""The batch keys SparseMaskedLM.forward takes; the other keys are bookkeeping."""
+
 Piece = tuple[str, np.ndarray, "np.ndarray | None"]
 """(sample key, token ids [seq_len], word-start flags [seq_len] or None)."""
 
@@ -172,6 +175,9 @@ def collate(pieces: list[Piece], masker: Masker, mask_seed: int, epoch: int, pad
         "masked_labels": torch.from_numpy(flat[pos]),
         "n_tokens": real,
         "n_masked": int(pos.shape[0]),
+        # Also as a tensor: it travels to the device with the batch (pinned, non-blocking), so the
+        # global masked count can be all-reduced without creating a device tensor from a host int.
+        "n_masked_tensor": torch.tensor(float(pos.shape[0]), dtype=torch.float64),
     }
     # SDPA takes its fast path without a mask; only the split's remainder piece needs one.
     pad = input_ids == pad_id
@@ -235,6 +241,22 @@ class PretrainingData:
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
         )
+
+
+def to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's tensors on ``device``. On CUDA they are pinned first so the copies are
+    asynchronous (a pageable host->device copy waits for the stream: a host sync per step)."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            if device.type == "cuda" and not v.is_pinned():
+                v = v.pin_memory()
+            out[k] = v.to(device, non_blocking=True)
+    return out
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
 def eval_batches(stream: ShardStream, layout: Layout, masker: Masker, mask_seed: int) -> Iterator[dict | None]:

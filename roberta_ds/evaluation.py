@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.distributed as dist
 
-from roberta_ds.data import Layout, ShardStream, eval_batches
+from roberta_ds.data import Layout, ShardStream, eval_batches, model_inputs, to_device
 from roberta_ds.masking import EVAL_MASK_SEED, Masker
 
 DEFINITIONS = {
@@ -61,8 +61,7 @@ def evaluate(
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss_sum, correct, masked, sequences
     for batch in _limited(eval_batches(stream, layout, masker, EVAL_MASK_SEED), layout, max_sequences):
         b = batch if batch is not None else dummy
-        inputs = {k: v.to(device) for k, v in b.items() if isinstance(v, torch.Tensor)}
-        loss_sum, correct = forward(**inputs)
+        loss_sum, correct = forward(**model_inputs(to_device(b, device)))
         if batch is not None:
             sums += torch.stack([loss_sum.double(), correct.double(),
                                  torch.tensor(float(batch["n_masked"]), dtype=torch.float64, device=device),

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from roberta_ds import checkpoint, ds_config, sanity
 from roberta_ds.config import RunConfig
-from roberta_ds.data import Layout, PretrainingData, ShardStream
+from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs, to_device
 from roberta_ds.engine import build_engine, device, init_distributed
 from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.export import export_checkpoint
@@ -216,14 +216,13 @@ class Trainer:
     # ----------------------------------------------------------------- phases
     def _train_step(self, micro_batches: list[dict], acc: torch.Tensor, host: list[int]) -> None:
         """One optimizer step. ``acc`` (device) accumulates [loss_sum, correct]; ``host`` [masked, tokens]."""
-        local_masked = sum(mb["n_masked"] for mb in micro_batches)
-        n_global = torch.tensor(float(local_masked), device=self.dev)
+        on_device = [to_device(mb, self.dev) for mb in micro_batches]
+        n_global = torch.stack([b["n_masked_tensor"] for b in on_device]).sum()
         if self.world > 1:
             dist.all_reduce(n_global)
         scale = self.world / n_global.clamp(min=1.0)
-        for mb in micro_batches:
-            inputs = {k: v.to(self.dev, non_blocking=True) for k, v in mb.items() if isinstance(v, torch.Tensor)}
-            loss_sum, correct = self.engine(**inputs)
+        for mb, inputs in zip(micro_batches, on_device):
+            loss_sum, correct = self.engine(**model_inputs(inputs))
             self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
             self.engine.step()
             # Accumulate on the device; the host reads it only at log time (no per-step sync).

@@ -1,0 +1,42 @@
+"""DeepSpeed config loading, overrides and the derived "auto" values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pretrain_helpers import ROOT
+
+from roberta_ds import ds_config
+
+SHIPPED = sorted((ROOT / "ds_configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_configs_resolve(path):
+    cfg = ds_config.resolve(ds_config.load_ds_config(path, []), total_steps=7777, world_size=4)
+    assert cfg["scheduler"]["params"]["total_num_steps"] == 7777
+    assert cfg["scheduler"]["params"]["warmup_max_lr"] == cfg["optimizer"]["params"]["lr"] == 1e-4
+    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
+    assert ds_config.precision(cfg) == expected
+    assert not any(v == "auto" for _, v in ds_config._walk(cfg))
+
+
+def test_overrides_parse_json_values_and_bare_strings():
+    cfg = ds_config.load_ds_config(ROOT / "ds_configs" / "zero2.json", [
+        "optimizer.params.lr=5e-4", "zero_optimization.offload_optimizer.device=cpu", "bf16.enabled=true",
+        "optimizer.params.betas=[0.9, 0.98]"])
+    assert cfg["optimizer"]["params"]["lr"] == 5e-4 and cfg["optimizer"]["params"]["betas"] == [0.9, 0.98]
+    assert cfg["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
+    resolved = ds_config.resolve(cfg, total_steps=5000, world_size=1)
+    assert ds_config.precision(resolved) == "bf16" and resolved["fp16"]["enabled"] is False
+
+
+def test_a_fixed_total_that_disagrees_with_the_run_is_refused():
+    cfg = ds_config.load_ds_config(ROOT / "ds_configs" / "zero1.json", ["scheduler.params.total_num_steps=100"])
+    with pytest.raises(ds_config.DSConfigError, match='total_num_steps = 100 but the run has 5000 steps'):
+        ds_config.resolve(cfg, total_steps=5000, world_size=1)
+
+
+def test_missing_file_lists_the_shipped_configs(tmp_path):
+    with pytest.raises(ds_config.DSConfigError, match=r"no such file \(shipped configs in ds_configs/: \['zero1.json'"):
+        ds_config.load_ds_config(tmp_path / "nope.json", [])
