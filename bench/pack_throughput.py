@@ -52,9 +52,9 @@ def bare(tokenizer_path: str, tmp: Path) -> tuple[float, int]:
 
     tok = load_tokenizer(tokenizer_path)
     tok.save_pretrained(str(tmp / "tok"))
-    from tokenizers import Tokenizer
+    from data_tools.packing import corpus_tokenizer
 
-    backend = Tokenizer.from_file(str(tmp / "tok" / "tokenizer.json"))
+    backend = corpus_tokenizer(str(tmp / "tok" / "tokenizer.json"))  # as pack: literal "[SEP]" is text
     texts = [normalize(d.text)[0] for d in read_documents(ReaderConfig("inews"), ReadStats())]
     t0 = time.perf_counter()
     n = 0

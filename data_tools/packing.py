@@ -15,10 +15,14 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_tools.normalize import normalize
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _WORKER: dict = {}
 
@@ -40,11 +44,21 @@ def doc_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool) -> None:
+def corpus_tokenizer(tokenizer_json: str) -> Tokenizer:
+    """The backend tokenizer for corpus text: literal "[PAD]", "[SEP]", "[CLS]", "[MASK]" in a document
+    are ordinary text ('[', 'pad', ']'), never the special ids. tokenizers matches added special tokens
+    in raw text even with add_special_tokens=False; a literal "[SEP]" would then split a document,
+    a "[PAD]" would be counted (and masked from attention) as padding."""
     from tokenizers import Tokenizer
 
+    tok = Tokenizer.from_file(tokenizer_json)
+    tok.encode_special_tokens = True
+    return tok
+
+
+def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool) -> None:
     _WORKER.update(
-        tok=Tokenizer.from_file(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm
+        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm
     )
     if wwm:
         import jieba

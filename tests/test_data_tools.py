@@ -216,3 +216,22 @@ def test_inews_reader_cleans_literal_newlines() -> None:
             break
     assert not any("\\n" in d.text or "\u3000" in d.text for d in docs)
     assert docs[0].text.startswith("周六晚到卖场听夜场摇滚\n")
+
+
+def test_literal_special_token_text_is_ordinary_text(zh_docs, vocab_dir, tmp_path, capsys) -> None:
+    # tokenizers matches "[SEP]" etc. in raw text even with add_special_tokens=False; in a corpus that
+    # text must stay text, or it splits documents and is counted (and masked out) as padding.
+    planted = ["今天[PAD]天气[MASK]好[SEP]", "[CLS]标题[SEP]正文[PAD][PAD]"]
+    docs = planted + zh_docs[:20]
+    out = pack_corpus(docs, tmp_path / "d", vocab_dir, "--max_seq_length", "64", "--val_fraction", "0")
+    m = read_manifest(out)
+    t = m.tokenizer
+    got, _ = unpack(out, "train")
+    assert len(got) == len(docs) == m.splits["train"].documents
+    special = {t.pad_id, t.cls_id, t.sep_id, t.mask_id}
+    for ids in got:
+        assert not special & set(ids)
+    tok = load_tokenizer(out / "tokenizer")
+    assert "".join(tok.decode(got[0]).split()) == "今天[pad]天气[mask]好[sep]"  # lowercased, as all text
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0, capsys.readouterr().err
