@@ -21,6 +21,8 @@ from pathlib import Path
 
 FORMATS = ("thucnews", "yacnd", "text", "jsonl", "csv", "inews")
 YACND_COLUMNS = ("title", "desc")
+SUFFIXES = {"text": (".txt",), "jsonl": (".jsonl", ".json"), "csv": (".csv",), "yacnd": (".csv",)}
+"""File suffixes each format reads from an --input directory (a single --input file is read whatever its name)."""
 _SNIFF_BYTES = 8192
 _MAX_EXAMPLES = 5
 
@@ -128,14 +130,14 @@ def check_input(cfg: ReaderConfig) -> None:
             raise ValueError(f"--categories {','.join(unknown)} not found in {p}; categories found: {', '.join(found)}")
     if cfg.format in ("csv", "yacnd"):
         wanted = YACND_COLUMNS if cfg.format == "yacnd" else cfg.text_field
-        for f in _files(p, (".csv",)):
+        for f in _text_files(p, SUFFIXES[cfg.format]):
             header = _csv_header(f)
             missing = [c for c in wanted if c not in header]
             if missing:
                 flag = "the YACND header" if cfg.format == "yacnd" else "--text_field"
                 raise ValueError(f"{f}: column(s) {missing} ({flag}) not in the file; it has columns {header}")
     if cfg.format == "jsonl":
-        for f in _files(p, (".jsonl", ".json")):
+        for f in _text_files(p, SUFFIXES["jsonl"]):
             keys = _first_json_keys(f)
             if keys is not None and not any(k in keys for k in cfg.text_field):
                 raise ValueError(
@@ -168,6 +170,15 @@ def _files(p: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if p.is_file():
         return [p]
     return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+
+
+def _text_files(p: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """The files the reader will read, less empty and binary ones (the reader counts and skips those)."""
+    for f in _files(p, suffixes):
+        with f.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+        if head and not _is_binary(head):
+            yield f
 
 
 def _open_lines(f: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
@@ -258,14 +269,14 @@ def _csv_rows(f: Path, stats: ReadStats, fields: tuple[str, ...]) -> Iterator[tu
 
 
 def _read_yacnd(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), (".csv",)):
+    for f in _files(Path(cfg.input), SUFFIXES["yacnd"]):
         for line, row in _csv_rows(f, stats, YACND_COLUMNS):
             meta = {k: row.get(k, "") for k in ("source", "date", "url")}
             yield Document(row["title"] + "\n" + row["desc"], meta)
 
 
 def _read_csv(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), (".csv",)):
+    for f in _files(Path(cfg.input), SUFFIXES["csv"]):
         for line, row in _csv_rows(f, stats, cfg.text_field):
             yield Document("\n".join(row[k] for k in cfg.text_field), {"file": f.name, "line": line})
 
@@ -284,7 +295,7 @@ def _first_json_keys(f: Path) -> list[str] | None:
 
 
 def _read_jsonl(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), (".jsonl", ".json")):
+    for f in _files(Path(cfg.input), SUFFIXES["jsonl"]):
         for n, line in _open_lines(f, stats):
             if not line.strip():
                 continue
@@ -304,7 +315,7 @@ def _read_jsonl(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 
 
 def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), (".txt",)):
+    for f in _files(Path(cfg.input), SUFFIXES["text"]):
         if cfg.doc_sep == "line":
             for n, line in _open_lines(f, stats):
                 yield Document(line, {"file": f.name, "line": n})

@@ -162,3 +162,20 @@ def test_refuses_finished_or_foreign_output(tmp_path, vocab_dir, capsys) -> None
     (tmp_path / "foreign" / "notes.md").write_text("x")
     assert pack(tmp_path, vocab_dir, "text", f, out="foreign") == 2
     assert "not a data_tools dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt,suffix", [("csv", ".csv"), ("jsonl", ".jsonl")])
+def test_empty_and_binary_files_in_a_directory_are_counted_not_fatal(tmp_path, vocab_dir, fmt, suffix) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    if fmt == "csv":
+        (d / "a.csv").write_text("text\n" + "\n".join(HEADLINES["体育"]) + "\n", encoding="utf-8")
+    else:
+        (d / "a.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in HEADLINES["体育"]),
+                                   encoding="utf-8")
+    (d / f"b{suffix}").write_bytes(b"")
+    (d / f"c{suffix}").write_bytes(b"PK\x03\x04\x00\x00binary\x00" * 10)
+    assert pack(tmp_path, vocab_dir, fmt, d, "--val_fraction", "0") == 0
+    c = corpus(tmp_path)
+    assert c["empty_files"] == 1 and c["binary_files_skipped"] == 1 and c["files_read"] == 1
+    assert c["documents_kept"] == 3
