@@ -255,6 +255,15 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                 dps=f"{(consumed - start_consumed) / dt:,.0f}", tps=f"{(counters.document_tokens - start_tokens) / dt:,.0f}",
             )
 
+    if counters.documents_kept == 0:
+        # before the manifest: an empty dataset would only fail later, in training, far from the cause
+        c = stats.to_dict()
+        raise ValueError(
+            f"no documents packed: --input {options['input']} ({cfg.reader.format}) gave "
+            f"{c['documents_read']} documents: {counters.documents_empty} empty after normalisation, "
+            f"{counters.duplicates_dropped} duplicates; files read {c['files_read']}, empty {c['empty_files']}, "
+            f"binary skipped {c['binary_files_skipped']}; unreadable rows {c['unreadable_rows']}"
+        )
     splits = {}
     for s, w in writers.items():
         w.finish()

@@ -128,6 +128,13 @@ def check_input(cfg: ReaderConfig) -> None:
         unknown = [c for c in cfg.categories if c not in found]
         if unknown:
             raise ValueError(f"--categories {','.join(unknown)} not found in {p}; categories found: {', '.join(found)}")
+    if p.is_dir() and cfg.format in SUFFIXES and not _files(p, SUFFIXES[cfg.format]):
+        held = Counter(f.suffix.lower() or "(no suffix)" for f in p.rglob("*") if f.is_file())
+        holds = ", ".join(f"{n} {suf}" for suf, n in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))) or "no files"
+        raise ValueError(
+            f"--input {p}: no {' or '.join(SUFFIXES[cfg.format])} files for --format {cfg.format} "
+            f"(it holds {holds}); pass a file directly or choose the format that matches"
+        )
     if cfg.format in ("csv", "yacnd"):
         wanted = YACND_COLUMNS if cfg.format == "yacnd" else cfg.text_field
         for f in _text_files(p, SUFFIXES[cfg.format]):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from data_tools.cli import main
-from data_tools.pack import PackConfig
-from data_tools.readers import ReaderConfig, ReadStats, read_documents
+from data_tools.pack import PackConfig, run_pack
+from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
 from roberta_ds.shard_format import read_manifest
 
 HEADLINES = {
@@ -179,3 +179,30 @@ def test_empty_and_binary_files_in_a_directory_are_counted_not_fatal(tmp_path, v
     c = corpus(tmp_path)
     assert c["empty_files"] == 1 and c["binary_files_skipped"] == 1 and c["files_read"] == 1
     assert c["documents_kept"] == 3
+
+
+def test_directory_without_files_of_the_format_names_what_it_holds(tmp_path, vocab_dir, capsys) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a.json", "b.json", "notes.md"):
+        (d / name).write_text("{}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no \.txt files for --format text \(it holds 2 \.json, 1 \.md\)"):
+        check_input(ReaderConfig("text", d))
+    with pytest.raises(ValueError, match=r"no \.csv files for --format yacnd \(it holds 2 \.json"):
+        check_input(ReaderConfig("yacnd", d))
+    assert pack(tmp_path, vocab_dir, "text", d) == 2
+    assert "no .txt files for --format text" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_nothing_packed_raises_with_counts_and_writes_no_manifest(tmp_path, vocab_dir) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.txt").write_text("\u3000\u3000\n  \n", encoding="utf-8")  # only whitespace: empty after normalisation
+    (d / "b.txt").write_bytes(b"")
+    (d / "c.txt").write_bytes(b"\x00binary" * 10)
+    cfg = PackConfig(ReaderConfig("text", d), tmp_path / "out", str(vocab_dir), max_seq_length=32)
+    with pytest.raises(ValueError, match=r"no documents packed: .* gave 2 documents: 2 empty after normalisation, "
+                                         r"0 duplicates; files read 1, empty 1, binary skipped 1"):
+        run_pack(cfg)
+    assert not (tmp_path / "out" / "manifest.json").exists()
