@@ -155,8 +155,11 @@ def check_input(cfg: ReaderConfig) -> None:
 # ---------------------------------------------------------------- decoding helpers
 
 
-def _decode(data: bytes, stats: ReadStats, where: str) -> tuple[str, str]:
-    """(text, encoding used). GBK/GB18030 files are common in Chinese corpora: gb18030 is the fallback."""
+def decode_bytes(data: bytes, stats: ReadStats, where: str) -> tuple[str, str]:
+    """(text, encoding used). GBK/GB18030 files are common in Chinese corpora: gb18030 is the fallback.
+
+    Never raises: bytes neither encoding decodes are replaced (U+FFFD) and counted in ``stats``.
+    Public because every reader of corpus-like text (pack, build-vocab, the probe) decodes alike."""
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -169,7 +172,8 @@ def _decode(data: bytes, stats: ReadStats, where: str) -> tuple[str, str]:
         return data.decode("utf-8", errors="replace"), "utf-8+replace"
 
 
-def _is_binary(head: bytes) -> bool:
+def is_binary(head: bytes) -> bool:
+    """NUL bytes in the first 8 KiB: not text (no Chinese text encoding we read produces NUL)."""
     return b"\x00" in head[:_SNIFF_BYTES]
 
 
@@ -184,7 +188,7 @@ def _text_files(p: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     for f in _files(p, suffixes):
         with f.open("rb") as fh:
             head = fh.read(_SNIFF_BYTES)
-        if head and not _is_binary(head):
+        if head and not is_binary(head):
             yield f
 
 
@@ -199,7 +203,7 @@ def _open_lines(f: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
             stats.empty_files += 1
             stats.note(f"empty file: {f}")
             return
-        if _is_binary(head):
+        if is_binary(head):
             stats.binary_files_skipped += 1
             stats.note(f"binary file skipped: {f}")
             return
@@ -207,7 +211,7 @@ def _open_lines(f: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
         fh.seek(0)
         used = "utf-8"
         for n, raw in enumerate(fh, 1):
-            text, enc = _decode(raw, stats, f"{f}:{n}")
+            text, enc = decode_bytes(raw, stats, f"{f}:{n}")
             if enc != "utf-8":
                 used = enc
             yield n, text
@@ -239,12 +243,12 @@ def _read_thucnews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
                 stats.empty_files += 1
                 stats.note(f"empty file: {f}")
                 continue
-            if _is_binary(data):
+            if is_binary(data):
                 stats.binary_files_skipped += 1
                 stats.note(f"binary file skipped: {f}")
                 continue
             stats.files_read += 1
-            text, enc = _decode(data, stats, str(f))
+            text, enc = decode_bytes(data, stats, str(f))
             stats.encodings[enc] += 1
             title, _, body = text.partition("\n")
             # body lines are indented with two U+3000; whitespace normalisation removes them.
@@ -254,7 +258,7 @@ def _read_thucnews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 def _csv_header(f: Path) -> list[str]:
     with f.open("rb") as fh:
         first = fh.readline()
-    text, _ = _decode(first, ReadStats(), str(f))
+    text, _ = decode_bytes(first, ReadStats(), str(f))
     return next(csv.reader([text.lstrip("\ufeff")]), [])
 
 

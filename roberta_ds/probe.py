@@ -4,7 +4,8 @@ initialisation; report accuracy and macro-F1 of both on the same test set.
 
 Labelled data: a file of ``text<TAB>label`` lines (THUCNews headlines: title<TAB>class id), or a
 THUCNews tree ``<category>/*.txt`` (label = category, text = the file's title and body, truncated
-to --max_length tokens). Labels are strings; their ids are the sorted order.
+to --max_length tokens). Labels are strings; their ids are the sorted order. Files are decoded and
+normalised as `data_tools pack` does (GBK files read, curly quotes mapped; see read_labelled).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, RobertaConfig, RobertaForSequenceClassification
 
+from data_tools.normalize import normalize
+from data_tools.readers import ReadStats, decode_bytes, is_binary
 from roberta_ds.model import PRESETS, ModelConfig, roberta_config
 
 DEFINITIONS = {
@@ -91,33 +94,64 @@ class ProbeConfig:
 
 
 # ---------------------------------------------------------------------------- data
-def read_labelled(path: str | Path) -> list[tuple[str, str]]:
-    """(text, label) pairs from a text<TAB>label file or a <category>/*.txt tree."""
+def read_labelled(path: str | Path, stats: ReadStats | None = None) -> list[tuple[str, str]]:
+    """(text, label) pairs from a text<TAB>label file or a <category>/*.txt tree.
+
+    Bytes are decoded and texts normalised as `data_tools pack` (default options) does for pretraining
+    (utf-8, then gb18030 for GBK/GB2312 files; curly quotes/dashes/ellipsis mapped and whitespace
+    collapsed by data_tools.normalize), so the probe's text meets the vocab the way the corpus did:
+    without the table a “ alone is [UNK] in the standard Chinese BERT vocab. ``stats`` counts
+    encodings, undecodable bytes and (in a tree) empty/binary files skipped.
+    """
     p = Path(path)
+    stats = stats if stats is not None else ReadStats()
     pairs: list[tuple[str, str]] = []
     if p.is_dir():
         for cat in sorted(d for d in p.iterdir() if d.is_dir()):
             for f in sorted(cat.glob("*.txt")):
-                text = " ".join(ln.strip().strip("\u3000") for ln in f.read_text(encoding="utf-8").splitlines())
-                if text.strip():
-                    pairs.append((text.strip(), cat.name))
+                data = _read_bytes(f)
+                if not data:
+                    stats.empty_files += 1
+                    continue
+                if is_binary(data):
+                    stats.binary_files_skipped += 1
+                    stats.note(f"binary file skipped: {f}")
+                    continue
+                raw, enc = decode_bytes(data, stats, str(f))
+                stats.encodings[enc] += 1
+                text, _ = normalize(raw)
+                if text:
+                    pairs.append((text, cat.name))
         if not pairs:
             raise ValueError(f"{p}: no <category>/*.txt files with text")
         return pairs
+    data = _read_bytes(p)
+    if is_binary(data):
+        raise ValueError(f"{p}: binary file (NUL bytes in the first 8 KiB), not text<TAB>label lines")
+    raw, enc = decode_bytes(data, stats, str(p))
+    stats.encodings[enc] += 1
     bad = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
             continue
         text, sep, label = line.rpartition("\t")
-        if not sep or not text.strip() or not label.strip():
+        text = normalize(text)[0]
+        if not sep or not text or not label.strip():
             bad.append(i)
             continue
-        pairs.append((text.strip(), label.strip()))
+        pairs.append((text, label.strip()))
     if bad:
         raise ValueError(f"{p}: {len(bad)} line(s) are not text<TAB>label, first at line {bad[0]}")
     if not pairs:
         raise ValueError(f"{p}: no labelled lines")
     return pairs
+
+
+def _read_bytes(f: Path) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as e:  # permissions, a dangling link...: the user's input, not a bug
+        raise ValueError(f"{f}: cannot read ({e.strerror or e})") from e
 
 
 def stratified_split(pairs: list[tuple[str, str]], fraction: float, seed: int):
@@ -219,6 +253,15 @@ def run(cfg: ProbeConfig) -> dict:
     from roberta_ds.loading import load_masked_lm
     from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 
+    read_stats = ReadStats()  # before loading the model: bad input fails fast
+    train_pairs = read_labelled(cfg.train, read_stats)
+    if cfg.test:
+        test_pairs = read_labelled(cfg.test, read_stats)
+        split = f"--train {cfg.train}, --test {cfg.test}"
+    else:
+        train_pairs, test_pairs = stratified_split(train_pairs, cfg.test_fraction, cfg.seed)
+        split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {cfg.seed}"
+
     if cfg.model == "none":
         tokenizer = load_tokenizer(cfg.tokenizer)
         config = roberta_config(ModelConfig(model_size=cfg.model_size), tokenizer_info(tokenizer, cfg.tokenizer),
@@ -236,13 +279,6 @@ def run(cfg: ProbeConfig) -> dict:
         encoder_state = {k: v.detach().clone() for k, v in loaded.mlm.roberta.state_dict().items()}
         arch_from = str(loaded.path)
 
-    train_pairs = read_labelled(cfg.train)
-    if cfg.test:
-        test_pairs = read_labelled(cfg.test)
-        split = f"--train {cfg.train}, --test {cfg.test}"
-    else:
-        train_pairs, test_pairs = stratified_split(train_pairs, cfg.test_fraction, cfg.seed)
-        split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {cfg.seed}"
     if cfg.max_train_examples:
         train_pairs = train_pairs[: cfg.max_train_examples]
     labels = sorted({y for _, y in train_pairs})
@@ -269,6 +305,8 @@ def run(cfg: ProbeConfig) -> dict:
         "architecture": {k: config.to_dict()[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                                              "intermediate_size", "vocab_size")},
         "labels": labels, "train_examples": len(train_pairs), "test_examples": len(test_pairs), "split": split,
+        "input": {k: v for k, v in read_stats.to_dict().items()
+                  if k in ("encodings", "decode_errors", "empty_files", "binary_files_skipped", "problem_examples")},
         "budget": {"max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                    "max_length": cfg.max_length, "seed": cfg.seed},
         "majority_accuracy": majority, "arms": arms,

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from data_tools.normalize import normalize
+from data_tools.readers import ReadStats
 from roberta_ds.probe import classification_metrics, main as probe_main, read_labelled, stratified_split
 
 
@@ -30,7 +32,7 @@ def test_formats_and_split(zh_docs, tmp_path):
     pairs = _labelled(zh_docs)
     f = tmp_path / "l.txt"
     f.write_text("".join(f"{t}\t{y}\n" for t, y in pairs), encoding="utf-8")
-    assert read_labelled(f) == pairs
+    assert read_labelled(f) == [(normalize(t)[0], y) for t, y in pairs]  # as data_tools pack normalises
     tree = tmp_path / "tree"
     for i, (t, y) in enumerate(pairs[:10]):
         (tree / y).mkdir(parents=True, exist_ok=True)
@@ -75,3 +77,29 @@ def test_model_none_needs_a_tokenizer(tmp_path, capsys):
     (tmp_path / "l.txt").write_text("a\tx\n", encoding="utf-8")
     assert probe_main(["--model", "none", "--train", str(tmp_path / "l.txt")]) == 2
     assert "--model none needs --tokenizer" in capsys.readouterr().err
+
+
+def test_gbk_files_and_curly_quotes_read_like_the_corpus(tmp_path):
+    # GBK is common in Chinese corpora; curly quotes are [UNK] in the standard vocab unless normalised.
+    tree = tmp_path / "tree"
+    (tree / "体育").mkdir(parents=True)
+    (tree / "体育" / "1.txt").write_bytes("火箭“大胜”湖人\n\u3000\u3000姚明砍下三十分……\n".encode("gbk"))
+    (tree / "体育" / "2.txt").write_bytes(b"")
+    (tree / "体育" / "3.txt").write_bytes(b"\x00\x01binary" * 4)
+    stats = ReadStats()
+    assert read_labelled(tree, stats) == [('火箭"大胜"湖人 姚明砍下三十分......', "体育")]
+    assert stats.encodings == {"gb18030": 1} and stats.empty_files == 1 and stats.binary_files_skipped == 1
+    f = tmp_path / "l.txt"
+    f.write_bytes("他说：“好”\t1\n国足\u3000\u3000热身赛\t2\n".encode("gbk"))
+    assert read_labelled(f) == [('他说："好"', "1"), ("国足 热身赛", "2")]
+
+
+def test_unreadable_input_is_a_clear_error(tmp_path, capsys):
+    f = tmp_path / "l.bin"
+    f.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(ValueError, match=r"l\.bin: binary file \(NUL bytes in the first 8 KiB\)"):
+        read_labelled(f)
+    # read before any model or tokenizer is loaded: exit 2 with one line, no traceback
+    assert probe_main(["--model", "none", "--tokenizer", "unused", "--train", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "binary file" in err and "Traceback" not in err
