@@ -4,11 +4,17 @@ A split's completed sequences wait in memory until a shard's worth (``--shard_si
 the shard is then written whole with ``webdataset.TarWriter`` to ``shard-NNNNN.tar.tmp`` and renamed.
 So memory is bounded by one shard per split, and a shard on disk is always complete.
 
+A split's document hashes (documents.npy) grow with the corpus: they live in a growable numpy
+uint64 array (8 bytes a document, up to 16 with the doubling slack), not a list of Python ints.
+
 Resume: after every completed shard, ``.pack_state/state.json`` records the documents consumed
-from the reader, each split's pending sequences, its carry-over tokens (the unfinished block),
-its document hashes and completed shards (with sha256), and the counters. Array payloads go to
-``gen-<n>-<split>.npz`` written before the JSON that names them, so a kill at any point leaves a
-consistent older state.
+from the reader, each split's completed shards (with sha256), its hash count, and the counters.
+Bounded array payloads (pending sequences, carry-over tokens) go to ``gen-<n>-<split>.npz``; the
+hashes go to an append-only ``<split>-hashes.u64`` (raw little-endian uint64) that each checkpoint
+extends by only the hashes added since the previous one, so checkpoint I/O is linear in the corpus,
+not quadratic. Both are written before the JSON that names them and counts the hashes; resume
+reads exactly that many (bytes past them are from a checkpoint that never completed), so a kill
+at any point leaves a consistent older state.
 """
 
 from __future__ import annotations
@@ -26,6 +32,33 @@ from roberta_ds.shard_format import ShardInfo, encode_sample, sha256_file
 
 STATE_DIRNAME = ".pack_state"
 STATE_NAME = "state.json"
+_HASH_DTYPE = np.dtype("<u8")
+
+
+class HashArray:
+    """Append-only uint64 array with amortised doubling: 8 bytes a hash instead of a list's
+    8-byte pointer plus a 36-byte Python int."""
+
+    def __init__(self, values: np.ndarray | None = None):
+        values = np.zeros(0, _HASH_DTYPE) if values is None else np.asarray(values, _HASH_DTYPE)
+        self._buf = np.empty(max(1024, 2 * len(values)), _HASH_DTYPE)
+        self._buf[: len(values)] = values
+        self._n = len(values)
+
+    def append(self, h: int) -> None:
+        if self._n == len(self._buf):
+            grown = np.empty(2 * len(self._buf), _HASH_DTYPE)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n] = h
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def view(self) -> np.ndarray:
+        """The hashes so far (a view: copy it if you keep it past the next append)."""
+        return self._buf[: self._n]
 
 
 class SplitWriter:
@@ -41,7 +74,9 @@ class SplitWriter:
         self.pending_ws: list[np.ndarray] = []
         self.pending_rows = 0
         self.shards: list[ShardInfo] = []
-        self.hashes: list[int] = []
+        self.hashes = HashArray()
+        self.hashes_saved = 0
+        """How many of self.hashes the resume state's hash file holds."""
         (root / split).mkdir(parents=True, exist_ok=True)
 
     def add_document(self, doc_hash: int, ids: np.ndarray, ws: np.ndarray | None) -> bool:
@@ -115,21 +150,32 @@ class SplitWriter:
     # ------------------------------------------------------------ resume state
 
     def state_arrays(self) -> dict[str, np.ndarray]:
+        """The bounded part of the resume state (the hashes go to save_new_hashes)."""
         ids, ws = self._take_pending()
         self._put_pending(ids, ws)
-        arrays = {
-            "pending": ids,
-            "carry": self.packer.carry,
-            "hashes": np.asarray(self.hashes, dtype=np.uint64),
-        }
+        arrays = {"pending": ids, "carry": self.packer.carry}
         if ws is not None:
             arrays["pending_ws"] = ws
             arrays["carry_ws"] = self.packer.carry_ws
         return arrays
 
-    def restore(self, shards: list[dict], arrays: dict[str, np.ndarray]) -> None:
+    def save_new_hashes(self, path: Path) -> int:
+        """Append the hashes added since the last checkpoint to ``path``; return the total count.
+
+        Writes at the checkpointed length, dropping anything past it (left by a checkpoint that
+        was killed before its state.json), so the file always equals the first ``count`` hashes.
+        """
+        with path.open("r+b" if path.exists() else "wb") as fh:
+            fh.seek(self.hashes_saved * _HASH_DTYPE.itemsize)
+            fh.truncate()
+            fh.write(self.hashes.view()[self.hashes_saved :].tobytes())
+        self.hashes_saved = len(self.hashes)
+        return self.hashes_saved
+
+    def restore(self, shards: list[dict], arrays: dict[str, np.ndarray], hashes: np.ndarray) -> None:
         self.shards = [ShardInfo(**s) for s in shards]
-        self.hashes = [int(h) for h in arrays["hashes"]]
+        self.hashes = HashArray(hashes)
+        self.hashes_saved = len(hashes)
         self.packer.carry = arrays["carry"].astype(self.packer.dtype)
         ws = arrays["pending_ws"] if self.packer.wwm else None
         if self.packer.wwm:
@@ -138,7 +184,7 @@ class SplitWriter:
 
     def save_hashes(self) -> str:
         rel = f"{self.split}/documents.npy"
-        np.save(self.root / rel, np.asarray(self.hashes, dtype=np.uint64), allow_pickle=False)
+        np.save(self.root / rel, self.hashes.view().astype(np.uint64), allow_pickle=False)
         return rel
 
 
@@ -150,7 +196,9 @@ def save_state(root: Path, gen: int, writers: dict[str, SplitWriter], consumed: 
         fname = f"gen-{gen}-{name}.npz"
         with (sdir / fname).open("wb") as fh:
             np.savez(fh, **w.state_arrays())
-        splits[name] = {"arrays": fname, "shards": [asdict(s) for s in w.shards]}
+        hashes = f"{name}-hashes.u64"
+        count = w.save_new_hashes(sdir / hashes)
+        splits[name] = {"arrays": fname, "hashes": hashes, "hash_count": count, "shards": [asdict(s) for s in w.shards]}
     state = {"generation": gen, "options": options, "documents_consumed": consumed, "counters": counters, "splits": splits}
     tmp = sdir / (STATE_NAME + ".tmp")
     tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -170,6 +218,15 @@ def load_state(root: Path) -> dict | None:
 def load_state_arrays(root: Path, fname: str) -> dict[str, np.ndarray]:
     with np.load(root / STATE_DIRNAME / fname, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def load_state_hashes(root: Path, fname: str, count: int) -> np.ndarray:
+    """The first ``count`` hashes of the split's hash file (the checkpointed ones)."""
+    path = root / STATE_DIRNAME / fname
+    have = path.stat().st_size // _HASH_DTYPE.itemsize if path.exists() else 0
+    if have < count:
+        raise ValueError(f"{path}: {have} hashes, the resume state needs {count}; delete {root} and pack again.")
+    return np.fromfile(path, dtype=_HASH_DTYPE, count=count)
 
 
 def clear_state(root: Path) -> None:

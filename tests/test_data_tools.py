@@ -10,6 +10,7 @@ import pytest
 import webdataset as wds
 
 from conftest import pack_corpus
+from data_tools import writer
 from data_tools.cli import main
 from data_tools.normalize import CHAR_TABLE, normalize
 from data_tools.pack import KILL_HOOK_ENV, SimulatedKill
@@ -235,3 +236,33 @@ def test_literal_special_token_text_is_ordinary_text(zh_docs, vocab_dir, tmp_pat
     assert "".join(tok.decode(got[0]).split()) == "今天[pad]天气[mask]好[sep]"  # lowercased, as all text
     capsys.readouterr()
     assert main(["verify", str(out)]) == 0, capsys.readouterr().err
+
+
+def test_checkpoints_append_only_new_hashes(zh_docs, vocab_dir, tmp_path, monkeypatch) -> None:
+    # Each checkpoint appends the hashes added since the previous one (linear I/O, not a rewrite of
+    # all of them); a tail left by a checkpoint killed before its state.json is ignored on resume.
+    docs = zh_docs[:150]
+    args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07")
+    monkeypatch.setenv(KILL_HOOK_ENV, "1")
+    with pytest.raises(SimulatedKill):
+        pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
+    sdir = tmp_path / "r" / writer.STATE_DIRNAME
+    first = writer.load_state(tmp_path / "r")["splits"]["train"]
+    hash_file = sdir / first["hashes"]
+    assert hash_file.stat().st_size == 8 * first["hash_count"] > 0
+    assert "hashes" not in writer.load_state_arrays(tmp_path / "r", first["arrays"])
+    marker, real = b"\xab" * 8, hash_file.read_bytes()[:8]
+    hash_file.write_bytes(marker + hash_file.read_bytes()[8:])  # survives only if never rewritten
+    monkeypatch.setenv(KILL_HOOK_ENV, "1")  # one more checkpoint, then killed again
+    with pytest.raises(SimulatedKill):
+        pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
+    second = writer.load_state(tmp_path / "r")["splits"]["train"]
+    assert second["hash_count"] > first["hash_count"]
+    assert hash_file.read_bytes()[:8] == marker and hash_file.stat().st_size == 8 * second["hash_count"]
+    # the real first hash back, plus the tail a checkpoint killed before its state.json leaves
+    hash_file.write_bytes(real + hash_file.read_bytes()[8:] + b"\x01" * 24)
+    monkeypatch.delenv(KILL_HOOK_ENV)
+    r = pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
+    a = pack_corpus(docs, tmp_path / "a", vocab_dir, *args)
+    for split in ("train", "validation"):
+        assert (a / split / "documents.npy").read_bytes() == (r / split / "documents.npy").read_bytes()
