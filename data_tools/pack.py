@@ -124,17 +124,17 @@ class Counters:
     unk_tokens: int = 0
     normalization_replacements: int = 0
     unk_chars: Counter = field(default_factory=Counter)
+    category_kept: Counter = field(default_factory=Counter)
+    """thucnews: documents kept (packed) per category."""
+
+    _COUNTERS = ("unk_chars", "category_kept")
 
     def to_state(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "unk_chars"}
-        d["unk_chars"] = dict(self.unk_chars)
-        return d
+        return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}
 
     @classmethod
     def from_state(cls, d: dict) -> "Counters":
-        c = cls(**{k: v for k, v in d.items() if k != "unk_chars"})
-        c.unk_chars = Counter(d["unk_chars"])
-        return c
+        return cls(**{k: Counter(v) if k in cls._COUNTERS else v for k, v in d.items()})
 
 
 def _prepare_output(cfg: PackConfig, options: dict, vocab_sha: str) -> dict | None:
@@ -216,10 +216,13 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     stats = ReadStats()
     init_args = (packing.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm)
 
+    chunk_categories: deque[list[str | None]] = deque()  # per chunk in flight, in order: results come in order
+
     def chunks():
         it = islice(read_documents(cfg.reader, stats), consumed, None)
-        while batch := [d.text for d in islice(it, cfg.chunk_docs)]:
-            yield batch
+        while batch := list(islice(it, cfg.chunk_docs)):
+            chunk_categories.append([d.meta.get("category") for d in batch])
+            yield [d.text for d in batch]
 
     t0 = time.perf_counter()
     start_consumed, start_tokens = consumed, counters.document_tokens
@@ -231,7 +234,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     with progress, _Pool(cfg.workers, init_args) as pool:
         task = progress.add_task("pack", total=None, docs=0, dps=0, toks=0, tps=0)
         for results in pool.map_ordered(chunks()):
-            for r in results:
+            for r, category in zip(results, chunk_categories.popleft(), strict=True):
                 consumed += 1
                 counters.normalization_replacements += r.replaced
                 if r.ids is None or len(r.ids) == 0:
@@ -242,6 +245,8 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                     continue
                 seen.add(r.hash)
                 counters.documents_kept += 1
+                if category is not None:
+                    counters.category_kept[category] += 1
                 counters.document_tokens += len(r.ids)
                 if r.unk_chars:
                     counters.unk_tokens += sum(r.unk_chars.values())
@@ -313,6 +318,8 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
         top_unk_chars=[[ch, n] for ch, n in sorted(c.unk_chars.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_UNK]],
         normalization={"enabled": cfg.normalize, "replacements": c.normalization_replacements, "table": CHAR_TABLE},
     )
+    if stats.categories:
+        d["categories"] = {cat: {"read": n, "kept": c.category_kept[cat]} for cat, n in sorted(stats.categories.items())}
     return d
 
 
@@ -336,6 +343,8 @@ def print_summary(console: Console, m: Manifest) -> None:
         ("[UNK] tokens (rate of document tokens)", f"{c['unk_tokens']:,} ({c['unk_rate']:.4%})"),
         ("top [UNK] characters", " ".join(f"{ch}:{n}" for ch, n in c["top_unk_chars"][:10]) or "-"),
     ]
+    for cat, n in c.get("categories", {}).items():  # thucnews only
+        rows.append((f"category {cat}: documents read / kept", f"{n['read']:,} / {n['kept']:,}"))
     total_bytes = 0
     total_tokens = 0
     for name, s in m.splits.items():

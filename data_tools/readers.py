@@ -49,6 +49,8 @@ class ReadStats:
     """Files by the encoding that decoded them: utf-8, or gb18030 (GBK/GB2312 superset) as fallback."""
     decode_errors: int = 0
     """Lines/files neither utf-8 nor gb18030 could decode: decoded with U+FFFD replacements."""
+    categories: Counter = field(default_factory=Counter)
+    """thucnews: documents read per category (pack reports them with the kept counts)."""
     unreadable_rows: Counter = field(default_factory=Counter)
     """Rows skipped, by reason (bad_json, missing_field, bad_csv_row)."""
     examples: list[str] = field(default_factory=list)
@@ -63,6 +65,7 @@ class ReadStats:
             self.examples.append(msg)
 
     def to_dict(self) -> dict:
+        """Every count but ``categories``, which pack joins with its kept counts per category."""
         return {
             "files_read": self.files_read,
             "documents_read": self.documents_read,
@@ -250,6 +253,7 @@ def _read_thucnews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
             stats.files_read += 1
             text, enc = decode_bytes(data, stats, str(f))
             stats.encodings[enc] += 1
+            stats.categories[cat] += 1
             title, _, body = text.partition("\n")
             # body lines are indented with two U+3000; whitespace normalisation removes them.
             yield Document(title.strip() + "\n" + body, {"category": cat, "file": f"{cat}/{f.name}"})

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from data_tools.cli import main
-from data_tools.pack import PackConfig, run_pack
+from data_tools.pack import Counters, PackConfig, run_pack
 from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
 from roberta_ds.shard_format import read_manifest
 
@@ -206,3 +207,27 @@ def test_nothing_packed_raises_with_counts_and_writes_no_manifest(tmp_path, voca
                                          r"0 duplicates; files read 1, empty 1, binary skipped 1"):
         run_pack(cfg)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_thucnews_counts_per_category(tmp_path, vocab_dir, capsys) -> None:
+    root = make_thucnews(tmp_path / "THUCNews")
+    dup = root / "体育" / "10.txt"
+    (root / "体育" / "20.txt").write_bytes(dup.read_bytes())  # an exact duplicate: read, not kept
+    (root / "科技" / "30.txt").write_text("\u3000\u3000\n\u3000\u3000\n", encoding="utf-8")  # empty after normalisation
+    assert pack(tmp_path, vocab_dir, "thucnews", root, "--val_fraction", "0.3") == 0
+    c = corpus(tmp_path)
+    assert c["categories"] == {"体育": {"read": 4, "kept": 3}, "科技": {"read": 3, "kept": 2},
+                               "财经": {"read": 3, "kept": 3}}
+    assert sum(v["kept"] for v in c["categories"].values()) == c["documents_kept"]
+    err = capsys.readouterr().err
+    assert "category 体育: documents read / kept" in err and "4 / 3" in err
+    assert main(["inspect", str(tmp_path / "out")]) == 0
+    assert "category 科技: documents read / kept" in capsys.readouterr().err
+    # kept counts survive a resume (the reader re-counts what it reads)
+    kept = Counters(documents_kept=3, category_kept=Counter({"体育": 3}), unk_chars=Counter({"龘": 1}))
+    assert Counters.from_state(json.loads(json.dumps(kept.to_state()))) == kept
+    # other formats have no categories
+    f = tmp_path / "a.txt"
+    f.write_text("\n".join(HEADLINES["体育"]) + "\n", encoding="utf-8")
+    assert pack(tmp_path, vocab_dir, "text", f, out="plain") == 0
+    assert "categories" not in read_manifest(tmp_path / "plain").corpus
