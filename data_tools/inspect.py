@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +12,48 @@ from rich.console import Console
 from roberta_ds.shard_format import (
     IDS_MEMBER,
     TOKENIZER_DIRNAME,
-    WWM_MEMBER,
+    decode_sample,
     read_manifest,
     sha256_file,
 )
 
 
-def _read_tar(path: Path, max_seq_length: int, pad_id: int) -> dict:
-    """Count samples, sequences, non-pad tokens and padding by reading every member."""
-    counts = {"samples": 0, "sequences": 0, "tokens": 0, "padding_tokens": 0}
+def raw_samples(path: Path) -> Iterator[dict]:
+    """The tar's raw (undecoded) WebDataset samples in order: consecutive members grouped by key,
+    the name up to the first dot of its last path component, as webdataset groups them."""
+    sample: dict = {}
     with tarfile.open(path, "r") as tf:
         for m in tf:
-            if not m.isfile() or not m.name.endswith("." + IDS_MEMBER):
+            if not m.isfile():
                 continue
-            ids = np.load(io.BytesIO(tf.extractfile(m).read()), allow_pickle=False)
-            if ids.ndim != 2 or ids.shape[1] != max_seq_length:
-                raise ValueError(f"{m.name}: shape {ids.shape}, expected [n, {max_seq_length}]")
-            pad = int(np.count_nonzero(ids == pad_id))
-            counts["samples"] += 1
-            counts["sequences"] += ids.shape[0]
-            counts["padding_tokens"] += pad
-            counts["tokens"] += ids.size - pad
+            folder, _, base = m.name.rpartition("/")
+            stem, _, ext = base.partition(".")
+            key = f"{folder}/{stem}" if folder else stem
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample["__key__"] = key
+            sample[ext] = tf.extractfile(m).read()
+    if sample:
+        yield sample
+
+
+def _read_tar(path: Path, max_seq_length: int, pad_id: int) -> dict:
+    """Count samples, sequences, non-pad tokens and padding, decoding every sample as training does."""
+    counts = {"samples": 0, "sequences": 0, "tokens": 0, "padding_tokens": 0}
+    for sample in raw_samples(path):
+        if IDS_MEMBER not in sample:
+            raise ValueError(f"sample {sample['__key__']}: no {IDS_MEMBER} (members {sorted(sample)[1:]})")
+        ids, ws = decode_sample(sample, max_seq_length)
+        if ids.ndim != 2 or ids.shape[1] != max_seq_length:
+            raise ValueError(f"{sample['__key__']}.{IDS_MEMBER}: shape {ids.shape}, expected [n, {max_seq_length}]")
+        if ws is not None and ws.shape != ids.shape:
+            raise ValueError(f"{sample['__key__']}: word starts shape {ws.shape} != ids shape {ids.shape}")
+        pad = int(np.count_nonzero(ids == pad_id))
+        counts["samples"] += 1
+        counts["sequences"] += ids.shape[0]
+        counts["padding_tokens"] += pad
+        counts["tokens"] += ids.size - pad
     return counts
 
 
@@ -88,15 +109,13 @@ def inspect(root: Path, console: Console, chars: int = 300) -> None:
     if split is None:
         return
     tok = load_tokenizer(root / TOKENIZER_DIRNAME)
-    with tarfile.open(root / m.splits[split].shards[0].name) as tf:
-        members = {mm.name.split(".", 1)[1]: mm for mm in tf if mm.isfile()}
-        ids = np.load(io.BytesIO(tf.extractfile(members[IDS_MEMBER]).read()))
-        ws = None
-        if WWM_MEMBER in members:
-            packed = np.load(io.BytesIO(tf.extractfile(members[WWM_MEMBER]).read()))
-            ws = np.unpackbits(packed, axis=1, count=m.max_seq_length).astype(bool)
+    shard = m.splits[split].shards[0].name
+    samples = raw_samples(root / shard)
+    first = next(samples)
+    samples.close()
+    ids, ws = decode_sample(first, m.max_seq_length)
     row = ids[0].tolist()
-    console.print(f"[bold]{split} sample 0, sequence 0[/] (first {chars} characters):")
+    console.print(f"[bold]{shard}, sample 0 ({first['__key__']}), sequence 0[/] (first {chars} characters):")
     console.print(tok.decode(row)[:chars], markup=False)
     if ws is not None:
         toks = tok.convert_ids_to_tokens(row[:80])

@@ -16,7 +16,7 @@ from data_tools.normalize import CHAR_TABLE, normalize
 from data_tools.pack import KILL_HOOK_ENV, SimulatedKill
 from data_tools.packing import doc_hash, word_start_flags
 from data_tools.readers import ReaderConfig, ReadStats, read_documents
-from roberta_ds.shard_format import read_manifest
+from roberta_ds.shard_format import decode_sample, read_manifest
 from roberta_ds.tokenizer import load_tokenizer
 
 SHARED_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "vocab" / "chinese-bert-vocab.txt"
@@ -178,10 +178,20 @@ def test_verify_detects_corruption(shard_dir: Path, tmp_path: Path, capsys) -> N
     assert "train/shard-00000.tar" in capsys.readouterr().err
 
 
-def test_inspect_shows_a_sample(shard_dir: Path, capsys) -> None:
+def test_inspect_shows_the_first_sequence_of_the_first_sample(shard_dir: Path, capsys) -> None:
+    m = read_manifest(shard_dir)
+    tok = load_tokenizer(shard_dir / "tokenizer")
+    url = str(m.shard_paths(shard_dir, "train")[0])
+    samples = list(wds.WebDataset(url, shardshuffle=False))  # raw, as training reads them
+    assert len(samples) > 1
+    first, last = (tok.decode(decode_sample(s, m.max_seq_length)[0][0].tolist())[:300] for s in (samples[0], samples[-1]))
+    squash = "".join  # rich wraps long lines: compare without whitespace
+    assert squash(first.split()) != squash(last.split())
     assert main(["inspect", str(shard_dir)]) == 0
     err = capsys.readouterr().err
-    assert "sample 0" in err and "jieba word starts" in err
+    assert "train/shard-00000.tar, sample 0 (train_00000_000000), sequence 0" in err
+    assert squash(first.split()) in squash(err.split())
+    assert "jieba word starts" in err
 
 
 def test_build_vocab_loads(vocab_dir: Path, zh_docs: list[str]) -> None:
