@@ -35,7 +35,10 @@ def baseline(docs: list[str], tokenizer, model_cfg, steps: int, micro: int, seq_
 
     from roberta_ds.model import build_model
 
-    model = build_model(model_cfg, seed=0).train()
+    from roberta_ds.engine import device
+
+    dev = device()
+    model = build_model(model_cfg, seed=0).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-8)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     enc = tokenizer(docs, truncation=True, max_length=seq_len, padding="max_length")
@@ -50,7 +53,7 @@ def baseline(docs: list[str], tokenizer, model_cfg, steps: int, micro: int, seq_
             real = 0
         rows = [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]}
                 for i in range(step * micro, (step + 1) * micro)]
-        batch = collator(rows)
+        batch = {k: v.to(dev) for k, v in collator(rows).items()}
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -64,8 +67,8 @@ def baseline(docs: list[str], tokenizer, model_cfg, steps: int, micro: int, seq_
 
 def ours(shards: Path, model_cfg, steps: int, micro: int) -> dict:
     from roberta_ds import ds_config
-    from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs
-    from roberta_ds.engine import build_engine, init_distributed
+    from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs, to_device
+    from roberta_ds.engine import build_engine, device, init_distributed
     from roberta_ds.masking import Masker, MaskingConfig
     from roberta_ds.model import SparseMaskedLM, build_model
     from roberta_ds.shard_format import read_manifest
@@ -84,7 +87,7 @@ def ours(shards: Path, model_cfg, steps: int, micro: int) -> dict:
             t0 = time.perf_counter()
             real = 0
         for mb in micro_batches:
-            loss_sum, _ = engine(**model_inputs(mb))
+            loss_sum, _ = engine(**model_inputs(to_device(mb, device())))
             engine.backward(loss_sum / max(mb["n_masked"], 1), scale_wrt_gas=False)
             engine.step()
             real += mb["n_tokens"]

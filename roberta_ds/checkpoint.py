@@ -13,6 +13,7 @@ Layout of ``RUN/checkpoints/``::
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -53,14 +54,20 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
     tag_dir = ckpt_root / tag
     torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
     if rank == 0:
-        (tag_dir / STATE_NAME).write_text(json.dumps(state, indent=1, ensure_ascii=False))
         (tag_dir / HF_CONFIG_NAME).write_text(hf_config.to_json_string())
         tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIR))
     if dist.is_initialized():
         dist.barrier()
-    if rank == 0 and keep > 0:
-        for old in list_checkpoints(ckpt_root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    if rank == 0:
+        # Written last, once every rank's files exist: its presence is what marks the checkpoint complete.
+        tmp = tag_dir / (STATE_NAME + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1, ensure_ascii=False))
+        os.replace(tmp, tag_dir / STATE_NAME)
+        if keep > 0:
+            for old in list_checkpoints(ckpt_root)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    if dist.is_initialized():
+        dist.barrier()
     return tag_dir
 
 
@@ -101,6 +108,10 @@ def load(engine, tag_dir: Path, rank: int) -> dict:
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
     rng_file = tag_dir / f"rng_rank{rank:05d}.pt"
-    if rng_file.exists():
-        set_rng_state(torch.load(rng_file, weights_only=False))
+    if not rng_file.exists():
+        raise ValueError(
+            f"{rng_file} is missing: this checkpoint was saved by fewer ranks than this run has "
+            "(resume with the same number of processes), or it is incomplete"
+        )
+    set_rng_state(torch.load(rng_file, weights_only=False))
     return read_state(tag_dir)

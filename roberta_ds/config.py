@@ -52,8 +52,8 @@ class TrainConfig:
     """Continue pretraining from a Hugging Face RoBERTa or BERT checkpoint directory."""
     stop_at_step: int | None = None
     """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
-    shuffle_buffer: int = 10_000
-    """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes)."""
+    shuffle_buffer: int = 100_000
+    """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes, per loader worker)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--wwm", action="store_true", help="whole-word masking from the shards' jieba word starts")
     a("--seed", type=int, default=42)
     a("--num_workers", type=int, default=0)
-    a("--shuffle_buffer", type=int, default=10_000)
+    a("--shuffle_buffer", type=int, default=100_000,
+      help="sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes per loader worker)")
     a("--stop_at_step", type=int, help="save and exit after this step; the schedule still targets the full run")
     a("--resume_from_checkpoint", help="'auto' or a checkpoint path")
     a("--init_from", help="Hugging Face RoBERTa/BERT directory to continue pretraining from")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,7 @@ class ShardStream:
         seq_len: int,
         seed: int,
         shuffle: bool,
-        shuffle_buffer: int = 10_000,
+        shuffle_buffer: int = 100_000,
     ) -> None:
         packed = manifest.max_seq_length
         if seq_len > packed:
@@ -96,6 +97,21 @@ class ShardStream:
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
         self.pad_id = manifest.tokenizer.pad_id
+
+    def shuffle_coverage(self) -> str | None:
+        """A warning when the shuffle cannot mix the split well, else None.
+
+        Shards keep the corpus order (THUCNews: category by category), so the training order is
+        only as random as the shard permutation plus the buffer allow.
+        """
+        n, shards = len(self), len(self.paths)
+        if not self.shuffle or self.shuffle_buffer >= n or shards >= 16:
+            return None
+        return (
+            f"the shuffle buffer ({self.shuffle_buffer:,} sequences) holds {self.shuffle_buffer / n:.0%} of the "
+            f"{n:,} training sequences and there are only {shards} shard(s): batches will follow the corpus order "
+            "(e.g. one category at a time); raise --shuffle_buffer, or pack with a smaller --shard_size_mb"
+        )
 
     def __len__(self) -> int:
         """Number of pieces (sequences at the training length) in one pass; all-padding pieces are skipped."""
@@ -121,10 +137,11 @@ class ShardStream:
             base = f"{url_to_name[sample['__url__']]}/{sample['__key__']}"
             for row in range(ids.shape[0]):
                 for p in range(n):
-                    piece = ids[row, p * L : (p + 1) * L]
+                    # Copies, not views: a view would keep its whole sample group alive in the shuffle buffer.
+                    piece = ids[row, p * L : (p + 1) * L].copy()
                     if piece[0] == self.pad_id:
                         continue  # all padding (the split's final remainder)
-                    wsp = None if ws is None else ws[row, p * L : (p + 1) * L]
+                    wsp = None if ws is None else ws[row, p * L : (p + 1) * L].copy()
                     if piece.shape[0] < L:  # last piece when seq_len does not divide the packed length
                         fill = L - piece.shape[0]
                         piece = np.concatenate([piece, np.full(fill, self.pad_id, piece.dtype)])
@@ -259,16 +276,20 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
-def eval_batches(stream: ShardStream, layout: Layout, masker: Masker, mask_seed: int) -> Iterator[dict | None]:
-    """Every piece of the split once, in order, split across ranks by micro-batch.
+def eval_batches(
+    stream: ShardStream, layout: Layout, masker: Masker, mask_seed: int, max_sequences: int | None = None
+) -> Iterator[dict | None]:
+    """The split's first ``max_sequences`` pieces (all by default) once, in order, split across ranks by micro-batch.
 
-    Every rank yields the same number of items (None where it has no data left), because
-    under ZeRO-3 each forward is a collective and a rank that stopped early would hang the others.
+    The set evaluated depends only on ``max_sequences``, never on micro batch or world size, so
+    held-out numbers compare across runs. Every rank yields the same number of items (None where it
+    has no data left), because under ZeRO-3 each forward is a collective and a rank that stopped
+    early would hang the others.
     """
     m, w, r = layout.micro_batch, layout.world_size, layout.rank
-    n_rounds = math.ceil(len(stream) / (m * w))
-    it = stream.epoch(0)
-    for _ in range(n_rounds):
-        round_pieces = [p for _, p in zip(range(m * w), it)]
+    total = len(stream) if max_sequences is None else min(len(stream), max_sequences)
+    it = islice(stream.epoch(0), total)
+    for _ in range(math.ceil(total / (m * w))):
+        round_pieces = list(islice(it, m * w))
         mine = round_pieces[r * m : (r + 1) * m]
         yield collate(mine, masker, mask_seed, 0, stream.pad_id) if mine else None

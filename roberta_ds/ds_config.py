@@ -102,9 +102,8 @@ def precision(cfg: dict) -> str:
     return "fp32"
 
 
-def resolve(cfg: dict, *, total_steps: int, world_size: int) -> dict:
-    """Fill derived "auto" values and check the settings against each other; one error lists every problem."""
-    cfg = copy.deepcopy(cfg)
+def _static_problems(cfg: dict) -> list[str]:
+    """Problems visible in the file alone (no run length or hardware needed)."""
     problems = [f"missing {k!r}: write it explicitly in the ds_config" for k in REQUIRED if k not in cfg]
     if "train_batch_size" in cfg:
         problems.append(
@@ -112,24 +111,47 @@ def resolve(cfg: dict, *, total_steps: int, world_size: int) -> dict:
             "(it is derived: micro batch x gradient accumulation x ranks)"
         )
     for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
-        if k in cfg and (not isinstance(cfg[k], int) or cfg[k] < 1):
+        if k in cfg and (not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1):
             problems.append(f"{k} = {cfg[k]!r}: must be a positive integer")
-
-    # Precision: "auto" = bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU.
-    want = {p: cfg.get(p, {}).get("enabled", False) for p in ("bf16", "fp16")}
-    if want["bf16"] is True and want["fp16"] is True:
+    if cfg.get("bf16", {}).get("enabled") is True and cfg.get("fp16", {}).get("enabled") is True:
         problems.append("bf16.enabled and fp16.enabled are both true: choose one")
-    if AUTO in want.values():
-        explicit = [p for p, v in want.items() if v is True]
-        if explicit:  # the other one is "auto": an explicit choice wins
-            pick = explicit[0]
-        elif torch.cuda.is_available():
-            pick = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            pick = "fp32"
-        for p in ("bf16", "fp16"):
-            if want[p] == AUTO or p in cfg:
-                cfg.setdefault(p, {})["enabled"] = pick == p
+    return problems
+
+
+def batch_layout(cfg: dict) -> tuple[int, int]:
+    """(micro batch per rank, accumulation steps), after checking the file; one error lists every problem."""
+    problems = _static_problems(cfg)
+    if problems:
+        raise DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))
+    return cfg["train_micro_batch_size_per_gpu"], cfg["gradient_accumulation_steps"]
+
+
+def hardware_precision() -> str:
+    """What "auto" means here: bf16 on GPUs with native bf16 (Ampere+), fp16 on older GPUs, fp32 on CPU."""
+    if not torch.cuda.is_available():
+        return "fp32"
+    try:  # torch >= 2.3 counts emulated bf16 (V100, T4) as supported unless told not to
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
+def resolve(cfg: dict, *, total_steps: int, world_size: int) -> dict:
+    """Fill derived "auto" values and check the settings against each other; one error lists every problem."""
+    cfg = copy.deepcopy(cfg)
+    problems = _static_problems(cfg)
+
+    # Precision: only keys set to "auto" are decided here; an explicit true/false is never rewritten.
+    want = {p: cfg.get(p, {}).get("enabled", False) for p in ("bf16", "fp16")}
+    autos = [p for p, v in want.items() if v == AUTO]
+    if autos:
+        explicit_on = [p for p, v in want.items() if v is True]
+        hardware = hardware_precision()
+        # The hardware's choice if it is left to "auto"; else (explicitly off, or the other one on) nothing.
+        pick = None if explicit_on else (hardware if hardware in autos else None)
+        for p in autos:
+            cfg[p]["enabled"] = pick == p
 
     opt = cfg.get("optimizer", {})
     lr = opt.get("params", {}).get("lr")

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from roberta_ds.data import Layout, ShardStream
-from roberta_ds.evaluation import dummy_batch, evaluate
+from roberta_ds.evaluation import evaluate
 from roberta_ds.loading import data_conflicts, load_masked_lm
-from roberta_ds.masking import EVAL_MASK_SEED, Masker, MaskingConfig
+from roberta_ds.masking import EVAL_MASK_SEED
 from roberta_ds.model import SparseMaskedLM
 from roberta_ds.shard_format import SPLITS, read_manifest
 
@@ -104,11 +104,9 @@ def run(cfg: EvalConfig) -> dict:
     dev = device()
     stream = ShardStream(root, manifest, cfg.split, seq_len, EVAL_MASK_SEED, shuffle=False)
     layout = Layout(micro_batch=cfg.micro_batch, grad_accum=1, world_size=world, rank=rank)
-    tok = manifest.tokenizer
     model = SparseMaskedLM(loaded.mlm).to(dev).eval()
     t0 = time.perf_counter()
-    res = evaluate(model, stream, layout, Masker(MaskingConfig(mask_prob=0.15), tok), cfg.max_sequences, dev,
-                   dummy_batch(seq_len, tok.pad_id, tok.cls_id))
+    res = evaluate(model, stream, layout, cfg.max_sequences, dev)
     return {
         "model": str(loaded.path), "model_kind": loaded.kind, "data_dir": str(root.resolve()), "split": cfg.split,
         "seq_len": seq_len, "max_sequences": cfg.max_sequences, "world_size": world, "micro_batch": cfg.micro_batch,

@@ -25,7 +25,9 @@ WRAPPER_PREFIX = "mlm."  # SparseMaskedLM keeps the HF model as .mlm
 
 
 def fp32_state_dict(tag_dir: Path) -> dict[str, torch.Tensor]:
-    if any(tag_dir.glob("*optim_states.pt")) and any(tag_dir.glob("zero_pp_rank_*")):
+    # ZeRO keeps the fp32 master weights in the optimizer shards ("zero_pp_rank_*" or, with bf16,
+    # "bf16_zero_pp_rank_*"); mp_rank_*_model_states.pt holds the module in its training dtype (bf16/fp16).
+    if any(tag_dir.glob("*_optim_states.pt")):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         # zero_to_fp32 logs every parameter at INFO; keep the export readable.

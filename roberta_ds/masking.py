@@ -44,6 +44,10 @@ class MaskingConfig:
             raise ValueError("invalid masking settings:\n  " + "\n  ".join(problems))
 
 
+EVAL_MASKING = MaskingConfig(mask_prob=0.15)
+"""Held-out evaluation masking: token-level 15 %, 80/10/10, whatever the run trained with (with EVAL_MASK_SEED)."""
+
+
 def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     digest = hashlib.blake2b(f"{seed}/{epoch}/{key}".encode(), digest_size=16).digest()
     return np.random.Generator(np.random.Philox(key=int.from_bytes(digest, "little")))

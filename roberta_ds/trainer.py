@@ -28,9 +28,9 @@ from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs, 
 from roberta_ds.engine import build_engine, device, init_distributed
 from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.export import export_checkpoint
-from roberta_ds.masking import EVAL_MASK_SEED, Masker, MaskingConfig
+from roberta_ds.masking import EVAL_MASK_SEED, Masker
 from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
-from roberta_ds.shard_format import TOKENIZER_DIRNAME, read_manifest
+from roberta_ds.shard_format import TOKENIZER_DIRNAME, ShardFormatError, read_manifest
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 from roberta_ds.warm_start import init_from_pretrained
 
@@ -76,7 +76,7 @@ class Trainer:
 
         # Engine config: resolve "auto" against the data (total steps) and the hardware (precision).
         raw = ds_config.load_ds_config(t.ds_config, t.ds_overrides)
-        micro, accum = raw.get("train_micro_batch_size_per_gpu", 0), raw.get("gradient_accumulation_steps", 0)
+        micro, accum = ds_config.batch_layout(raw)
         self.layout = Layout(micro_batch=micro, grad_accum=accum, world_size=self.world, rank=self.rank)
         self.train_stream = ShardStream(root, self.manifest, "train", self.seq_len, t.seed, True, t.shuffle_buffer)
         self.masker = Masker(cfg.masking, tok)
@@ -104,7 +104,6 @@ class Trainer:
         elif t.eval_steps and self.is_main:
             self.console.print("[yellow]warning:[/] --eval_steps set but the shards have no validation split; "
                                "no held-out evaluation (pack with --val_fraction > 0)")
-        self.eval_masker = Masker(MaskingConfig(mask_prob=0.15), tok)
 
         # Counters (restored on resume).
         self.step = 0
@@ -115,6 +114,7 @@ class Trainer:
         self.epoch_sums: dict[int, list[float]] = {}
         self.train_time = 0.0
         self.last_eval: dict | None = None
+        self._last_window: tuple[float | None, int] = (None, 0)  # (loss, steps) of the newest logging window
         self.evals: list[dict] = []
 
     # ----------------------------------------------------------------- bookkeeping
@@ -152,6 +152,7 @@ class Trainer:
             "initial_loss": self.initial_loss,
             "epoch_sums": {str(k): v for k, v in self.epoch_sums.items()},
             "train_time_s": self.train_time,
+            "last_window": list(self._last_window),
             "evals": self.evals,
             "config": self.effective_config(),
         }
@@ -167,6 +168,9 @@ class Trainer:
         for key in ("seq_len", "steps_per_epoch"):
             if old["data"][key] != now["data"][key]:
                 problems.append(f"{key}: checkpoint {old['data'][key]} vs now {now['data'][key]}")
+        if old["world_size"] != now["world_size"]:
+            problems.append(f"world size: checkpoint {old['world_size']} vs now {now['world_size']} (resume with the "
+                            "same number of processes: DeepSpeed's ZeRO optimizer state is sharded per rank)")
         if old["global_batch"] != now["global_batch"]:
             problems.append(f"global batch: checkpoint {old['global_batch']} vs now {now['global_batch']} "
                             "(micro batch x accumulation x ranks must stay the same to resume the data exactly)")
@@ -189,6 +193,7 @@ class Trainer:
         self.skipped_steps, self.initial_loss = s["skipped_steps"], s["initial_loss"]
         self.epoch_sums = {int(k): v for k, v in s["epoch_sums"].items()}
         self.train_time = s["train_time_s"]
+        self._last_window = tuple(s["last_window"])
         self.evals = s["evals"]
         self.last_eval = self.evals[-1] if self.evals else None
         if self.is_main:
@@ -236,8 +241,7 @@ class Trainer:
         if self.eval_stream is None:
             return None
         t0 = time.perf_counter()
-        res = evaluate_engine(self.engine, self.eval_stream, self.layout, self.eval_masker,
-                              self.cfg.train.eval_max_sequences, self.dev)
+        res = evaluate_engine(self.engine, self.eval_stream, self.layout, self.cfg.train.eval_max_sequences, self.dev)
         res.update(kind="eval", step=self.step, tokens_seen=self.tokens_seen, eval_time_s=time.perf_counter() - t0)
         self.evals.append(res)
         self.last_eval = res
@@ -277,6 +281,7 @@ class Trainer:
         with progress:
             while self.step < self.total_steps:
                 epoch, start = divmod(self.step, spe)
+                boundary = False
                 for micro_batches in self.data.steps(epoch, start):
                     self._train_step(micro_batches, acc, host)
                     self.step += 1
@@ -285,7 +290,10 @@ class Trainer:
                     last_step = self.step == self.total_steps
                     stop_now = self.step == t.stop_at_step and not last_step
                     epoch_end = self.step % spe == 0
-                    if self.step == 1 or self.step % t.log_steps == 0 or last_step or epoch_end or stop_now:
+                    save = self.step % t.save_steps == 0 or last_step or stop_now
+                    # A checkpoint always closes a logging window: the window's sums live only in memory,
+                    # and a resumed run must not lose the steps between the last log and the save.
+                    if self.step == 1 or self.step % t.log_steps == 0 or epoch_end or save:
                         elapsed = time.perf_counter() - window_t0 - paused
                         self.train_time += elapsed
                         rec = self._log_window(acc, host, window_steps, elapsed, epoch)
@@ -297,12 +305,19 @@ class Trainer:
                     t_pause = time.perf_counter()
                     if t.eval_steps and (self.step % t.eval_steps == 0 or last_step):
                         self._evaluate()
-                    if self.step % t.save_steps == 0 or last_step or stop_now:
+                    if save:
                         self._save()
                         last_saved = self.step
                     paused += time.perf_counter() - t_pause
-                    if last_step or epoch_end or stop_now:
+                    boundary = last_step or epoch_end or stop_now
+                    if boundary:
                         break
+                if not boundary:
+                    # The shards yielded fewer batches than their manifest promises: re-reading would loop forever.
+                    raise ShardFormatError(
+                        f"epoch {epoch} of {self.cfg.train.data_dir} ended after {self.step % spe} of {spe} steps: "
+                        "the shards do not match their manifest; run `python -m data_tools verify` on them"
+                    )
                 if stop_now:
                     break
         if last_saved != self.step:
@@ -354,7 +369,7 @@ class Trainer:
         if self.is_main:
             export_checkpoint(tag_dir, self.out / "final_model")
             self.console.print(f"exported Hugging Face model to {self.out / 'final_model'}")
-        final_loss, final_window = getattr(self, "_last_window", (None, 0))
+        final_loss, final_window = self._last_window
         summary = {
             "steps": self.step,
             "epochs_completed": self.step / self.data.steps_per_epoch,
@@ -414,5 +429,8 @@ class Trainer:
             f"effective configs (all of them): {self.out / 'effective_config.json'}"
         )
         self.console.print("effective DeepSpeed config: " + json.dumps(self.ds_cfg, sort_keys=True))
+        coverage = self.train_stream.shuffle_coverage()
+        if coverage:
+            self._warn([coverage])
         if self.warm_start_report:
             self.console.print(f"warm start from {self.cfg.train.init_from}: {self.warm_start_report}")

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, RobertaForMaskedLM
 
+from roberta_ds.export import TIED
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 BERT_HEAD = {
@@ -43,9 +44,19 @@ def _source_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
         sd = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
     else:
         raise ValueError(f"--init_from {path}: no model.safetensors or pytorch_model.bin in it")
+    # Older BERT checkpoints (Google's TF conversions) name LayerNorm parameters gamma/beta.
+    sd = {_legacy_layer_norm(k): v for k, v in sd.items()}
     if not any(k.startswith(("roberta.", "bert.", "lm_head.", "cls.")) for k in sd):
         sd = {f"{model_type}.{k}": v for k, v in sd.items()}  # bare encoder (BertModel) keys lack the prefix
     return sd
+
+
+def _legacy_layer_norm(key: str) -> str:
+    if key.endswith(".gamma"):
+        return key[: -len("gamma")] + "weight"
+    if key.endswith(".beta"):
+        return key[: -len("beta")] + "bias"
+    return key
 
 
 def _map_bert(sd: dict[str, torch.Tensor], target_positions: int, pad_id: int) -> dict[str, torch.Tensor]:
@@ -105,11 +116,10 @@ def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInf
     loadable = {k: v for k, v in sd.items() if k in target and target[k].shape == v.shape}
     missing, _ = model.load_state_dict(loadable, strict=False)
     model.tie_weights()
-    tied = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
     return {
         "source": str(path),
         "source_model_type": src_cfg.model_type,
         "loaded_tensors": len(loadable),
-        "fresh_tensors": sorted(k for k in missing if k not in tied),
+        "fresh_tensors": sorted(k for k in missing if k not in TIED),
         "dropped_tensors": sorted(k for k in sd if k not in loadable),
     }

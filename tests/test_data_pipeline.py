@@ -81,3 +81,13 @@ def test_eval_batches_cover_the_split_once_with_equal_counts_per_rank(shard_dir:
     assert seen == len(stream)
     again = list(eval_batches(stream, Layout(16, 1, 3, 0), masker, 5))
     assert all(torch.equal(x["masked_positions"], y["masked_positions"]) for x, y in zip(per_rank[0], again) if x)
+
+
+def test_eval_subset_does_not_depend_on_micro_batch_or_world_size(shard_dir: Path):
+    m = read_manifest(shard_dir)
+    stream = ShardStream(shard_dir, m, "validation", 128, seed=0, shuffle=False)
+    masker = Masker(MaskingConfig(), m.tokenizer)
+    for micro, world in ((16, 1), (7, 3), (5, 2)):
+        rows = [b["input_ids"] for r in range(world)
+                for b in eval_batches(stream, Layout(micro, 1, world, r), masker, 5, max_sequences=50) if b is not None]
+        assert sum(x.shape[0] for x in rows) == 50, (micro, world)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from pretrain_helpers import ROOT
 
 from roberta_ds import ds_config
@@ -16,8 +15,7 @@ def test_shipped_configs_resolve(path):
     cfg = ds_config.resolve(ds_config.load_ds_config(path, []), total_steps=7777, world_size=4)
     assert cfg["scheduler"]["params"]["total_num_steps"] == 7777
     assert cfg["scheduler"]["params"]["warmup_max_lr"] == cfg["optimizer"]["params"]["lr"] == 1e-4
-    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
-    assert ds_config.precision(cfg) == expected
+    assert ds_config.precision(cfg) == ds_config.hardware_precision()
     assert not any(v == "auto" for _, v in ds_config._walk(cfg))
 
 
@@ -40,3 +38,27 @@ def test_a_fixed_total_that_disagrees_with_the_run_is_refused():
 def test_missing_file_lists_the_shipped_configs(tmp_path):
     with pytest.raises(ds_config.DSConfigError, match=r"no such file \(shipped configs in ds_configs/: \['zero1.json'"):
         ds_config.load_ds_config(tmp_path / "nope.json", [])
+
+
+@pytest.mark.parametrize("hardware,overrides,expected", [
+    ("fp32", [], "fp32"),
+    ("bf16", [], "bf16"),
+    ("fp16", [], "fp16"),
+    ("bf16", ["bf16.enabled=false"], "fp32"),   # explicit off is never rewritten, even on an Ampere GPU
+    ("fp16", ["fp16.enabled=false"], "fp32"),
+    ("fp32", ["bf16.enabled=true"], "bf16"),    # explicit on wins over the other's "auto"
+    ("bf16", ["fp16.enabled=true"], "fp16"),
+])
+def test_auto_precision_decides_only_what_is_left_to_it(monkeypatch, hardware, overrides, expected):
+    monkeypatch.setattr(ds_config, "hardware_precision", lambda: hardware)
+    cfg = ds_config.load_ds_config(ROOT / "ds_configs" / "zero2.json", overrides)
+    assert ds_config.precision(ds_config.resolve(cfg, total_steps=5000, world_size=1)) == expected
+
+
+def test_bad_batch_settings_are_one_message_not_a_traceback():
+    cfg = ds_config.load_ds_config(ROOT / "ds_configs" / "zero2.json",
+                                   ["train_micro_batch_size_per_gpu=auto", "gradient_accumulation_steps=0"])
+    with pytest.raises(ds_config.DSConfigError) as e:
+        ds_config.batch_layout(cfg)
+    assert "train_micro_batch_size_per_gpu = 'auto': must be a positive integer" in str(e.value)
+    assert "gradient_accumulation_steps = 0: must be a positive integer" in str(e.value)

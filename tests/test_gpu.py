@@ -13,13 +13,15 @@ import pytest
 import torch
 from pretrain_helpers import pretrain_args, run_deepspeed, run_pretrain, train_records
 
+from roberta_ds.ds_config import hardware_precision
+
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def test_auto_precision_trains_on_gpu(shard_dir: Path, tmp_path: Path):
     assert run_pretrain(shard_dir, tmp_path / "run", "zero2", 12) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    assert summary["precision"] == hardware_precision()
     losses = [r["loss"] for r in train_records(tmp_path / "run")]
     assert sum(losses[-3:]) / 3 < losses[0] - 0.3
 

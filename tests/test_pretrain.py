@@ -82,6 +82,39 @@ def test_exact_resume_reproduces_losses_and_weights(shard_dir: Path, tmp_path: P
         (shard_dir / "manifest.json").read_text())["tokenizer"]["vocab_size"]
 
 
+def test_resume_between_log_steps_keeps_every_count(shard_dir: Path, tmp_path: Path):
+    """A checkpoint that falls between logging steps must not lose the unlogged steps' counts."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    extra = ("--log_steps", "3", "--save_steps", "4")
+    assert run_pretrain(shard_dir, straight, "zero2", 10, *extra) == 0
+    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--stop_at_step", "5") == 0
+    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--resume_from_checkpoint", "auto") == 0
+    a, b = (json.loads((r / "summary.json").read_text()) for r in (straight, resumed))
+    assert a["tokens"] == b["tokens"] >= 10 * 16 * 127  # every step counted once ([PAD] only in a remainder)
+    assert a["sequences"] == b["sequences"] == 10 * 16
+    assert a["final_window_loss"] == b["final_window_loss"] and a["final_window_steps"] == b["final_window_steps"]
+    for e in a["epoch_mean_loss"]:
+        assert a["epoch_mean_loss"][e] == pytest.approx(b["epoch_mean_loss"][e], rel=1e-12)
+    # The records after the common checkpoint at step 8 are identical.
+    assert [(r["step"], r["loss"]) for r in train_records(straight) if r["step"] > 8] == \
+        [(r["step"], r["loss"]) for r in train_records(resumed) if r["step"] > 8]
+    # Re-running a finished run resumes at its end and leaves the summary's numbers as they were.
+    assert run_pretrain(shard_dir, straight, "zero2", 10, *extra, "--resume_from_checkpoint", "auto") == 0
+    again = json.loads((straight / "summary.json").read_text())
+    assert again["final_window_loss"] == a["final_window_loss"] and again["tokens"] == a["tokens"]
+
+
+def test_shards_shorter_than_their_manifest_stop_with_a_message(shard_dir: Path, tmp_path: Path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(shard_dir, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["splits"]["train"]["shards"][0]["sequences"] += 800  # promises 50 more steps than the tar holds
+    (bad / "manifest.json").write_text(json.dumps(m))
+    assert run_pretrain(bad, tmp_path / "run", "zero2", 1000, "--num_train_epochs", "1", "--max_steps", "1000") == 2
+    err = capsys.readouterr().err
+    assert "ended after" in err and "python -m data_tools verify" in err
+
+
 def test_resume_with_other_shards_and_model_lists_every_conflict(shard_dir: Path, tmp_path: Path, zh_docs,
                                                                other_shards: Path, capsys):
     run = tmp_path / "run"
@@ -125,6 +158,10 @@ def test_mixed_precision_trains(precision: str, shard_dir: Path, tmp_path: Path)
     assert run_pretrain(shard_dir, run, "zero2", 12, "--ds", f"{precision}.enabled=true") == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["precision"] == precision
+    # The export carries the fp32 master weights, not the half-precision copy the engine computes with.
+    weights = load_file(run / "final_model" / "model.safetensors")
+    half = torch.bfloat16 if precision == "bf16" else torch.float16
+    assert any(not torch.equal(w, w.to(half).float()) for w in weights.values()), "export holds rounded weights"
     first, last = _falls(run)
     assert last < first - 0.2, f"{precision}: loss did not fall ({first:.3f} -> {last:.3f})"
     # fp16 starts at loss scale 2**16; overflowed steps are skipped, and counted.

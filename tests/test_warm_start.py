@@ -82,3 +82,18 @@ def test_continued_pretraining_starts_where_the_source_left_off(shard_dir: Path,
     assert summary["warm_start"]["fresh_tensors"] == []
     fresh_start = train_records(first)[0]["loss"]
     assert train_records(cont)[0]["loss"] < fresh_start - 0.5
+
+
+def test_legacy_gamma_beta_layer_norm_names_load(vocab_dir: Path, shard_dir: Path, tmp_path: Path):
+    """Older BERT checkpoints name LayerNorm parameters gamma/beta; they must not start fresh."""
+    from safetensors.torch import load_file, save_file
+
+    src = _bert(vocab_dir, tmp_path / "legacy", with_head=True)
+    sd = load_file(src / "model.safetensors")
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in sd.items()}
+    assert renamed.keys() != sd.keys()
+    save_file(renamed, src / "model.safetensors", metadata={"format": "pt"})
+    model, tok = _fresh(shard_dir)
+    report = init_from_pretrained(model, str(src), tok, 128)
+    assert report["fresh_tensors"] == [] and not any("gamma" in k for k in report["dropped_tensors"])
