@@ -171,8 +171,10 @@ def stratified_split(pairs: list[tuple[str, str]], fraction: float, seed: int):
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    # Literal "[SEP]" in a headline is text, as in pretraining (data_tools.packing.corpus_tokenizer);
+    # the [CLS]/[SEP] the tokenizer adds itself are inserted by id and unaffected.
     enc = tokenizer(texts, max_length=max_length, truncation=True, padding="max_length", return_tensors="pt",
-                    return_token_type_ids=False)
+                    return_token_type_ids=False, split_special_tokens=True)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 

@@ -103,3 +103,13 @@ def test_unreadable_input_is_a_clear_error(tmp_path, capsys):
     assert probe_main(["--model", "none", "--tokenizer", "unused", "--train", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "binary file" in err and "Traceback" not in err
+
+
+def test_literal_special_token_text_in_examples_is_text(vocab_dir):
+    from roberta_ds.probe import encode
+    from roberta_ds.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(vocab_dir)
+    ids = encode(tok, ["今天[SEP]天气[PAD]好"], 24)["input_ids"][0].tolist()
+    real = ids[: ids.index(tok.sep_token_id) + 1]
+    assert real[0] == tok.cls_token_id and real.count(tok.sep_token_id) == 1 and tok.pad_token_id not in real
