@@ -195,20 +195,26 @@ def _text_files(p: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
             yield f
 
 
+def _skipped(head: bytes, f: Path, stats: ReadStats) -> bool:
+    """True (and counted) for an empty file or a binary one (NUL bytes in its first bytes)."""
+    if not head:
+        stats.empty_files += 1
+        stats.note(f"empty file: {f}")
+        return True
+    if is_binary(head):
+        stats.binary_files_skipped += 1
+        stats.note(f"binary file skipped: {f}")
+        return True
+    return False
+
+
 def _open_lines(f: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
     """Stream (line number, decoded line) of a text file, decoding each line utf-8 then gb18030.
 
     Counts the file once under the encoding its lines needed; skips empty and binary files (counted).
     """
     with f.open("rb") as fh:
-        head = fh.read(_SNIFF_BYTES)
-        if not head:
-            stats.empty_files += 1
-            stats.note(f"empty file: {f}")
-            return
-        if is_binary(head):
-            stats.binary_files_skipped += 1
-            stats.note(f"binary file skipped: {f}")
+        if _skipped(fh.read(_SNIFF_BYTES), f, stats):
             return
         stats.files_read += 1
         fh.seek(0)
@@ -242,13 +248,7 @@ def _read_thucnews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
             files = files[: cfg.max_files_per_category]
         for f in files:
             data = f.read_bytes()
-            if not data:
-                stats.empty_files += 1
-                stats.note(f"empty file: {f}")
-                continue
-            if is_binary(data):
-                stats.binary_files_skipped += 1
-                stats.note(f"binary file skipped: {f}")
+            if _skipped(data, f, stats):
                 continue
             stats.files_read += 1
             text, enc = decode_bytes(data, stats, str(f))
