@@ -119,11 +119,13 @@ def _static_problems(cfg: dict) -> list[str]:
 
 
 def batch_layout(cfg: dict) -> tuple[int, int]:
-    """(micro batch per rank, accumulation steps), after checking the file; one error lists every problem."""
-    problems = _static_problems(cfg)
-    if problems:
-        raise DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))
-    return cfg["train_micro_batch_size_per_gpu"], cfg["gradient_accumulation_steps"]
+    """(micro batch per rank, accumulation steps); unusable values raise one error listing every problem in the
+    file. Otherwise the remaining problems are reported by ``resolve``, together with the run-length ones."""
+    keys = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+    usable = all(isinstance(cfg.get(k), int) and not isinstance(cfg[k], bool) and cfg[k] >= 1 for k in keys)
+    if not usable:  # nothing else can be checked without a batch layout: report what is known now
+        raise DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(_static_problems(cfg)))
+    return cfg[keys[0]], cfg[keys[1]]
 
 
 def hardware_precision() -> str:
