@@ -102,8 +102,8 @@ def read_state(tag_dir: Path) -> dict:
     return json.loads((tag_dir / STATE_NAME).read_text())
 
 
-def load(engine, tag_dir: Path, rank: int) -> dict:
-    """Load engine state (weights, optimizer, scheduler) and this rank's RNG; return our JSON record."""
+def load(engine, tag_dir: Path, rank: int) -> None:
+    """Load engine state (weights, optimizer, scheduler) and this rank's RNG (the JSON record: read_state)."""
     load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
@@ -114,4 +114,3 @@ def load(engine, tag_dir: Path, rank: int) -> dict:
             "(resume with the same number of processes), or it is incomplete"
         )
     set_rng_state(torch.load(rng_file, weights_only=False))
-    return read_state(tag_dir)

@@ -66,7 +66,7 @@ class EvalConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python launcher/evaluate.py",
-        description="Held-out masked-LM loss, perplexity and accuracy of a saved model at a fixed 15 %% masking "
+        description="Held-out masked-LM loss, perplexity and accuracy of a saved model at a fixed 15 % masking "
                     "and seed (comparable across runs). JSON on stdout.",
     )
     a = p.add_argument

@@ -31,7 +31,7 @@ from roberta_ds.export import export_checkpoint
 from roberta_ds.masking import EVAL_MASK_SEED, Masker
 from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
 from roberta_ds.shard_format import TOKENIZER_DIRNAME, ShardFormatError, read_manifest
-from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
+from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 from roberta_ds.warm_start import init_from_pretrained
 
 SUMMARY_DEFINITIONS = {
@@ -160,11 +160,8 @@ class Trainer:
     def _check_resume_compatible(self, state: dict) -> None:
         old = state["config"]
         now = self.effective_config()
-        problems = []
-        for field in ("vocab_size", "vocab_sha256", "pad_id", "cls_id", "sep_id", "mask_id"):
-            a, b = old["data"]["tokenizer"][field], now["data"]["tokenizer"][field]
-            if a != b:
-                problems.append(f"tokenizer {field}: checkpoint {a!r} vs shards {b!r}")
+        ours = TokenizerInfo.from_dict(old["data"]["tokenizer"])
+        problems = [f"tokenizer {c}" for c in ours.conflicts(TokenizerInfo.from_dict(now["data"]["tokenizer"]))]
         for key in ("seq_len", "steps_per_epoch"):
             if old["data"][key] != now["data"][key]:
                 problems.append(f"{key}: checkpoint {old['data'][key]} vs now {now['data'][key]}")
@@ -186,8 +183,9 @@ class Trainer:
             if self.is_main and self.cfg.train.resume_from_checkpoint == "auto":
                 self.console.print(f"no checkpoint under {self.ckpt_root}: starting from scratch")
             return
-        self._check_resume_compatible(checkpoint.read_state(tag_dir))
-        s = checkpoint.load(self.engine, tag_dir, self.rank)
+        s = checkpoint.read_state(tag_dir)
+        self._check_resume_compatible(s)
+        checkpoint.load(self.engine, tag_dir, self.rank)
         self.step = s["step"]
         self.sequences_seen, self.tokens_seen = s["sequences_seen"], s["tokens_seen"]
         self.skipped_steps, self.initial_loss = s["skipped_steps"], s["initial_loss"]
