@@ -44,6 +44,27 @@ class VocabConfig:
             raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
 
 
+def continuation_tokens(wp, cfg: VocabConfig) -> list[str]:
+    """``##c`` for every character c that occurs inside a word (not at its start), sorted.
+
+    Why: the ``tokenizers`` BPE trainer behind WordPiece creates these continuation tokens in
+    hash-map order, so their ids differ from run to run, and the ids break ties between merges of
+    equal count: two runs on the same corpus gave vocabularies of 19,885 and 19,889 tokens
+    (huggingface/tokenizers#1794, fixed upstream only by an open PR). Declared up front, in sorted
+    order, they get fixed ids and the training is byte-identical from run to run. They are exactly
+    the tokens the trainer would create itself, so the vocabulary's content is unchanged; they are
+    written to vocab.txt as ordinary tokens (the tokenizer is rebuilt from vocab.txt).
+    """
+    norm, pre = wp.normalizer, wp.pre_tokenizer
+    inner: set[str] = set()
+    for doc in read_documents(cfg.reader, ReadStats()):
+        text, _ = normalize(doc.text, cfg.normalize)
+        for word, _ in pre.pre_tokenize_str(norm.normalize_str(text)):
+            if len(word) > 1:
+                inner.update(word[1:])
+    return ["##" + c for c in sorted(inner)]
+
+
 def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
@@ -59,13 +80,14 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
                 yield text
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    continuations = continuation_tokens(wp, cfg)
     wp.train_from_iterator(
         texts(),
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
         # every character seen becomes an id: Chinese needs thousands, the default (1000) would [UNK] the rest
         limit_alphabet=cfg.vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *continuations],
         wordpieces_prefix="##",
         show_progress=False,
     )
