@@ -40,6 +40,7 @@ from roberta_ds.shard_format import (
     sha256_file,
     write_manifest,
     MANIFEST_NAME,
+    unigram_line,
 )
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 
@@ -103,6 +104,7 @@ class PackConfig:
             "text_field": list(r.text_field),
             "doc_sep": r.doc_sep,
             "categories": list(r.categories),
+            "inews_splits": list(r.inews_splits) if r.format == "inews" else None,
             "max_files_per_category": r.max_files_per_category,
             "tokenizer_path": self.tokenizer_path,
             "max_seq_length": self.max_seq_length,
@@ -185,7 +187,8 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     split_names = ["train", "validation"] if cfg.val_fraction > 0 else ["train"]
     writers = {
         s: writer.SplitWriter(
-            out, s, Packer(cfg.max_seq_length, info.cls_id, info.sep_id, info.pad_id, dtype, cfg.wwm), spp, cfg.shard_size_mb
+            out, s, Packer(cfg.max_seq_length, info.cls_id, info.sep_id, info.pad_id, dtype, cfg.wwm), spp, cfg.shard_size_mb,
+            info.vocab_size,
         )
         for s in split_names
     }
@@ -276,9 +279,13 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     splits = {}
     for s, w in writers.items():
         w.finish()
-        splits[s] = SplitInfo(documents=len(w.hashes), document_hashes=w.save_hashes(), shards=w.shards)
+        splits[s] = SplitInfo(documents=len(w.hashes), document_hashes=w.save_hashes(), shards=w.shards,
+                              token_counts=w.save_token_counts())
     if "validation" not in splits:
         splits["validation"] = SplitInfo()
+    corpus = _corpus_stats(stats, counters, cfg)
+    if "validation" in writers:
+        corpus["unigram"] = unigram_line(writers["train"].token_counts, writers["validation"].token_counts, info)
     manifest = Manifest(
         tokenizer=info,
         max_seq_length=cfg.max_seq_length,
@@ -286,7 +293,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         dtype=dtype.name,
         sequences_per_sample=spp,
         splits=splits,
-        corpus=_corpus_stats(stats, counters, cfg),
+        corpus=corpus,
         source={
             "format": cfg.reader.format,
             "input": options["input"],

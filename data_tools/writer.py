@@ -64,8 +64,10 @@ class HashArray:
 class SplitWriter:
     """Sequences of one split -> DIR/<split>/shard-NNNNN.tar; also owns the split's Packer."""
 
-    def __init__(self, root: Path, split: str, packer: Packer, spp: int, shard_size_mb: float):
+    def __init__(self, root: Path, split: str, packer: Packer, spp: int, shard_size_mb: float, vocab_size: int):
         self.root, self.split, self.packer, self.spp = root, split, packer, spp
+        self.token_counts = np.zeros(vocab_size, dtype=np.int64)
+        """Occurrences of every id in the written shards (padding included): the unigram line."""
         L, itemsize = packer.L, packer.dtype.itemsize
         sample_bytes = spp * L * itemsize
         # floor: shards stay under --shard_size_mb unless one sample alone is bigger.
@@ -135,6 +137,7 @@ class SplitWriter:
                 tw.write(encode_sample(f"{self.split}_{k:05d}_{samples:06d}", ids[start : start + self.spp], chunk_ws))
                 samples += 1
         os.replace(tmp, path)
+        self.token_counts += np.bincount(ids.reshape(-1), minlength=len(self.token_counts)).astype(np.int64)
         self.shards.append(
             ShardInfo(
                 name=name,
@@ -153,7 +156,7 @@ class SplitWriter:
         """The bounded part of the resume state (the hashes go to save_new_hashes)."""
         ids, ws = self._take_pending()
         self._put_pending(ids, ws)
-        arrays = {"pending": ids, "carry": self.packer.carry}
+        arrays = {"pending": ids, "carry": self.packer.carry, "token_counts": self.token_counts}
         if ws is not None:
             arrays["pending_ws"] = ws
             arrays["carry_ws"] = self.packer.carry_ws
@@ -176,11 +179,20 @@ class SplitWriter:
         self.shards = [ShardInfo(**s) for s in shards]
         self.hashes = HashArray(hashes)
         self.hashes_saved = len(hashes)
+        if "token_counts" not in arrays:
+            raise ValueError(f"{self.root}: the resume state was written by an older data_tools without token counts; "
+                             f"delete {self.root} and pack again.")
+        self.token_counts = arrays["token_counts"].astype(np.int64)
         self.packer.carry = arrays["carry"].astype(self.packer.dtype)
         ws = arrays["pending_ws"] if self.packer.wwm else None
         if self.packer.wwm:
             self.packer.carry_ws = arrays["carry_ws"].astype(bool)
         self._put_pending(arrays["pending"].astype(self.packer.dtype), ws)
+
+    def save_token_counts(self) -> str:
+        rel = f"{self.split}/token_counts.npy"
+        np.save(self.root / rel, self.token_counts, allow_pickle=False)
+        return rel
 
     def save_hashes(self) -> str:
         rel = f"{self.split}/documents.npy"

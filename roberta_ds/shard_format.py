@@ -78,6 +78,9 @@ class SplitInfo:
     """Relative path of a .npy of uint64 content hashes (blake2b, 8 bytes) of each packed, normalised
     document in order: 8 bytes a document keeps the manifest small; used for train/validation leak checks."""
     shards: list[ShardInfo] = field(default_factory=list)
+    token_counts: str = ""
+    """Relative path of a .npy of int64 occurrences of every token id in the split's shards (padding
+    included); the unigram line is computed from it. Empty for datasets packed before it existed."""
 
     @property
     def sequences(self) -> int:
@@ -123,6 +126,7 @@ class Manifest:
                 documents=s["documents"],
                 document_hashes=s.get("document_hashes", ""),
                 shards=[ShardInfo(**sh) for sh in s["shards"]],
+                token_counts=s.get("token_counts", ""),
             )
         return cls(
             tokenizer=TokenizerInfo.from_dict(d["tokenizer"]),
@@ -136,6 +140,12 @@ class Manifest:
             format_version=d["format_version"],
         )
 
+    @property
+    def unigram_nats(self) -> float | None:
+        """The held-out loss of a model that ignores context (see ``unigram_line``), None if not recorded."""
+        u = self.corpus.get("unigram")
+        return None if u is None else float(u["nats"])
+
     def shard_paths(self, root: Path, split: str) -> list[Path]:
         if split not in self.splits or not self.splits[split].shards:
             have = [k for k, v in self.splits.items() if v.shards]
@@ -144,6 +154,25 @@ class Manifest:
                 "Re-run `python -m data_tools pack` with --val_fraction > 0 for a validation split."
             )
         return [root / s.name for s in self.splits[split].shards]
+
+
+UNIGRAM_DEFINITION = (
+    "cross-entropy (nats per token) of the validation split's maskable tokens (all but [PAD] [CLS] [SEP] [MASK] "
+    "[UNK]) under the training split's token frequencies (add-0.5 smoothing): the held-out loss of a model that "
+    "learned which tokens are frequent but no context. An encoder whose held-out loss sits at this line has "
+    "learned nothing a bag of token counts would not know."
+)
+
+
+def unigram_line(train_counts: np.ndarray, val_counts: np.ndarray, tok: TokenizerInfo) -> dict:
+    """The plateau every masked LM first reaches: see UNIGRAM_DEFINITION."""
+    keep = np.ones(len(train_counts), dtype=bool)
+    keep[[tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id, tok.unk_id]] = False
+    ct, cv = train_counts[keep].astype(np.float64), val_counts[keep].astype(np.float64)
+    p = (ct + 0.5) / (ct.sum() + 0.5 * len(ct))
+    n = cv.sum()
+    nats = float(-(cv * np.log(p)).sum() / n) if n else float("nan")
+    return {"nats": nats, "validation_tokens": int(n), "definition": UNIGRAM_DEFINITION}
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
