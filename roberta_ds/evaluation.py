@@ -3,6 +3,12 @@
 loss        = sum of cross-entropy over masked tokens / number of masked tokens (nats), all ranks
 perplexity  = exp(loss)
 accuracy    = masked tokens whose argmax prediction is the original token / masked tokens
+
+Representation collapse (``collapse``): an encoder whose final hidden states are (nearly) the same
+vector for every token and every input has learned nothing a classifier can use, even when its
+loss sits at the unigram line and looks "fine" (issue 7: a demo model exported with a mean pairwise
+cosine of 1.0000 between headlines and lost 45 points to random initialisation when fine-tuned).
+Measured on the final hidden states of the first evaluation sequences this rank sees.
 """
 
 from __future__ import annotations
@@ -16,12 +22,55 @@ import torch.distributed as dist
 from roberta_ds.data import Layout, ShardStream, eval_batches, model_inputs, to_device
 from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING, Masker
 
+COLLAPSE_SEQUENCES = 64
+"""Held-out sequences (per rank, the first ones it evaluates) whose hidden states the collapse check uses."""
+COLLAPSE_TOKENS = 1024
+"""Token vectors (evenly spaced over those sequences' real tokens) in the token-cosine matrix."""
+COLLAPSE_TOKEN_COSINE = 0.98
+"""Mean pairwise cosine between different tokens' final hidden states above which the encoder has collapsed.
+A trained encoder keeps tokens apart (well below 0.9); the collapsed demo model measured 0.99999988."""
+
 DEFINITIONS = {
     "loss": "sum of cross-entropy (nats) over masked tokens / masked tokens, all ranks",
     "perplexity": "exp(loss)",
     "accuracy": "masked tokens predicted exactly (argmax) / masked tokens",
     "masking": f"{EVAL_MASKING.mask_prob:.0%} of non-special tokens, 80/10/10 [MASK]/random/kept, seed {EVAL_MASK_SEED}",
+    "collapse": (
+        f"final hidden states of the first (up to) {COLLAPSE_SEQUENCES} held-out sequences on rank 0: token_cosine = "
+        f"mean cosine between {COLLAPSE_TOKENS} evenly spaced real-token vectors (pairs of different tokens), "
+        "sequence_cosine = mean cosine between the sequences' mean-pooled vectors, cls_relative_spread = RMS "
+        "distance of the [CLS] vectors from their mean / their mean norm; collapsed = token_cosine > "
+        f"{COLLAPSE_TOKEN_COSINE}"
+    ),
 }
+
+
+def _mean_offdiag_cosine(x: torch.Tensor) -> float:
+    if x.shape[0] < 2:
+        return float("nan")
+    u = torch.nn.functional.normalize(x.double(), dim=-1)
+    gram = u @ u.T
+    n = x.shape[0]
+    return float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+
+
+def collapse_stats(hidden: torch.Tensor, real: torch.Tensor) -> dict:
+    """Collapse measures (see DEFINITIONS["collapse"]) of final hidden states [n, seq, h] with real-token mask [n, seq]."""
+    hidden, real = hidden.double(), real.bool()
+    tokens = hidden[real]
+    pick = torch.linspace(0, tokens.shape[0] - 1, min(COLLAPSE_TOKENS, tokens.shape[0])).round().long()
+    pooled = (hidden * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True).clamp(min=1)
+    cls = hidden[:, 0]
+    spread = (cls - cls.mean(0)).pow(2).sum(-1).mean().sqrt() / cls.norm(dim=-1).mean().clamp(min=1e-30)
+    token_cosine = _mean_offdiag_cosine(tokens[pick])
+    return {
+        "token_cosine": token_cosine,
+        "sequence_cosine": _mean_offdiag_cosine(pooled),
+        "cls_relative_spread": float(spread),
+        "sequences": int(hidden.shape[0]),
+        "collapsed": bool(token_cosine > COLLAPSE_TOKEN_COSINE),
+    }
+
 
 
 def metrics_from_sums(loss_sum: float, correct: float, masked: float, sequences: float) -> dict:
@@ -54,17 +103,26 @@ def evaluate(
     dummy = dummy_batch(stream.seq_len, tok.pad_id, tok.cls_id)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss_sum, correct: on the device, read once
     masked = sequences = 0  # known on the host
+    hidden, real = [], []  # the first COLLAPSE_SEQUENCES sequences' final hidden states (host copies)
     for batch in eval_batches(stream, layout, masker, EVAL_MASK_SEED, max_sequences):
         b = batch if batch is not None else dummy
-        loss_sum, correct = forward(**model_inputs(to_device(b, device)))
+        want_hidden = sum(h.shape[0] for h in hidden) < COLLAPSE_SEQUENCES
+        out = forward(**model_inputs(to_device(b, device)), return_hidden=want_hidden)
+        loss_sum, correct = out[0], out[1]
         if batch is not None:
             sums += torch.stack([loss_sum.double(), correct.double()])
             masked += batch["n_masked"]
             sequences += batch["input_ids"].shape[0]
+            if want_hidden:
+                hidden.append(out[2].detach().float().cpu())
+                real.append(batch["input_ids"] != tok.pad_id)
     total = torch.cat([sums, torch.tensor([masked, sequences], dtype=torch.float64, device=device)])
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(total)
-    return metrics_from_sums(*total.tolist())
+    res = metrics_from_sums(*total.tolist())
+    if hidden:
+        res["collapse"] = collapse_stats(torch.cat(hidden)[:COLLAPSE_SEQUENCES], torch.cat(real)[:COLLAPSE_SEQUENCES])
+    return res
 
 
 def dummy_batch(seq_len: int, pad_id: int, cls_id: int) -> dict:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roberta_ds import sanity
-from roberta_ds.shard_format import ShardFormatError, read_manifest
+from roberta_ds.evaluation import DEFINITIONS as EVAL_DEFINITIONS
+from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
 CURVE_ROWS = 30
 """At most this many rows in the text version of the loss curve (evenly spaced, last one kept)."""
@@ -122,6 +123,13 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
     done = epochs or 0.0
     epoch_str = ", ".join(f"epoch {k}: {_fmt(v)}" + (" (partial)" if int(k) + 1 > done + 1e-9 else "")
                           for k, v in (epoch_means or {}).items()) or "—"
+    unigram = unigram_of(run)
+    gap = (f" ({unigram - last_eval['loss']:.3f} nats below the unigram line)"
+           if last_eval and unigram is not None else "")
+    col = (last_eval or {}).get("collapse")
+    col_str = (f"{'COLLAPSED' if col['collapsed'] else 'not collapsed'}: token cosine {col['token_cosine']:.4f}, "
+               f"sequence cosine {col['sequence_cosine']:.4f}, [CLS] spread {col['cls_relative_spread']:.3g}"
+               if col else "—")
     ev_where = (f" at step {last_eval['step']}, {last_eval['sequences']:,} sequences, "
                 f"{last_eval['masked_tokens']:,} masked tokens" if last_eval else "")
     rows = [
@@ -149,15 +157,26 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("final loss", _fmt(final_loss) + (f" (last {window} steps)" if window else ""),
          "training loss over the last logging window: masked-token-weighted mean cross-entropy, all ranks"),
         ("epoch mean loss", epoch_str, "training loss over all steps of each epoch, weighted by masked tokens"),
-        ("held-out loss", _fmt(last_eval["loss"]) if last_eval else "—",
+        ("unigram line", _fmt(unigram), UNIGRAM_DEFINITION),
+        ("held-out loss", _fmt(last_eval["loss"]) + gap if last_eval else "—",
          f"cross-entropy (nats) per masked token on the validation split, 15 % masking, fixed seed{ev_where}"),
         ("perplexity", _fmt(last_eval["perplexity"], 2) if last_eval else "—", "exp(held-out loss)"),
         ("accuracy", _fmt(last_eval["accuracy"]) if last_eval else "—",
          "held-out masked tokens predicted exactly (argmax) / masked tokens"),
+        ("collapse check", col_str, EVAL_DEFINITIONS["collapse"]),
         ("wall time", _duration(s.get("train_time_s")), "training time, excluding evaluation, checkpoints and start-up"),
         ("tokens/s", _fmt(s.get("tokens_per_s")), "tokens / wall time"),
     ]
     return rows
+
+
+def unigram_of(run: Run) -> float | None:
+    """The unigram line (shard_format.unigram_line): from the eval records, else from the run's manifest."""
+    for e in reversed(run.evals):
+        if e.get("unigram_nats") is not None:
+            return e["unigram_nats"]
+    u = ((run.manifest or {}).get("corpus") or {}).get("unigram")
+    return None if u is None else u["nats"]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -170,6 +189,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 def curve_table(run: Run) -> str:
     """The loss curve as text: training windows (subsampled) with the held-out loss where one was measured."""
     evals = {e["step"]: e for e in run.evals}
+    unigram = unigram_of(run)
     train = run.train
     if len(train) > CURVE_ROWS:
         idx = sorted({round(i * (len(train) - 1) / (CURVE_ROWS - 1)) for i in range(CURVE_ROWS)})
@@ -180,9 +200,11 @@ def curve_table(run: Run) -> str:
     for st in steps:
         r, e = by_step.get(st), evals.get(st)
         tokens = (r or e)["tokens_seen"]
+        below = f"{unigram - e['loss']:.3f}" if e and unigram is not None else ""
         rows.append([_fmt(st), _fmt(tokens), _fmt(r["loss"]) if r else "", _fmt(r["window_steps"]) if r else "",
-                     _fmt(e["loss"]) if e else ""])
-    return _md_table(["step", "tokens seen", "training loss (window)", "window steps", "held-out loss"], rows)
+                     _fmt(e["loss"]) if e else "", below])
+    return _md_table(["step", "tokens seen", "training loss (window)", "window steps", "held-out loss",
+                      "nats below unigram"], rows)
 
 
 # ---------------------------------------------------------------------------- the picture
@@ -205,6 +227,10 @@ def plot_losses(runs: list[Run], out_png: Path) -> str | None:
             if run.evals:
                 ax.plot([e[x] for e in run.evals], [e["loss"] for e in run.evals], color=color, ls="--", marker="o",
                         ms=4, label="held-out (15 % mask, fixed seed)" if len(runs) == 1 else f"{run.name}: held-out")
+    unigram = unigram_of(runs[0])
+    if unigram is not None and all(unigram_of(r) == unigram for r in runs):
+        for ax in axes:
+            ax.axhline(unigram, color="0.4", ls=":", lw=1.2, label=f"unigram line {unigram:.2f} (no context learned)")
     for ax, xl in zip(axes, ("optimizer step", "training tokens seen")):
         ax.set_xlabel(xl)
         ax.set_ylabel("masked-LM loss (nats per masked token)")
@@ -225,7 +251,8 @@ def _warnings_md(runs: list[Run]) -> str:
         lines += [f"- ⚠ {prefix}{w}" for w in run.warnings]
     if not lines:
         return ("None. Checked: loss finite, not flat, not implausibly low for the tokens seen, held-out not far "
-                "below training, summary consistent with metrics.jsonl, no validation document in the training split.")
+                "below training, held-out clear of the unigram line, encoder not collapsed, summary consistent with "
+                "metrics.jsonl, no validation document in the training split.")
     return "\n".join(lines)
 
 
@@ -241,7 +268,32 @@ def single_report(run: Run, picture_note: str | None) -> str:
         "window (the window is the steps since the previous point). Held-out loss: validation split at 15 % "
         "masking with a fixed seed, measured at that step.",
         "### Curve data\n\n" + curve_table(run),
+        *probe_section(run),
     ]) + "\n"
+
+
+PROBE_NAME = "probe.json"
+"""launcher/probe.py --out RUN/probe.json: the report shows it when present (the demo writes it)."""
+
+
+def probe_section(run: Run) -> list[str]:
+    path = run.path / PROBE_NAME
+    if not path.exists():
+        return []
+    res = json.loads(path.read_text(encoding="utf-8"))
+    rows = [[name, _fmt(a["accuracy"]), _fmt(a["macro_f1"]), _fmt(a["final_train_loss"])]
+            for name, a in res["arms"].items()]
+    rows.append(["majority class", _fmt(res["majority_accuracy"]), "", ""])
+    if res.get("gain"):
+        rows.append(["pretrained − scratch", f"{res['gain']['accuracy']:+.4f}", f"{res['gain']['macro_f1']:+.4f}", ""])
+    b = res["budget"]
+    return ["## Downstream probe: did pretraining help?\n\n"
+            f"Fine-tuned a classifier from this run's encoder (pretrained) and, with the same architecture, tokenizer, "
+            f"seed, data order and budget ({b['max_steps']} steps x {b['batch_size']}, lr {b['lr']:g}, "
+            f"{b['max_length']} tokens), from random initialisation (scratch); {res['train_examples']:,} training and "
+            f"{res['test_examples']:,} test examples, {len(res['labels'])} labels ({res['split']}). "
+            f"Accuracy: {res['definitions']['accuracy']}; macro-F1: {res['definitions']['macro_f1']}.\n\n"
+            + _md_table(["arm", "accuracy", "macro-F1", "final train loss"], rows)]
 
 
 def comparison_report(runs: list[Run], picture_note: str | None) -> str:

@@ -31,6 +31,9 @@ FLAT_MIN_RECORDS = 4
 """Training windows needed before "the loss is flat" can be judged."""
 FLAT_REL_DROP = 0.01
 """Relative fall of the training loss from the first to the last window below which it counts as flat."""
+PLATEAU_MARGIN = 0.25
+"""A final held-out loss less than this many nats below the unigram line means no context was learned
+(the collapsed demo of issue 7 ended 0.07 nats from it; a model that learned context is well clear)."""
 
 
 def loss_floor(tokens_seen: float) -> float:
@@ -151,9 +154,41 @@ def check_summary(summary: dict, records: list[dict]) -> list[str]:
     return warnings
 
 
+def check_final_eval(records: list[dict]) -> list[str]:
+    """The run's last held-out evaluation: a collapsed encoder, or a loss at the unigram line (no context learned).
+
+    Only the last one: every masked LM passes through both early on (the first steps learn token
+    frequencies, and on that plateau all tokens share one representation); a run must leave them.
+    """
+    evals = [e for e in _eval(records) if e["step"] and math.isfinite(e["loss"])]
+    if not evals:
+        return []
+    e, warnings = evals[-1], []
+    c = e.get("collapse")
+    if c and c.get("collapsed"):
+        warnings.append(
+            f"the encoder has collapsed (step {e['step']}): the final hidden states of different tokens have a mean "
+            f"cosine of {c['token_cosine']:.7f} ([CLS] varies by {c['cls_relative_spread']:.1e} of its norm across "
+            "inputs): every input gets nearly the same representation, useless for fine-tuning however the loss "
+            "looks. Train longer, or lower the learning rate / lengthen the warmup (README: the short-run recipe)"
+        )
+    if e.get("unigram_nats") is None:
+        return warnings
+    gap = e["unigram_nats"] - e["loss"]
+    if gap >= PLATEAU_MARGIN:
+        return warnings
+    return warnings + [
+        f"held-out loss {e['loss']:.4f} at step {e['step']} is "
+        + (f"only {gap:.3f} nats below" if gap >= 0 else f"{-gap:.3f} nats above")
+        + f" the unigram line {e['unigram_nats']:.4f} (needs to be {PLATEAU_MARGIN} below): the encoder learned at "
+        "most which tokens are frequent, little or no context. Train longer, or check the learning rate and warmup "
+        "(README: the short-run recipe)"
+    ]
+
+
 def check_run(records: list[dict], summary: dict | None, data_dir: str | Path | None) -> list[str]:
-    """All checks: metrics records, the summary against them, and the data's train/validation overlap."""
-    warnings = check_records(records)
+    """All checks: metrics records, the summary against them, the unigram line, and the data's train/validation overlap."""
+    warnings = check_records(records) + check_final_eval(records)
     if summary is not None:
         warnings += check_summary(summary, records)
     if data_dir is not None:
