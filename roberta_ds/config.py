@@ -12,6 +12,7 @@ from pathlib import Path
 
 from roberta_ds.masking import MaskingConfig
 from roberta_ds.model import PRESETS, ModelConfig
+from roberta_ds.schedule import parse_duration
 
 
 @dataclass
@@ -54,9 +55,34 @@ class TrainConfig:
     """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
     shuffle_buffer: int = 100_000
     """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes, per loader worker)."""
+    time_budget: str | None = None
+    """Train for this much wall time (12m, 20h, 1h30m): the lr schedule's total steps and the stop follow the clock."""
+    eval_time: str | None = None
+    """Held-out evaluation every this much wall time (e.g. 30m), besides --eval_steps."""
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+    @property
+    def eval_time_s(self) -> float | None:
+        return None if self.eval_time is None else parse_duration(self.eval_time)
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("time_budget", "eval_time"):
+            if getattr(self, name) is not None:
+                try:
+                    if parse_duration(getattr(self, name)) <= 0:
+                        problems.append(f"--{name} {getattr(self, name)}: must be longer than 0")
+                except ValueError as e:
+                    problems.append(f"--{name} {e}")
+        if self.time_budget is not None and (self.max_steps is not None or self.num_train_epochs is not None):
+            problems.append(f"--time_budget {self.time_budget} with --max_steps/--num_train_epochs: choose one way to "
+                            "end the run (a wall-time budget, or a step count)")
+        if self.time_budget is not None and self.stop_at_step is not None:
+            problems.append("--stop_at_step splits a step-count schedule into jobs; a --time_budget run stops on its "
+                            "own (resume it with --resume_from_checkpoint auto)")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"--max_steps {self.max_steps}: must be >= 1")
         if self.num_train_epochs is not None and self.num_train_epochs <= 0:
@@ -109,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--intermediate_size", type=int)
     a("--num_hidden_layers", type=int)
     a("--dropout", type=float, default=0.1)
+    a("--position_init", default="random", choices=["random", "sinusoid"],
+      help="initial learned position embeddings (the export stays a stock RobertaForMaskedLM)")
     a("--num_train_epochs", type=float)
     a("--max_steps", type=int)
     a("--max_seq_length", type=int, help="default: the shards' packed length")
@@ -124,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--shuffle_buffer", type=int, default=100_000,
       help="sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes per loader worker)")
     a("--stop_at_step", type=int, help="save and exit after this step; the schedule still targets the full run")
+    a("--time_budget", metavar="DURATION",
+      help="train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak, "
+           "decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible")
+    a("--eval_time", metavar="DURATION", help="held-out evaluation every this much wall time (e.g. 30m)")
     a("--resume_from_checkpoint", help="'auto' or a checkpoint path")
     a("--init_from", help="Hugging Face RoBERTa/BERT directory to continue pretraining from")
     a("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # passed by the deepspeed launcher

@@ -30,9 +30,13 @@ from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.export import export_checkpoint
 from roberta_ds.masking import EVAL_MASK_SEED, Masker
 from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
+from roberta_ds.schedule import SYNC_STEPS, TIME_SCHEDULERS, ClockState, RunClock
 from roberta_ds.shard_format import TOKENIZER_DIRNAME, ShardFormatError, read_manifest
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 from roberta_ds.warm_start import init_from_pretrained
+
+PROJECTION_PLACEHOLDER = 10**9
+"""total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
 
 SUMMARY_DEFINITIONS = {
     "loss": "mean cross-entropy (nats) per masked token, weighted by masked tokens, over all ranks",
@@ -82,13 +86,21 @@ class Trainer:
         self.masker = Masker(cfg.masking, tok)
         self.data = PretrainingData(self.train_stream, self.layout, self.masker, t.seed, t.num_workers)
         spe = self.data.steps_per_epoch
-        self.total_steps = t.max_steps or max(1, round((t.num_train_epochs or 1.0) * spe))
-        self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
+        self.budget_s = t.time_budget_s
+        if self.budget_s is None:
+            self.total_steps = t.max_steps or max(1, round((t.num_train_epochs or 1.0) * spe))
+            self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
+        else:
+            self._check_time_schedule(raw)
+            # A placeholder until the first sync point projects the steps that fit in the budget (schedule.py);
+            # until then the run is in warmup.
+            self.total_steps = PROJECTION_PLACEHOLDER
+            self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
         self.precision = ds_config.precision(self.ds_cfg)
 
         # Model: fresh, or warm-started from a Hugging Face directory.
         self.hf_config = roberta_config(cfg.model, tok, self.seq_len)
-        mlm = build_model(self.hf_config, t.seed)
+        mlm = build_model(self.hf_config, t.seed, cfg.model.position_init)
         self.warm_start_report = None
         if t.init_from:
             self.warm_start_report = init_from_pretrained(mlm, t.init_from, tok, self.seq_len)
@@ -99,9 +111,9 @@ class Trainer:
             raise RuntimeError(f"DeepSpeed batch layout {got} differs from the config's {(micro, accum)}")
 
         self.eval_stream = None
-        if t.eval_steps and "validation" in self.manifest.splits and self.manifest.splits["validation"].shards:
+        if (t.eval_steps or t.eval_time) and "validation" in self.manifest.splits and self.manifest.splits["validation"].shards:
             self.eval_stream = ShardStream(root, self.manifest, "validation", self.seq_len, EVAL_MASK_SEED, False)
-        elif t.eval_steps and self.is_main:
+        elif (t.eval_steps or t.eval_time) and self.is_main:
             self.console.print("[yellow]warning:[/] --eval_steps set but the shards have no validation split; "
                                "no held-out evaluation (pack with --val_fraction > 0)")
 
@@ -116,6 +128,19 @@ class Trainer:
         self.last_eval: dict | None = None
         self._last_window: tuple[float | None, int] = (None, 0)  # (loss, steps) of the newest logging window
         self.evals: list[dict] = []
+        self.clock = RunClock(self.budget_s, device=self.dev)
+
+    def _check_time_schedule(self, raw: dict) -> None:
+        sched = raw.get("scheduler")
+        if sched is None:
+            return  # constant lr: the budget only decides where the run stops
+        total = sched.get("params", {}).get("total_num_steps")
+        if sched.get("type") not in TIME_SCHEDULERS or total != ds_config.AUTO:
+            raise ValueError(
+                f"--time_budget needs a scheduler whose decay the budget can place: one of {list(TIME_SCHEDULERS)} "
+                f"with \"total_num_steps\": \"auto\" (the DeepSpeed config has {sched.get('type')!r} with "
+                f"total_num_steps {total!r}); or remove the scheduler section for a constant lr"
+            )
 
     # ----------------------------------------------------------------- bookkeeping
     def effective_config(self) -> dict:
@@ -135,7 +160,8 @@ class Trainer:
             },
             "world_size": self.world,
             "global_batch": self.layout.global_batch,
-            "total_steps": self.total_steps,
+            "total_steps": None if self.budget_s is not None else self.total_steps,
+            "time_budget_s": self.budget_s,
             "precision": self.precision,
         }
 
@@ -154,6 +180,8 @@ class Trainer:
             "train_time_s": self.train_time,
             "last_window": list(self._last_window),
             "evals": self.evals,
+            "clock": {"elapsed_s": self.clock.state.elapsed_s,
+                      "projected_total_steps": self.clock.state.projected_total_steps},
             "config": self.effective_config(),
         }
 
@@ -194,6 +222,9 @@ class Trainer:
         self._last_window = tuple(s["last_window"])
         self.evals = s["evals"]
         self.last_eval = self.evals[-1] if self.evals else None
+        self.clock = RunClock(self.budget_s, ClockState(**s.get("clock", {})), device=self.dev)
+        if self.budget_s is not None and self.clock.state.projected_total_steps:
+            self._set_total(self.clock.state.projected_total_steps)
         if self.is_main:
             self.console.print(f"resumed from {tag_dir} at step {self.step}")
             # Records past the checkpoint are about to be recomputed identically: drop them.
@@ -240,19 +271,57 @@ class Trainer:
             return None
         t0 = time.perf_counter()
         res = evaluate_engine(self.engine, self.eval_stream, self.layout, self.cfg.train.eval_max_sequences, self.dev)
-        res.update(kind="eval", step=self.step, tokens_seen=self.tokens_seen, eval_time_s=time.perf_counter() - t0)
+        res.update(kind="eval", step=self.step, tokens_seen=self.tokens_seen, eval_time_s=time.perf_counter() - t0,
+                   elapsed_s=self.clock.local_elapsed(), unigram_nats=self.manifest.unigram_nats)
+        if res["unigram_nats"] is not None:
+            res["below_unigram"] = res["unigram_nats"] - res["loss"]
         self.evals.append(res)
         self.last_eval = res
         self._log_record(res)
         if self.is_main:
+            b = res.get("below_unigram")
+            gap = "" if b is None else f", {abs(b):.3f} nats {'below' if b >= 0 else 'above'} the unigram line"
+            col = res.get("collapse")
+            col = "" if col is None else f", token cosine {col['token_cosine']:.3f}" + (" COLLAPSED" if col["collapsed"] else "")
             self.console.print(
                 f"eval step {self.step}: held-out loss {res['loss']:.4f} (mean over {res['masked_tokens']:,} masked "
-                f"tokens in {res['sequences']:,} sequences), perplexity {res['perplexity']:.2f}, "
-                f"accuracy {res['accuracy']:.4f}"
+                f"tokens in {res['sequences']:,} sequences{gap}), perplexity {res['perplexity']:.2f}, "
+                f"accuracy {res['accuracy']:.4f}{col}"
             )
         return res
 
+    def _of_total(self) -> str:
+        if self.budget_s is None:
+            return f"/{self.total_steps}"
+        if self.total_steps == PROJECTION_PLACEHOLDER:
+            return ""
+        return f"/~{self.total_steps} ({self.clock.agreed_s / 60:.1f} of {self.budget_s / 60:.1f} min)"
+
+    def _set_total(self, total: int) -> None:
+        """A time budget's projection: the schedule decays to zero at ``total`` (schedule.py)."""
+        self.total_steps = total
+        if self.scheduler is not None and hasattr(self.scheduler, "total_num_steps"):
+            self.scheduler.total_num_steps = total
+
+    def _clock_tick(self) -> tuple[bool, bool]:
+        """At sync points: agree on the time; returns (out of budget, a timed evaluation is due)."""
+        t = self.cfg.train
+        if (self.budget_s is None and t.eval_time_s is None) or self.step % SYNC_STEPS:
+            return False, False
+        elapsed = self.clock.sync(self.step)
+        eval_due = False
+        if t.eval_time_s is not None and elapsed >= self._next_eval_s:
+            eval_due = True
+            self._next_eval_s = (elapsed // t.eval_time_s + 1) * t.eval_time_s
+        if self.budget_s is None:
+            return False, eval_due
+        if self.clock.out_of_time:
+            return True, eval_due
+        self._set_total(max(self.clock.state.projected_total_steps, self.step + 1))
+        return False, eval_due
+
     def _save(self) -> Path:
+        self.clock.sync(self.step)  # the checkpoint records the elapsed time (a time budget's resume needs it)
         return checkpoint.save(self.engine, self.ckpt_root, self.step, self.state(), self.hf_config,
                                self.tokenizer, self.rank, self.cfg.train.save_total_limit)
 
@@ -264,8 +333,12 @@ class Trainer:
             (self.out / "effective_config.json").write_text(json.dumps(self.effective_config(), indent=1,
                                                                          ensure_ascii=False, default=str))
             self._print_header()
-        if self.step == 0 and t.eval_steps:
+        evaluating = bool(t.eval_steps or t.eval_time)
+        if self.step == 0 and evaluating:
             self._evaluate()
+        self.clock.start(self.step)
+        if t.eval_time_s is not None:
+            self._next_eval_s = (self.clock.state.elapsed_s // t.eval_time_s + 1) * t.eval_time_s
 
         spe = self.data.steps_per_epoch
         acc = torch.zeros(2, dtype=torch.float64, device=self.dev)  # loss_sum, correct (on the device)
@@ -276,8 +349,9 @@ class Trainer:
         progress = self._progress()
         task = progress.add_task("pretrain", total=self.total_steps, completed=self.step, loss="-", lr=0.0, tps=0.0,
                                  sps=0.0)
+        finished = self.step >= self.total_steps or self.clock.out_of_time
         with progress:
-            while self.step < self.total_steps:
+            while not finished:
                 epoch, start = divmod(self.step, spe)
                 boundary = False
                 for micro_batches in self.data.steps(epoch, start):
@@ -285,7 +359,11 @@ class Trainer:
                     self.step += 1
                     window_steps += 1
                     self.sequences_seen += self.layout.global_batch
-                    last_step = self.step == self.total_steps
+                    out_of_time, timed_eval = self._clock_tick()
+                    last_step = self.step == self.total_steps or out_of_time
+                    if out_of_time:
+                        self.total_steps = self.step
+                    finished = last_step
                     stop_now = self.step == t.stop_at_step and not last_step
                     epoch_end = self.step % spe == 0
                     save = self.step % t.save_steps == 0 or last_step or stop_now
@@ -295,13 +373,13 @@ class Trainer:
                         elapsed = time.perf_counter() - window_t0 - paused
                         self.train_time += elapsed
                         rec = self._log_window(acc, host, window_steps, elapsed, epoch)
-                        progress.update(task, completed=self.step, loss=f"{rec['loss']:.4f}", lr=rec["lr"],
+                        progress.update(task, completed=self.step, total=self.total_steps, loss=f"{rec['loss']:.4f}", lr=rec["lr"],
                                         tps=rec["tokens_per_s"], sps=rec["samples_per_s"])
                         acc.zero_()
                         host = [0, 0]
                         window_steps, window_t0, paused = 0, time.perf_counter(), 0.0
                     t_pause = time.perf_counter()
-                    if t.eval_steps and (self.step % t.eval_steps == 0 or last_step):
+                    if evaluating and (last_step or timed_eval or (t.eval_steps and self.step % t.eval_steps == 0)):
                         self._evaluate()
                     if save:
                         self._save()
@@ -320,7 +398,7 @@ class Trainer:
                     break
         if last_saved != self.step:
             self._save()
-        if self.step < self.total_steps:
+        if not finished:
             if self.is_main:
                 self.console.print(f"stopped at step {self.step} of {self.total_steps} (--stop_at_step); "
                                    "continue with --resume_from_checkpoint auto")
@@ -353,7 +431,7 @@ class Trainer:
         self._log_record(rec)
         if self.is_main:
             self.console.print(
-                f"step {self.step}/{self.total_steps} epoch {epoch}: loss {loss:.4f} (mean over last {window_steps} "
+                f"step {self.step}{self._of_total()} epoch {epoch}: loss {loss:.4f} (mean over last {window_steps} "
                 f"step(s), {int(masked):,} masked tokens) acc {rec['accuracy']:.3f} lr {rec['lr']:.2e} "
                 f"{rec['tokens_per_s']:,.0f} tokens/s {rec['samples_per_s']:.1f} samples/s"
                 + (f" skipped(overflow) {self.skipped_steps}" if self.skipped_steps else "")
@@ -388,6 +466,8 @@ class Trainer:
             "eval": self.last_eval,
             "eval_initial": self.evals[0] if self.evals else None,
             "train_time_s": self.train_time,
+            "elapsed_s": self.clock.state.elapsed_s,
+            "time_budget_s": self.budget_s,
             "tokens_per_s": self.tokens_seen / max(self.train_time, 1e-9),
             "warm_start": self.warm_start_report,
             "data": {"data_dir": str(Path(t.data_dir).resolve()), "source": self.manifest.source,
@@ -423,8 +503,10 @@ class Trainer:
             f"data: {len(self.train_stream):,} training sequences of {self.seq_len} tokens, global batch "
             f"{self.layout.global_batch} = micro {self.layout.micro_batch} x accumulation {self.layout.grad_accum} "
             f"x {self.world} rank(s); {d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch "
-            f"left over and skipped); {self.total_steps} steps in all\n"
-            f"effective configs (all of them): {self.out / 'effective_config.json'}"
+            f"left over and skipped); "
+            + (f"{self.total_steps} steps in all\n" if self.budget_s is None else
+               f"time budget {self.cfg.train.time_budget} (the step count follows the clock)\n")
+            + f"effective configs (all of them): {self.out / 'effective_config.json'}"
         )
         self.console.print("effective DeepSpeed config: " + json.dumps(self.ds_cfg, sort_keys=True))
         coverage = self.train_stream.shuffle_coverage()
