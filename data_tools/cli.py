@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from data_tools.readers import FORMATS, ReaderConfig
+from data_tools.readers import FORMATS, INEWS_SPLITS, ReaderConfig
 
 
 def _csv_list(s: str) -> tuple[str, ...]:
@@ -23,6 +23,8 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--doc_sep", default="line", choices=("line", "blank"), help="text: one document per line or blank-line separated")
     p.add_argument("--categories", type=_csv_list, default=(), help="thucnews: comma-separated category subset")
     p.add_argument("--max_files_per_category", type=int, default=None, help="thucnews: first N files per category")
+    p.add_argument("--inews_splits", type=_csv_list, default=INEWS_SPLITS,
+                   help="inews: the package's splits to read, comma-separated (the demo keeps test out for its probe)")
     p.add_argument("--no_normalize", action="store_true", help="do not map curly quotes/dashes/ellipsis (see data_tools/normalize.py)")
     p.add_argument("--output", type=Path, required=True, help="output directory")
 
@@ -30,7 +32,7 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
 def _reader_config(a: argparse.Namespace) -> ReaderConfig:
     return ReaderConfig(
         format=a.format, input=a.input, text_field=a.text_field, doc_sep=a.doc_sep,
-        categories=a.categories, max_files_per_category=a.max_files_per_category,
+        categories=a.categories, max_files_per_category=a.max_files_per_category, inews_splits=tuple(a.inews_splits),
     )
 
 

