@@ -276,3 +276,47 @@ def test_checkpoints_append_only_new_hashes(zh_docs, vocab_dir, tmp_path, monkey
     a = pack_corpus(docs, tmp_path / "a", vocab_dir, *args)
     for split in ("train", "validation"):
         assert (a / split / "documents.npy").read_bytes() == (r / split / "documents.npy").read_bytes()
+
+
+def test_unigram_line_matches_the_shards(shard_dir: Path) -> None:
+    """The manifest's unigram line equals the cross-entropy recomputed from the shards read back."""
+    m = read_manifest(shard_dir)
+    tok = m.tokenizer
+    counts = {}
+    for split in ("train", "validation"):
+        ids, _ = read_split(shard_dir, split)
+        counts[split] = np.bincount(ids.reshape(-1).astype(np.int64), minlength=tok.vocab_size)
+        assert np.array_equal(np.load(shard_dir / m.splits[split].token_counts), counts[split])
+    special = [tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id, tok.unk_id]
+    ct, cv = (np.delete(counts[s], special).astype(float) for s in ("train", "validation"))
+    p = (ct + 0.5) / (ct.sum() + 0.5 * len(ct))
+    expected = -(cv * np.log(p)).sum() / cv.sum()
+    assert m.unigram_nats == pytest.approx(expected, rel=1e-12)
+    assert 3.0 < m.unigram_nats < np.log(tok.vocab_size)  # better than uniform, far from perfect
+
+
+def test_build_vocab_is_byte_identical_across_runs_and_thread_counts(zh_docs, tmp_path) -> None:
+    """tokenizers' WordPiece trainer numbers its ##-tokens in hash-map order (huggingface/tokenizers#1794);
+    build-vocab pins them, so the same corpus and options give the same bytes, whatever the thread count."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs), encoding="utf-8")
+    args = ["build-vocab", "--format", "jsonl", "--input", str(src), "--vocab_size", "3000"]
+    outs = []
+    for i, threads in enumerate(("1", "2", "2")):
+        out = tmp_path / f"v{i}"
+        env = dict(os.environ, RAYON_NUM_THREADS=threads)
+        proc = subprocess.run([sys.executable, "-m", "data_tools", *args, "--output", str(out)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(out)
+    for name in ("vocab.txt", "tokenizer.json"):
+        blobs = [(o / name).read_bytes() for o in outs]
+        assert blobs[0] == blobs[1] == blobs[2], f"{name} differs between runs"
+    vocab = (outs[0] / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(set(vocab)) == len(vocab)
+    assert any(v.startswith("##") for v in vocab) and sum(len(v) == 1 for v in vocab) > 1000

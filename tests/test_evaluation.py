@@ -117,3 +117,20 @@ def test_two_processes_match_one(tiny_run: Path, shard_dir: Path):
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert two["loss"] == pytest.approx(summary["eval"]["loss"], rel=1e-6)
     assert two["masked_tokens"] == summary["eval"]["masked_tokens"]
+
+
+def test_collapse_stats_tell_a_collapsed_encoder_from_a_working_one():
+    import torch
+
+    from roberta_ds.evaluation import COLLAPSE_TOKEN_COSINE, collapse_stats
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.ones(8, 16, dtype=torch.bool)
+    real[3, 10:] = False  # padding is left out
+    healthy = collapse_stats(torch.randn(8, 16, 32, generator=g), real)
+    assert abs(healthy["token_cosine"]) < 0.1 and not healthy["collapsed"] and healthy["cls_relative_spread"] > 0.5
+    # Every token the same vector (plus noise at 1e-4 of its scale), as in issue 7's exported demo model.
+    same = torch.randn(32, generator=g) + 1e-4 * torch.randn(8, 16, 32, generator=g)
+    collapsed = collapse_stats(same, real)
+    assert collapsed["token_cosine"] > COLLAPSE_TOKEN_COSINE and collapsed["collapsed"]
+    assert collapsed["cls_relative_spread"] < 1e-3 and collapsed["sequences"] == 8

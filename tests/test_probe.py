@@ -113,3 +113,21 @@ def test_literal_special_token_text_in_examples_is_text(vocab_dir):
     ids = encode(tok, ["今天[SEP]天气[PAD]好"], 24)["input_ids"][0].tolist()
     real = ids[: ids.index(tok.sep_token_id) + 1]
     assert real[0] == tok.cls_token_id and real.count(tok.sep_token_id) == 1 and tok.pad_token_id not in real
+
+
+def test_inews_labelled_splits_read_like_the_corpus(capsys):
+    """--train inews:train --test inews:test: the embedded corpus' labelled splits, normalised as pack reads them."""
+    from data_tools.readers import ReaderConfig, read_documents
+
+    test = read_labelled("inews:test")
+    assert 990 <= len(test) <= 999 and {y for _, y in test} == {"0", "1", "2"}
+    raw = [d.text for d in read_documents(ReaderConfig(format="inews", inews_splits=("test",)), ReadStats())]
+    assert [t for t, _ in test] == [normalize(r)[0] for r in raw if normalize(r)[0]]
+    # pack --inews_splits train,dev reads the other two splits only (20 test articles have exact duplicates there).
+    kept = [d.meta["split"] for d in read_documents(ReaderConfig(format="inews", inews_splits=("train", "dev")),
+                                                    ReadStats())]
+    assert set(kept) == {"train", "dev"} and len(kept) == 5355 + 1000
+    assert probe_main(["--model", "none", "--tokenizer", "x", "--train", "inews:validation"]) == 2
+    assert "--train inews:validation: the inews package has splits train, dev, test" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--inews_splits test,val: choose from train,dev,test"):
+        list(read_documents(ReaderConfig(format="inews", inews_splits=("test", "val")), ReadStats()))

@@ -59,14 +59,25 @@ def test_heldout_far_below_training_fires():
     assert any("held-out loss 3.0000 at step 10 is far below" in w for w in sanity.check_records(recs))
 
 
+QUALITY = ("the unigram line", "the encoder has collapsed")
+"""The final-evaluation checks (sanity.check_final_eval): about what the encoder learned, not the bookkeeping."""
+
+
 def test_clean_tiny_run_has_no_warnings_and_a_complete_report(tiny_run: Path, tmp_path: Path):
     records = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((tiny_run / "summary.json").read_text())
-    assert sanity.check_run(records, summary, summary["data"]["data_dir"]) == []
-    assert summary["warnings"] == []  # the trainer ran the same checks and found nothing
+    warnings = sanity.check_run(records, summary, summary["data"]["data_dir"])
+    # Twelve steps cannot teach context: the final-evaluation check says so (it must fire on a real run)...
+    assert any("the unigram line" in w for w in warnings)
+    # ...and no bookkeeping or data check fires.
+    assert [w for w in warnings if not any(q in w for q in QUALITY)] == []
+    assert summary["warnings"] == warnings  # the trainer ran the same checks and found the same
     written = write_report([tiny_run], tmp_path / "rep")
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "## Warnings\n\nNone." in text
+    section = text.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
+    assert section.count("- ⚠ ") == len(warnings) and "the unigram line" in section
+    for row in ("| unigram line |", "| collapse check |", "nats below unigram |"):
+        assert row in text
     for row in ("| steps | 12 |", "| held-out loss |", "| perplexity |", "| accuracy |", "| epoch mean loss |",
                 "| tokens/s |", "| ZeRO stage | 2 |"):
         assert row in text
@@ -118,7 +129,10 @@ def test_planted_leak_fires_and_comparison_of_two_runs(tiny_run, leaky_run, tmp_
     assert "also occur in the training split" in capsys.readouterr().out
     text = (tmp_path / "cmp" / "report.md").read_text()
     assert "# Run comparison: run vs leaky" in text
-    assert "**leaky**: " in text and "**run**: " not in text.split("## Side by side")[0].split("## Warnings")[1]
+    section = text.split("## Side by side")[0].split("## Warnings")[1]
+    assert "**leaky**: " in section and "also occur in the training split" in section
+    # The clean run's only warnings are the 12-step run's final-evaluation ones (see the test above).
+    assert all(any(q in ln for q in QUALITY) for ln in section.splitlines() if "**run**: " in ln)
     header = next(ln for ln in text.splitlines() if ln.startswith("| quantity"))
     assert header == "| quantity | definition | run | leaky |"
     a, b = (json.loads((r / "summary.json").read_text()) for r in (tiny_run, leaky_run))
@@ -138,3 +152,44 @@ def test_several_runs_need_out(tiny_run, capsys):
 def test_not_a_run_is_named(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def _ev_full(step, loss, unigram=6.8, collapsed=False):
+    return {"kind": "eval", "step": step, "loss": loss, "unigram_nats": unigram,
+            "collapse": {"token_cosine": 0.9999999 if collapsed else 0.41, "sequence_cosine": 0.99,
+                         "cls_relative_spread": 1e-4 if collapsed else 0.3, "sequences": 64, "collapsed": collapsed}}
+
+
+def test_final_eval_at_the_unigram_line_or_collapsed_fires():
+    # Issue 7's demo: held-out 6.82 with the unigram line at ~6.75-6.8, every token the same vector.
+    stuck = HEALTHY + [_ev_full(2000, 6.75, collapsed=True)]
+    w = sanity.check_final_eval(stuck)
+    assert any("the encoder has collapsed (step 2000)" in x and "0.9999999" in x for x in w)
+    assert any("held-out loss 6.7500 at step 2000 is only 0.050 nats below the unigram line 6.8000" in x for x in w)
+    above = sanity.check_final_eval([_ev_full(12, 8.1)])
+    assert len(above) == 1 and "held-out loss 8.1000 at step 12 is 1.300 nats above the unigram line" in above[0]
+    assert sanity.check_run(stuck, None, None) == sanity.check_records(stuck) + w
+    # Passing through the plateau early is normal: only the run's last evaluation counts.
+    escaped = [_ev_full(0, 9.9), _ev_full(500, 6.7, collapsed=True), _ev_full(2000, 5.4)]
+    assert sanity.check_final_eval(escaped) == []
+    # Without a recorded unigram line (shards packed before it existed) only the collapse check runs.
+    old = [{**_ev_full(2000, 6.75, collapsed=True), "unigram_nats": None}]
+    assert [x for x in sanity.check_final_eval(old) if "unigram" in x] == []
+
+
+def test_a_collapsed_run_is_named_in_the_log_the_summary_and_the_report(shard_dir, tmp_path, capsys):
+    """Issue 7's collapse, reproduced: a tiny model at a very high learning rate maps every input to one vector."""
+    from pretrain_helpers import eval_records, run_pretrain
+
+    run = tmp_path / "hot"
+    assert run_pretrain(shard_dir, run, "zero2", 20, "--ds", "optimizer.params.lr=0.05", "--eval_steps", "20",
+                        "--eval_max_sequences", "32") == 0
+    first, last = eval_records(run)
+    assert not first["collapse"]["collapsed"] and first["collapse"]["token_cosine"] < 0.9  # random init: fine
+    assert last["collapse"]["collapsed"], last["collapse"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert any("the encoder has collapsed (step 20)" in w for w in summary["warnings"])
+    assert "the encoder has collapsed (step 20)" in capsys.readouterr().out.replace("\n", " ")
+    write_report([run], tmp_path / "rep")
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| collapse check | COLLAPSED: token cosine" in text and "- ⚠ the encoder has collapsed" in text
