@@ -361,6 +361,8 @@ def print_summary(console: Console, m: Manifest) -> None:
         rows.append((f"{name}: documents / sequences / shards", f"{s.documents:,} / {s.sequences:,} / {len(s.shards)}"))
         rows.append((f"{name}: tokens (non-pad) / padding tokens", f"{s.tokens:,} / {s.padding_tokens:,}"))
     rows.append(("bytes on disk per token (tar incl.)", f"{total_bytes / max(total_tokens, 1):.3f}"))
+    if m.unigram_nats is not None:
+        rows.append(("unigram line: validation nats/token under train frequencies", f"{m.unigram_nats:.4f}"))
     for what, n in rows:
         t.add_row(what, str(n))
     console.print(t)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,25 +45,30 @@ class VocabConfig:
             raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
 
 
-def continuation_tokens(wp, cfg: VocabConfig) -> list[str]:
-    """``##c`` for every character c that occurs inside a word (not at its start), sorted.
+def pinned_alphabet(wp, cfg: VocabConfig) -> tuple[list[str], list[str]]:
+    """The characters the vocab keeps and the ``##c`` continuation tokens, both chosen and ordered here.
 
-    Why: the ``tokenizers`` BPE trainer behind WordPiece creates these continuation tokens in
-    hash-map order, so their ids differ from run to run, and the ids break ties between merges of
-    equal count: two runs on the same corpus gave vocabularies of 19,885 and 19,889 tokens
-    (huggingface/tokenizers#1794, fixed upstream only by an open PR). Declared up front, in sorted
-    order, they get fixed ids and the training is byte-identical from run to run. They are exactly
-    the tokens the trainer would create itself, so the vocabulary's content is unchanged; they are
-    written to vocab.txt as ordinary tokens (the tokenizer is rebuilt from vocab.txt).
+    Why: the ``tokenizers`` BPE trainer behind WordPiece is not deterministic: it cuts the alphabet to
+    ``limit_alphabet`` by frequency with ties in hash-map order, creates the ``##c`` continuation tokens
+    in hash-map order, and breaks ties between merges of equal count by those ids. Two runs on the same
+    corpus gave vocabularies of 19,885 and 19,889 tokens (huggingface/tokenizers#1794, fixed upstream
+    only by an open PR). Here the alphabet is the ``cfg.vocab_size`` most frequent characters (ties by
+    code point) and the continuation tokens are ``##c`` for each of them seen inside a word, sorted;
+    handed to the trainer as its initial alphabet and as leading tokens, they get fixed ids and the
+    training is byte-identical from run to run. They are the tokens the trainer would have made itself.
     """
     norm, pre = wp.normalizer, wp.pre_tokenizer
+    counts: Counter[str] = Counter()
     inner: set[str] = set()
     for doc in read_documents(cfg.reader, ReadStats()):
         text, _ = normalize(doc.text, cfg.normalize)
         for word, _ in pre.pre_tokenize_str(norm.normalize_str(text)):
+            counts.update(word)
             if len(word) > 1:
                 inner.update(word[1:])
-    return ["##" + c for c in sorted(inner)]
+    alphabet = sorted(sorted(counts, key=lambda c: (-counts[c], c))[: cfg.vocab_size])
+    keep = set(alphabet)
+    return alphabet, ["##" + c for c in sorted(inner & keep)]
 
 
 def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
@@ -80,13 +86,15 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
                 yield text
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
-    continuations = continuation_tokens(wp, cfg)
+    alphabet, continuations = pinned_alphabet(wp, cfg)
     wp.train_from_iterator(
         texts(),
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
-        # every character seen becomes an id: Chinese needs thousands, the default (1000) would [UNK] the rest
-        limit_alphabet=cfg.vocab_size,
+        # every character seen (up to vocab_size) becomes an id: Chinese needs thousands, the default (1000)
+        # would [UNK] the rest; the set is chosen in pinned_alphabet, where ties are broken deterministically
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
         special_tokens=[*SPECIAL_TOKENS, *continuations],
         wordpieces_prefix="##",
         show_progress=False,
