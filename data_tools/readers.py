@@ -359,7 +359,7 @@ def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 def inews_labelled(split: str) -> list[tuple[str, str]]:
     """(text, label) pairs of one inews split, the text as pack reads it (title, newline, content; normalised).
 
-    The package's labels: 0, 1, 2 (three news classes; train 5,355 / dev 1,000 / test 999 articles).
+    The package's labels: 0, 1, 2 (three news classes; train 5,355 / dev 999 / test 999 articles).
     """
     from data_tools.normalize import normalize
 

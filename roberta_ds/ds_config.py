@@ -139,6 +139,20 @@ def hardware_precision() -> str:
     return "bf16" if native else "fp16"
 
 
+def check_device_precision(cfg: dict) -> None:
+    """A resolved fp16/bf16 that this device cannot run, named before DeepSpeed fails with a bare "not supported"."""
+    from deepspeed.accelerator import get_accelerator
+
+    accel, problems = get_accelerator(), []
+    for p, supported in (("fp16", accel.is_fp16_supported), ("bf16", accel.is_bf16_supported)):
+        if cfg.get(p, {}).get("enabled") is True and not supported():
+            hint = (" (DeepSpeed's CPU accelerator needs AVX512-FP16 for fp16)" if accel.device_name() == "cpu" else "")
+            problems.append(f"{p}.enabled = true but this {accel.device_name()} device does not support {p}{hint}: "
+                            f"use --ds {p}.enabled=false (fp32), or \"auto\" to let the hardware choose")
+    if problems:
+        raise DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))
+
+
 def resolve(cfg: dict, *, total_steps: int, world_size: int) -> dict:
     """Fill derived "auto" values and check the settings against each other; one error lists every problem."""
     cfg = copy.deepcopy(cfg)

@@ -97,6 +97,7 @@ class Trainer:
             self.total_steps = PROJECTION_PLACEHOLDER
             self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
         self.precision = ds_config.precision(self.ds_cfg)
+        ds_config.check_device_precision(self.ds_cfg)
 
         # Model: fresh, or warm-started from a Hugging Face directory.
         self.hf_config = roberta_config(cfg.model, tok, self.seq_len)

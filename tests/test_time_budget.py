@@ -34,9 +34,10 @@ def test_time_budget_ends_annealed_on_time_and_resumes_with_its_clock(shard_dir:
                        "--save_steps", "20", "--save_total_limit", "0")
     assert pretrain_main(args) == 0
     summary = json.loads((run / "summary.json").read_text())
-    # It stopped at the first sync point (every 10 steps) past the budget: a fraction of a second late at most.
-    assert BUDGET_S <= summary["elapsed_s"] < BUDGET_S + 3.0, summary["elapsed_s"]
-    assert summary["steps"] % 10 == 0 and summary["steps"] >= 30
+    # It stopped at the first sync point (every 10 steps) past the budget, or at the projected last step
+    # when that came first (then less than 10 steps' time early).
+    assert BUDGET_S - 1.0 <= summary["elapsed_s"] < BUDGET_S + 3.0, summary["elapsed_s"]
+    assert summary["steps"] >= 30
     train = train_records(run)
     peak = max(r["lr"] for r in train)
     assert peak == pytest.approx(2e-3, rel=0.2)  # the warmup reached the configured peak...
@@ -57,7 +58,7 @@ def test_time_budget_ends_annealed_on_time_and_resumes_with_its_clock(shard_dir:
     shutil.copytree(mid, resumed / "checkpoints" / mid.name)
     assert pretrain_main([*args[:5], str(resumed), *args[6:], "--resume_from_checkpoint", "auto"]) == 0
     again = json.loads((resumed / "summary.json").read_text())
-    assert BUDGET_S <= again["elapsed_s"] < BUDGET_S + 3.0
+    assert BUDGET_S - 1.0 <= again["elapsed_s"] < BUDGET_S + 3.0
     first = train_records(resumed)[0]
     assert first["step"] > state["step"] and first["lr"] < peak  # continues in the decay, not a new warmup
 
