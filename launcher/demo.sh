@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_DIR:-runs/demo}
 STEPS=${STEPS:-3500}
+WARMUP=$(( STEPS * 2 / 7 ))  # the recipe's one-cycle-like warmup: 1,000 of the default 3,500 steps
 SEED=${SEED:-42}
 mkdir -p "$OUT"
 
@@ -27,10 +28,10 @@ SPLITS=train,dev
     --tokenizer_path "$OUT/tokenizer" --max_seq_length 128 --val_fraction 0.02 --workers 2
 
 # 3. Pretrain with the short-run recipe (README, "The short-run recipe"): engine settings in
-#    ds_configs/short_run.json, the rest in these flags. One CPU process here; --num_gpus N on a GPU machine.
-deepspeed --num_gpus 1 launcher/pretrain.py --ds_config ds_configs/short_run.json \
+#    ds_configs/zero2_short_run.json, the rest in these flags. One CPU process here; --num_gpus N on a GPU machine.
+deepspeed --num_gpus 1 launcher/pretrain.py --ds_config ds_configs/zero2_short_run.json \
   --data_dir "$OUT/shards" --output_dir "$OUT/run" --model_size tiny --dropout 0 --position_init sinusoid --mask_prob 0.15 \
-  --max_steps "$STEPS" --seed "$SEED" --log_steps 100 --eval_steps 500 --eval_max_sequences 1024 --save_steps 1000 \
+  --max_steps "$STEPS" --ds scheduler.params.warmup_num_steps="$WARMUP" --seed "$SEED" --log_steps 100 --eval_steps 500 --eval_max_sequences 1024 --save_steps 1000 \
   --resume_from_checkpoint auto
 
 # 4. Held-out metrics of the exported Hugging Face model (fixed 15 % masking, fixed seed).
