@@ -7,7 +7,7 @@ budget, and are evaluated on the same held-out sequences with the same masks (th
 of the packed shards, 15 % masking with the fixed evaluation seed, ``--eval_sequences`` sequences):
 
   roberta-ds  the real trainer and DeepSpeed engine (``launcher/pretrain.py``, one process) with the
-              short-run recipe (``ds_configs/short_run.json`` + the recipe flags) and ``--time_budget``:
+              short-run recipe (``ds_configs/zero2_short_run.json`` + the recipe flags) and ``--time_budget``:
               its lr schedule follows the clock. Evaluated every ``--every`` of its budget clock (which
               includes those evaluations: a handicap of a few seconds per point for this arm).
   reference   a Hugging Face run_mlm-style loop: every training document tokenized with [CLS]/[SEP],
@@ -42,7 +42,7 @@ from roberta_ds.schedule import parse_duration  # noqa: E402
 
 DEFAULT_VOCAB = ROOT.parent / "shared" / "vocab" / "chinese-bert-vocab.txt"
 SEQ_LEN = 128
-RECIPE_CONFIG = ROOT / "ds_configs" / "short_run.json"
+RECIPE_CONFIG = ROOT / "ds_configs" / "zero2_short_run.json"
 RECIPE_FLAGS = ["--model_size", "tiny", "--dropout", "0", "--position_init", "sinusoid", "--mask_prob", "0.15"]
 """The short-run recipe's trainer flags (README: "The short-run recipe"); the engine half is RECIPE_CONFIG."""
 
@@ -181,7 +181,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylim(top=max(result["unigram_nats"] + 1.0, 7.5), bottom=None)
     ax.set_xlabel("wall time (minutes)")
     ax.set_ylabel("held-out masked-LM loss (nats per masked token)")
-    ax.set_title(f"time to quality on inews @128, {result['model']}")
+    ax.set_title(f"time to quality, inews @128: {result['model']}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=110)
@@ -224,7 +224,10 @@ def main() -> int:
     if "reference" in wanted:
         arms["reference"] = run_reference(shards, model_cfg, budget_s, every_s, args.eval_sequences)
     marks = [every_s / 60 * k for k in range(1, int(round(budget_s / every_s)) + 1)]
-    result = {"budget": args.budget, "model": str(model_cfg.architecture()), "unigram_nats": unigram,
+    arch = model_cfg.architecture()
+    result = {"budget": args.budget, "unigram_nats": unigram,
+              "model": f"{arch['hidden_size']} hidden x {arch['num_hidden_layers']} layers, "
+                       f"{arch['num_attention_heads']} heads, FFN {arch['intermediate_size']}",
               "eval_sequences": args.eval_sequences, "ours_flags": RECIPE_FLAGS + extra,
               "ds_config": str(args.ds_config), "arms": arms,
               "at_minutes": {f"{m:g}": {k: loss_at(v, m) for k, v in arms.items()} for m in marks}}
