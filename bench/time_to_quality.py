@@ -211,11 +211,10 @@ def main() -> int:
     extra = args.ours.split()
     model_args = dict(zip(RECIPE_FLAGS[::2], RECIPE_FLAGS[1::2]))
     model_args.update(dict(zip(extra[::2], extra[1::2])))
-    model_cfg = ModelConfig(model_size=model_args["--model_size"],
-                            hidden_size=int(model_args["--hidden_size"]) if "--hidden_size" in model_args else None,
-                            num_hidden_layers=int(model_args["--num_hidden_layers"]) if "--num_hidden_layers" in model_args else None,
-                            num_heads=int(model_args["--num_heads"]) if "--num_heads" in model_args else None,
-                            intermediate_size=int(model_args["--intermediate_size"]) if "--intermediate_size" in model_args else None)
+    # The reference arm gets the roberta-ds arm's architecture (the recipe's flags, then --ours overrides).
+    shape = {k: int(model_args[f"--{k}"]) for k in ("hidden_size", "num_hidden_layers", "num_heads",
+                                                    "intermediate_size") if f"--{k}" in model_args}
+    model_cfg = ModelConfig(model_size=model_args["--model_size"], **shape)
     arms = {}
     wanted = args.arms.split(",")
     if "roberta-ds" in wanted:

@@ -89,13 +89,12 @@ class Trainer:
         self.budget_s = t.time_budget_s
         if self.budget_s is None:
             self.total_steps = t.max_steps or max(1, round((t.num_train_epochs or 1.0) * spe))
-            self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
         else:
             self._check_time_schedule(raw)
             # A placeholder until the first sync point projects the steps that fit in the budget (schedule.py);
             # until then the run is in warmup.
             self.total_steps = PROJECTION_PLACEHOLDER
-            self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
+        self.ds_cfg = ds_config.resolve(raw, total_steps=self.total_steps, world_size=self.world)
         self.precision = ds_config.precision(self.ds_cfg)
         ds_config.check_device_precision(self.ds_cfg)
 
