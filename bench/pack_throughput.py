@@ -30,7 +30,8 @@ SHARED_VOCAB = ROOT.parent / "shared" / "vocab" / "chinese-bert-vocab.txt"
 def child(workers: int, out: Path, tokenizer_path: str) -> None:
     from rich.console import Console
 
-    from data_tools.pack import PackConfig, run_pack
+    from data_tools.config import PackConfig
+    from data_tools.pack_job import run_pack
     from data_tools.readers import ReaderConfig
 
     cfg = PackConfig(ReaderConfig("inews"), out, tokenizer_path, workers=workers)
@@ -52,7 +53,7 @@ def bare(tokenizer_path: str, tmp: Path) -> tuple[float, int]:
 
     tok = load_tokenizer(tokenizer_path)
     tok.save_pretrained(str(tmp / "tok"))
-    from data_tools.packing import corpus_tokenizer
+    from data_tools.tokenize_worker import corpus_tokenizer
 
     backend = corpus_tokenizer(str(tmp / "tok" / "tokenizer.json"))  # as pack: literal "[SEP]" is text
     texts = [normalize(d.text)[0] for d in read_documents(ReaderConfig("inews"), ReadStats())]

@@ -80,7 +80,7 @@ def run_ours(shards: Path, work: Path, budget: str, every: str, eval_sequences: 
 def train_documents(shards: Path) -> list[str]:
     """The normalised texts of the documents in the shards' training split (same reader and hash as pack)."""
     from data_tools.normalize import normalize
-    from data_tools.packing import doc_hash
+    from data_tools.tokenize_worker import doc_hash
     from data_tools.readers import ReaderConfig, ReadStats, read_documents
 
     train = set(np.load(shards / "train" / "documents.npy").tolist())

@@ -92,7 +92,7 @@ def verify(root: Path, console: Console) -> list[str]:
 def inspect(root: Path, console: Console, chars: int = 300) -> None:
     from rich.table import Table
 
-    from data_tools.pack import print_summary
+    from data_tools.pack_job import print_summary
     from roberta_ds.tokenizer import load_tokenizer
 
     m = read_manifest(root)

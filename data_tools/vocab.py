@@ -12,37 +12,14 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from data_tools.config import VocabConfig
 from data_tools.normalize import normalize
-from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
+from data_tools.readers import ReadStats, check_input, read_documents
 from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
-
-
-@dataclass
-class VocabConfig:
-    reader: ReaderConfig
-    """Where and how to read the corpus."""
-    output: Path
-    """Tokenizer directory to write (--output)."""
-    vocab_size: int = 21128
-    """Target number of ids incl. special tokens (--vocab_size); the corpus may support fewer."""
-    min_frequency: int = 2
-    """Minimum count for a merged word piece (--min_frequency); single characters are always kept."""
-    normalize: bool = True
-    """Apply the normalize.CHAR_TABLE mapping first (off: --no_normalize)."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.vocab_size < len(SPECIAL_TOKENS) + 10:
-            problems.append(f"--vocab_size {self.vocab_size}: too small, use e.g. 21128")
-        if self.min_frequency < 1:
-            problems.append(f"--min_frequency {self.min_frequency}: must be >= 1")
-        if problems:
-            raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
 
 
 def pinned_alphabet(wp, cfg: VocabConfig) -> tuple[list[str], list[str]]:

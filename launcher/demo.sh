@@ -43,5 +43,5 @@ python launcher/probe.py --model "$OUT/run/final_model" --train inews:train --te
   --max_length 128 --max_steps 200 --batch_size 32 --lr 5e-4 --out "$OUT/run/probe.json"
 
 # 6. The run report: report.md (+ loss.png when matplotlib is installed), with the probe's result.
-python -m roberta_ds.report "$OUT/run"
+python launcher/report.py "$OUT/run"
 echo "demo done: $OUT/run/report.md, Hugging Face model in $OUT/run/final_model"

@@ -3,7 +3,7 @@
     deepspeed [--num_gpus N | --hostfile H] launcher/pretrain.py --ds_config ds_configs/zero2.json \
         --data_dir SHARDS --output_dir RUN [--model_size base] [--max_steps N] ...
 
-parse -> validate -> build -> train -> export; all the work lives in roberta_ds/.
+parse -> build (validates everything first) -> train -> export; all the work lives in roberta_ds/.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from roberta_ds.config import parse_args  # noqa: E402
+from roberta_ds import cli_args  # noqa: E402
+from roberta_ds.config import RunConfig  # noqa: E402
+
+PROG = "deepspeed launcher/pretrain.py"
+DESCRIPTION = "Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed."
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    return cli_args.parse(RunConfig, argv, PROG, DESCRIPTION, launched_by_deepspeed=True)
 
 
 def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
@@ -24,11 +32,16 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
         return 2
     import torch.distributed as dist
 
+    from roberta_ds.build import build_run
+    from roberta_ds.checkpoint import export_checkpoint, tag_for
     from roberta_ds.trainer import Trainer
 
     try:
-        trainer = Trainer(cfg)
-        trainer.train()
+        run = build_run(cfg)
+        summary = Trainer(run).train()
+        if summary is not None and run.is_main:  # None: stopped at --stop_at_step, to be resumed
+            export_checkpoint(run.ckpt_root / tag_for(summary.steps), run.out / "final_model")
+            run.console.print(f"exported Hugging Face model to {run.out / 'final_model'}")
     except ValueError as e:  # bad settings or data: one message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

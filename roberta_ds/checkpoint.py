@@ -1,18 +1,25 @@
-"""Checkpoints: DeepSpeed engine state plus a small JSON record, enough to resume exactly.
+"""Checkpoints: their layout, saving and resuming, finding one, and reading one back as a Hugging Face model.
 
 Layout of ``RUN/checkpoints/``::
 
     latest                      tag of the newest complete checkpoint (written by DeepSpeed)
     global_step100/             DeepSpeed's files (model, optimizer shards per rank)
-        roberta_ds_state.json   step, epoch, data cursor, counters, the exact effective configs
+        roberta_ds_state.json   the TrainState (state.py), the data cursor, the exact effective configs;
+                                written last, so its presence marks the checkpoint complete
         rng_rank00003.pt        each rank's RNG states (dropout must replay exactly on resume)
         hf_config.json          the model architecture, so any checkpoint exports on its own
         tokenizer/              the tokenizer the model was trained with
+
+Reading a checkpoint back: the fp32 weights are consolidated from DeepSpeed's ZeRO shards (any
+stage), loaded into a fresh RobertaForMaskedLM and, for an export, saved with ``save_pretrained``.
+We do not use ``zero_to_fp32.py --safe_serialization``: it fails on RoBERTa's tied decoder weights
+(DESIGN.md), while ``save_pretrained`` knows the tie.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -21,9 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from roberta_ds.shard_format import TOKENIZER_DIRNAME
+
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
-TOKENIZER_DIR = "tokenizer"
+WRAPPER_PREFIX = "mlm."  # SparseMaskedLM keeps the HF model as .mlm
+TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+"""Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""
 
 
 def tag_for(step: int) -> str:
@@ -50,12 +61,12 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
     import torch.distributed as dist
 
     tag = tag_for(step)
-    engine.save_checkpoint(str(ckpt_root), tag=tag, client_state={"roberta_ds": state})
+    engine.save_checkpoint(str(ckpt_root), tag=tag)  # our state goes in STATE_NAME only, once
     tag_dir = ckpt_root / tag
     torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
     if rank == 0:
         (tag_dir / HF_CONFIG_NAME).write_text(hf_config.to_json_string())
-        tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIR))
+        tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
@@ -79,23 +90,29 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.removeprefix("global_step")))
 
 
+def find(path: str | Path) -> Path | None:
+    """A complete checkpoint: ``path`` itself (a global_stepN directory), or the newest one in ``path``
+    (a checkpoints/ directory); None when there is none."""
+    p = Path(path)
+    if (p / STATE_NAME).exists():
+        return p
+    found = list_checkpoints(p)
+    return found[-1] if found else None
+
+
 def resolve_resume(arg: str | None, ckpt_root: Path) -> Path | None:
     """'auto' -> the newest complete checkpoint under the run (or None to start fresh); a path -> that checkpoint."""
     if arg is None:
         return None
     if arg == "auto":
-        found = list_checkpoints(ckpt_root)
-        return found[-1] if found else None
-    p = Path(arg)
-    if (p / STATE_NAME).exists():
-        return p
-    found = list_checkpoints(p)
-    if found:
-        return found[-1]
-    raise ValueError(
-        f"--resume_from_checkpoint {arg}: no checkpoint there (expected a global_stepN directory with "
-        f"{STATE_NAME}, or a checkpoints/ directory holding them); use 'auto' to resume the run's latest"
-    )
+        return find(ckpt_root)
+    found = find(arg)
+    if found is None:
+        raise ValueError(
+            f"--resume_from_checkpoint {arg}: no checkpoint there (expected a global_stepN directory with "
+            f"{STATE_NAME}, or a checkpoints/ directory holding them); use 'auto' to resume the run's latest"
+        )
+    return found
 
 
 def read_state(tag_dir: Path) -> dict:
@@ -114,3 +131,54 @@ def load(engine, tag_dir: Path, rank: int) -> None:
             "(resume with the same number of processes), or it is incomplete"
         )
     set_rng_state(torch.load(rng_file, weights_only=False))
+
+
+# ---------------------------------------------------------------------------- reading back as Hugging Face
+def fp32_state_dict(tag_dir: Path) -> dict[str, torch.Tensor]:
+    # ZeRO keeps the fp32 master weights in the optimizer shards ("zero_pp_rank_*" or, with bf16,
+    # "bf16_zero_pp_rank_*"); mp_rank_*_model_states.pt holds the module in its training dtype (bf16/fp16).
+    if any(tag_dir.glob("*_optim_states.pt")):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        # zero_to_fp32 logs every parameter at INFO; keep the export readable.
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        sd = get_fp32_state_dict_from_zero_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
+    else:  # no ZeRO partitioning: DeepSpeed keeps the whole module in one file
+        files = sorted(tag_dir.glob("mp_rank_*_model_states.pt"))
+        if not files:
+            raise FileNotFoundError(f"{tag_dir}: no DeepSpeed model states found")
+        sd = torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+    return {k.removeprefix(WRAPPER_PREFIX): v.float() for k, v in sd.items()}
+
+
+def model_from_checkpoint(tag_dir: Path):
+    """A RobertaForMaskedLM with a checkpoint's consolidated fp32 weights (any ZeRO stage), decoder tied."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    config = RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME))
+    model = RobertaForMaskedLM(config)
+    missing, unexpected = model.load_state_dict(fp32_state_dict(tag_dir), strict=False)
+    model.tie_weights()
+    bad_missing = [k for k in missing if k not in TIED]
+    if bad_missing or unexpected:
+        raise RuntimeError(f"checkpoint {tag_dir} does not match its config: missing {bad_missing}, unexpected {unexpected}")
+    if model.lm_head.decoder.weight.data_ptr() != model.roberta.embeddings.word_embeddings.weight.data_ptr():
+        raise RuntimeError("decoder weight is not tied to the word embeddings after loading")
+    return model
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a checkpoint (a global_stepN directory, or the newest in a checkpoints/ directory) as a
+    Hugging Face model directory: save_pretrained weights and config, and the tokenizer."""
+    from transformers import AutoTokenizer
+
+    tag_dir = find(checkpoint)
+    if tag_dir is None:
+        raise ValueError(f"{checkpoint}: no checkpoint there (a global_stepN directory with {STATE_NAME}, or a "
+                         "checkpoints/ directory holding them)")
+    out = Path(out)
+    model = model_from_checkpoint(tag_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIRNAME)).save_pretrained(str(out))
+    return out

@@ -1,4 +1,5 @@
-"""Run settings outside the DeepSpeed engine, and the pretrain command line.
+"""Run settings outside the DeepSpeed engine; launcher/pretrain.py generates its command line from them
+(roberta_ds/cli_args.py: every field is a flag, its docstring the flag's help).
 
 Engine settings (batch, optimizer, scheduler, precision, ZeRO) live only in ds_configs/*.json
 and ``--ds`` overrides; sequence length and vocab come from the shard manifest.
@@ -6,12 +7,12 @@ and ``--ds`` overrides; sequence length and vocab come from the shard manifest.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from roberta_ds.cli_args import cli
 from roberta_ds.masking import MaskingConfig
-from roberta_ds.model import PRESETS, ModelConfig
+from roberta_ds.model import ModelConfig
 from roberta_ds.schedule import parse_duration
 
 
@@ -25,8 +26,8 @@ class TrainConfig:
     """A directory written by `python -m data_tools pack` (its manifest.json)."""
     output_dir: str
     """Run directory: checkpoints/, metrics.jsonl, summary.json, final_model/."""
-    ds_overrides: list[str] = field(default_factory=list)
-    """--ds KEY.PATH=VALUE overrides of the DeepSpeed JSON."""
+    ds_overrides: list[str] = field(default_factory=list, metadata=cli(flag="--ds", metavar="KEY.PATH=VALUE"))
+    """Override a DeepSpeed JSON key, e.g. --ds train_micro_batch_size_per_gpu=8 (repeatable)."""
     num_train_epochs: float | None = None
     """Passes over the training split (default 1 when --max_steps is not given)."""
     max_steps: int | None = None
@@ -47,7 +48,7 @@ class TrainConfig:
     """Seeds model init, data order, dynamic masks and dropout."""
     num_workers: int = 0
     """Loader worker processes per rank (0: load in the training process)."""
-    resume_from_checkpoint: str | None = None
+    resume_from_checkpoint: str | None = field(default=None, metadata=cli(metavar="auto|PATH"))
     """'auto' (the run's newest checkpoint, if any) or a checkpoint path."""
     init_from: str | None = None
     """Continue pretraining from a Hugging Face RoBERTa or BERT checkpoint directory."""
@@ -55,9 +56,10 @@ class TrainConfig:
     """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
     shuffle_buffer: int = 100_000
     """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes, per loader worker)."""
-    time_budget: str | None = None
-    """Train for this much wall time (12m, 20h, 1h30m): the lr schedule's total steps and the stop follow the clock."""
-    eval_time: str | None = None
+    time_budget: str | None = field(default=None, metadata=cli(metavar="DURATION"))
+    """Train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak,
+    decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible."""
+    eval_time: str | None = field(default=None, metadata=cli(metavar="DURATION"))
     """Held-out evaluation every this much wall time (e.g. 30m), besides --eval_steps."""
 
     @property
@@ -116,66 +118,3 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return {"train": asdict(self.train), "model": asdict(self.model), "masking": asdict(self.masking)}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="deepspeed launcher/pretrain.py",
-        description="Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed.",
-    )
-    a = p.add_argument
-    a("--ds_config", required=True, help="DeepSpeed JSON: every engine setting (ds_configs/zero2.json ...)")
-    a("--ds", action="append", default=[], metavar="KEY.PATH=VALUE", dest="ds_overrides",
-      help="override a DeepSpeed key, e.g. --ds train_micro_batch_size_per_gpu=8 (repeatable)")
-    a("--data_dir", required=True, help="shards written by `python -m data_tools pack`")
-    a("--output_dir", required=True, help="run directory")
-    a("--model_size", default="base", choices=sorted(PRESETS), help="architecture preset (base = the original run)")
-    a("--hidden_size", type=int)
-    a("--num_heads", type=int)
-    a("--intermediate_size", type=int)
-    a("--num_hidden_layers", type=int)
-    a("--dropout", type=float, default=0.1)
-    a("--position_init", default="random", choices=["random", "sinusoid"],
-      help="initial learned position embeddings (the export stays a stock RobertaForMaskedLM)")
-    a("--num_train_epochs", type=float)
-    a("--max_steps", type=int)
-    a("--max_seq_length", type=int, help="default: the shards' packed length")
-    a("--save_steps", type=int, default=5000)
-    a("--save_total_limit", type=int, default=3)
-    a("--eval_steps", type=int, default=0)
-    a("--eval_max_sequences", type=int)
-    a("--log_steps", type=int, default=50)
-    a("--mask_prob", type=float, default=0.15)
-    a("--wwm", action="store_true", help="whole-word masking from the shards' jieba word starts")
-    a("--seed", type=int, default=42)
-    a("--num_workers", type=int, default=0)
-    a("--shuffle_buffer", type=int, default=100_000,
-      help="sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes per loader worker)")
-    a("--stop_at_step", type=int, help="save and exit after this step; the schedule still targets the full run")
-    a("--time_budget", metavar="DURATION",
-      help="train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak, "
-           "decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible")
-    a("--eval_time", metavar="DURATION", help="held-out evaluation every this much wall time (e.g. 30m)")
-    a("--resume_from_checkpoint", help="'auto' or a checkpoint path")
-    a("--init_from", help="Hugging Face RoBERTa/BERT directory to continue pretraining from")
-    a("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # passed by the deepspeed launcher
-    return p
-
-
-def parse_args(argv: list[str] | None = None) -> RunConfig:
-    ns = build_parser().parse_args(argv)
-    d = vars(ns)
-    problems = []
-    parts = {}
-    for name, cls, keys in (
-        ("train", TrainConfig, TrainConfig.__dataclass_fields__),
-        ("model", ModelConfig, ModelConfig.__dataclass_fields__),
-        ("masking", MaskingConfig, ("mask_prob", "wwm")),
-    ):
-        try:
-            parts[name] = cls(**{k: d[k] for k in keys if k in d})
-        except ValueError as e:
-            problems.append(str(e))
-    if problems:
-        raise ValueError("\n".join(problems))
-    return RunConfig(**parts)

@@ -28,7 +28,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
-from roberta_ds.shard_format import Manifest, decode_sample
+from roberta_ds.shard_format import Manifest, ShardFormatError, decode_sample
 
 MODEL_INPUTS = ("input_ids", "masked_positions", "masked_labels", "attention_mask")
 """The batch keys SparseMaskedLM.forward takes; the other keys are bookkeeping."""
@@ -245,6 +245,26 @@ class PretrainingData:
                 f"{layout.grad_accum} x {layout.world_size} ranks): pack more data or lower "
                 "--ds train_micro_batch_size_per_gpu=N"
             )
+
+    def steps_from(self, start_step: int = 0) -> Iterator[tuple[int, list[dict]]]:
+        """Endless ``(epoch, micro_batches)`` from global step ``start_step`` on, epoch after epoch.
+
+        Raises ShardFormatError when an epoch yields fewer steps than the manifest promises (re-reading
+        would loop forever on shards that do not match it).
+        """
+        spe = self.steps_per_epoch
+        epoch, start = divmod(start_step, spe)
+        while True:
+            done = start
+            for micro_batches in self.steps(epoch, start):
+                done += 1
+                yield epoch, micro_batches
+            if done < spe:
+                raise ShardFormatError(
+                    f"epoch {epoch} of {self.stream.root} ended after {done} of {spe} steps: the shards do not match "
+                    "their manifest; run `python -m data_tools verify` on them"
+                )
+            epoch, start = epoch + 1, 0
 
     def steps(self, epoch: int, start_step: int = 0) -> Iterator[list[dict]]:
         ds = _TrainSteps(self, epoch, start_step)

@@ -1,8 +1,7 @@
-"""Held-out masked-LM metrics at a fixed 15 % masking and fixed seed, so runs compare.
+"""Held-out masked-LM metrics at a fixed 15 % masking and fixed seed, so runs compare: of the engine
+during training (``evaluate_engine``) and of a saved model (``evaluate_saved``, behind launcher/evaluate.py).
 
-loss        = sum of cross-entropy over masked tokens / number of masked tokens (nats), all ranks
-perplexity  = exp(loss)
-accuracy    = masked tokens whose argmax prediction is the original token / masked tokens
+The metrics (loss, perplexity, accuracy) are defined in records.EVAL_DEFINITIONS.
 
 Representation collapse (``collapse``): an encoder whose final hidden states are (nearly) the same
 vector for every token and every input has learned nothing a classifier can use, even when its
@@ -13,37 +12,18 @@ Measured on the final hidden states of the first evaluation sequences this rank 
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from roberta_ds.data import Layout, ShardStream, eval_batches, model_inputs, to_device
 from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING, Masker
-
-COLLAPSE_SEQUENCES = 64
-"""Held-out sequences (per rank, the first ones it evaluates) whose hidden states the collapse check uses."""
-COLLAPSE_TOKENS = 1024
-"""Token vectors (evenly spaced over those sequences' real tokens) in the token-cosine matrix."""
-COLLAPSE_TOKEN_COSINE = 0.98
-"""Mean pairwise cosine between different tokens' final hidden states above which the encoder has collapsed.
-A trained encoder keeps tokens apart (well below 0.9); the collapsed demo model measured 0.99999988."""
-
-DEFINITIONS = {
-    "loss": "sum of cross-entropy (nats) over masked tokens / masked tokens, all ranks",
-    "perplexity": "exp(loss)",
-    "accuracy": "masked tokens predicted exactly (argmax) / masked tokens",
-    "masking": f"{EVAL_MASKING.mask_prob:.0%} of non-special tokens, 80/10/10 [MASK]/random/kept, seed {EVAL_MASK_SEED}",
-    "collapse": (
-        f"final hidden states of the first (up to) {COLLAPSE_SEQUENCES} held-out sequences on rank 0: token_cosine = "
-        f"mean cosine between {COLLAPSE_TOKENS} evenly spaced real-token vectors (pairs of different tokens), "
-        "sequence_cosine = mean cosine between the sequences' mean-pooled vectors, cls_relative_spread = RMS "
-        "distance of the [CLS] vectors from their mean / their mean norm; collapsed = token_cosine > "
-        f"{COLLAPSE_TOKEN_COSINE}"
-    ),
-}
-
+from roberta_ds.records import COLLAPSE_SEQUENCES, COLLAPSE_TOKEN_COSINE, COLLAPSE_TOKENS, eval_metrics
+from roberta_ds.shard_format import SPLITS, read_manifest
 
 def _mean_offdiag_cosine(x: torch.Tensor) -> float:
     if x.shape[0] < 2:
@@ -55,7 +35,7 @@ def _mean_offdiag_cosine(x: torch.Tensor) -> float:
 
 
 def collapse_stats(hidden: torch.Tensor, real: torch.Tensor) -> dict:
-    """Collapse measures (see DEFINITIONS["collapse"]) of final hidden states [n, seq, h] with real-token mask [n, seq]."""
+    """Collapse measures (records.EVAL_DEFINITIONS["collapse"]) of final hidden states [n, seq, h] with real-token mask [n, seq]."""
     hidden, real = hidden.double(), real.bool()
     tokens = hidden[real]
     pick = torch.linspace(0, tokens.shape[0] - 1, min(COLLAPSE_TOKENS, tokens.shape[0])).round().long()
@@ -71,18 +51,6 @@ def collapse_stats(hidden: torch.Tensor, real: torch.Tensor) -> dict:
         "collapsed": bool(token_cosine > COLLAPSE_TOKEN_COSINE),
     }
 
-
-
-def metrics_from_sums(loss_sum: float, correct: float, masked: float, sequences: float) -> dict:
-    loss = loss_sum / masked if masked else float("nan")
-    return {
-        "loss": loss,
-        "perplexity": math.exp(loss) if masked and loss < 700 else float("inf"),
-        "accuracy": correct / masked if masked else float("nan"),
-        "masked_tokens": int(masked),
-        "sequences": int(sequences),
-        "definitions": DEFINITIONS,
-    }
 
 
 @torch.no_grad()
@@ -119,7 +87,7 @@ def evaluate(
     total = torch.cat([sums, torch.tensor([masked, sequences], dtype=torch.float64, device=device)])
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(total)
-    res = metrics_from_sums(*total.tolist())
+    res = eval_metrics(*total.tolist())
     if hidden:
         res["collapse"] = collapse_stats(torch.cat(hidden)[:COLLAPSE_SEQUENCES], torch.cat(real)[:COLLAPSE_SEQUENCES])
     return res
@@ -140,3 +108,78 @@ def evaluate_engine(engine, stream: ShardStream, layout: Layout, max_sequences: 
         return evaluate(engine, stream, layout, max_sequences, device)
     finally:
         engine.train()
+
+
+# ---------------------------------------------------------------------------- a saved model
+@dataclass
+class EvalConfig:
+    """What to evaluate, on which data."""
+
+    model: str
+    """RUN/final_model, a checkpoint directory (RUN/checkpoints/global_stepN) or RUN/checkpoints (its newest)."""
+    data_dir: str
+    """Shards written by `python -m data_tools pack`."""
+    split: str = "validation"
+    """Manifest split to evaluate on: train or validation."""
+    micro_batch: int = 16
+    """Sequences per forward per process (does not change the numbers)."""
+    max_sequences: int | None = None
+    """Only the first N sequences of the split (use the same N for runs you compare)."""
+    max_seq_length: int | None = None
+    """Evaluation length; default the shards' packed length, capped at the model's positions."""
+    out: str | None = None
+    """Also write the JSON result to this file."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.split not in SPLITS:
+            problems.append(f"--split {self.split!r}: choose one of {list(SPLITS)}")
+        if self.micro_batch < 1:
+            problems.append(f"--micro_batch {self.micro_batch}: must be >= 1")
+        if self.max_sequences is not None and self.max_sequences < 1:
+            problems.append(f"--max_sequences {self.max_sequences}: must be >= 1 (omit it for the whole split)")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8")
+        if not Path(self.data_dir).is_dir():
+            problems.append(f"--data_dir {self.data_dir}: no such directory (make one with `python -m data_tools pack`)")
+        if not Path(self.model).is_dir():
+            problems.append(f"--model {self.model}: no such directory (RUN/final_model or a checkpoint directory)")
+        if problems:
+            raise ValueError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def evaluate_saved(cfg: EvalConfig) -> dict:
+    """Held-out metrics of a saved model on every rank; the result is all-reduced (identical on every rank).
+
+    The numbers are those of ``evaluate`` at its fixed masking and seed, the function the trainer calls,
+    so evaluating a run's final model reproduces the run's last eval record (same split, same
+    max_sequences). Under the `deepspeed` launcher each rank evaluates its share of every round of
+    micro-batches.
+    """
+    from roberta_ds.engine import device, init_distributed  # imports deepspeed
+    from roberta_ds.model import SparseMaskedLM
+    from roberta_ds.saved_model import data_conflicts, load_masked_lm
+
+    root = Path(cfg.data_dir)
+    manifest = read_manifest(root)
+    loaded = load_masked_lm(cfg.model)
+    seq_len = cfg.max_seq_length or min(manifest.max_seq_length, loaded.max_seq_length)
+    problems = data_conflicts(loaded, manifest.tokenizer, seq_len)
+    if problems:
+        raise ValueError(f"model {loaded.path} cannot be evaluated on {root}:\n  " + "\n  ".join(problems)
+                         + "\nEvaluate on shards packed with the model's tokenizer "
+                           f"(`python -m data_tools pack --tokenizer_path {loaded.path}`).")
+    # Checked before joining the process group: a mismatch fails fast, on every rank alike.
+    rank, world, _ = init_distributed()
+    dev = device()
+    stream = ShardStream(root, manifest, cfg.split, seq_len, EVAL_MASK_SEED, shuffle=False)
+    layout = Layout(micro_batch=cfg.micro_batch, grad_accum=1, world_size=world, rank=rank)
+    model = SparseMaskedLM(loaded.mlm).to(dev).eval()
+    t0 = time.perf_counter()
+    res = evaluate(model, stream, layout, cfg.max_sequences, dev)
+    return {
+        "model": str(loaded.path), "model_kind": loaded.kind, "data_dir": str(root.resolve()), "split": cfg.split,
+        "seq_len": seq_len, "max_sequences": cfg.max_sequences, "world_size": world, "micro_batch": cfg.micro_batch,
+        "mask_seed": EVAL_MASK_SEED, **res, "eval_time_s": time.perf_counter() - t0,
+        "settings": asdict(cfg),
+    }

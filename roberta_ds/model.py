@@ -32,7 +32,7 @@ class ModelConfig:
     """Architecture: a preset plus the original script's override flags."""
 
     model_size: str = "base"
-    """Preset: tiny | small | base | large."""
+    """Architecture preset: tiny | small | base | large (base = the original run: hidden 768, 12 layers)."""
     hidden_size: int | None = None
     """Overrides the preset's hidden size."""
     num_heads: int | None = None

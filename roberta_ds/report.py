@@ -1,10 +1,10 @@
-"""Run reports and run comparison, written by the tool instead of by hand.
+"""Run reports and run comparison, written by the tool instead of by hand (behind launcher/report.py).
 
-    python -m roberta_ds.report RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
-    python -m roberta_ds.report RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
+    python launcher/report.py RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
+    python launcher/report.py RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
 
-Reads what the trainer writes: RUN/metrics.jsonl, RUN/summary.json (absent while a run is
-unfinished: the report then says so and uses the metrics), RUN/effective_config.json, and the
+Reads what the trainer writes, through records.py: RUN/metrics.jsonl, RUN/summary.json (absent while a
+run is unfinished: the report then says so and uses the metrics), RUN/effective_config.json, and the
 shard manifest the run names (for the dataset row and the train/validation leak check).
 Every number in the tables carries its definition; sanity warnings (roberta_ds.sanity) come first.
 The picture needs matplotlib (`pip install roberta-ds[demo]`); without it the report is
@@ -13,15 +13,14 @@ complete in text (the curve is also a table).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roberta_ds import records as rec
 from roberta_ds import sanity
-from roberta_ds.evaluation import DEFINITIONS as EVAL_DEFINITIONS
+from roberta_ds.records import EVAL_DEFINITIONS, Evaluation, RunSummary, TrainWindow
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
 CURVE_ROWS = 30
@@ -32,28 +31,27 @@ CURVE_ROWS = 30
 class Run:
     path: Path
     name: str
-    records: list[dict]
-    summary: dict | None
+    records: list[rec.Record]
+    summary: RunSummary | None
     config: dict | None
     manifest: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def train(self) -> list[dict]:
-        return [r for r in self.records if r.get("kind") == "train"]
+    def train(self) -> list[TrainWindow]:
+        return rec.windows(self.records)
 
     @property
-    def evals(self) -> list[dict]:
-        return [r for r in self.records if r.get("kind") == "eval"]
+    def evals(self) -> list[Evaluation]:
+        return rec.evaluations(self.records)
 
 
 def load_run(path: str | Path, name: str | None = None) -> Run:
     p = Path(path)
-    metrics = p / "metrics.jsonl"
-    if not metrics.exists():
-        raise ValueError(f"{p}: no metrics.jsonl (a run directory written by launcher/pretrain.py --output_dir)")
-    records = [json.loads(ln) for ln in metrics.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else None
+    if not (p / rec.METRICS_NAME).exists():
+        raise ValueError(f"{p}: no {rec.METRICS_NAME} (a run directory written by launcher/pretrain.py --output_dir)")
+    records = rec.read_metrics(p)
+    summary = rec.read_summary(p)
     config = json.loads((p / "effective_config.json").read_text()) if (p / "effective_config.json").exists() else None
     run = Run(path=p, name=name or p.resolve().name, records=records, summary=summary, config=config)
     data_dir = config["data"]["data_dir"] if config else None
@@ -97,75 +95,75 @@ def _duration(s: float | None) -> str:
 
 def facts(run: Run) -> list[tuple[str, str, str]]:
     """(quantity, value, definition) rows; from summary.json, or from metrics.jsonl for an unfinished run."""
-    s, c, m = run.summary or {}, run.config or {}, run.manifest
-    last_train = run.train[-1] if run.train else {}
-    last_eval = s.get("eval") or (run.evals[-1] if run.evals else None)
+    s, c, m = run.summary or RunSummary(), run.config or {}, run.manifest
+    last_train = run.train[-1] if run.train else None
+    last_eval = s.last_eval or (run.evals[-1] if run.evals else None)
+
+    def either(from_summary, from_metrics):
+        return from_metrics if from_summary is None else from_summary
+
     src = (m or {}).get("source") or (c.get("data") or {}).get("source") or {}
     dataset = f"{src.get('format', '?')}" + (f" ({src['input']})" if src.get("input") else "")
     data_dir = (c.get("data") or {}).get("data_dir", "?")
     ds = c.get("deepspeed") or {}
-    steps = s.get("steps", last_train.get("step"))
+    steps = either(s.steps, last_train and last_train.step)
     spe = (c.get("data") or {}).get("steps_per_epoch")
-    epochs = s.get("epochs_completed", steps / spe if steps is not None and spe else None)
+    epochs = either(s.epochs_completed, steps / spe if steps is not None and spe else None)
     mdl = c.get("model") or {}
     arch = (f"hidden {mdl['hidden_size']}, {mdl['num_hidden_layers']} layers, {mdl['num_attention_heads']} heads"
             if mdl else "—")
-    window = s.get("final_window_steps", last_train.get("window_steps"))
-    final_loss = s.get("final_window_loss", last_train.get("loss"))
-    epoch_means = s.get("epoch_mean_loss")
-    if epoch_means is None and run.train:  # unfinished run: recompute from the windows
-        sums: dict[str, list[float]] = {}
-        for r in run.train:
-            e = sums.setdefault(str(r["epoch"]), [0.0, 0.0])
-            e[0] += r["loss"] * r["window_masked_tokens"]
-            e[1] += r["window_masked_tokens"]
-        epoch_means = {k: v[0] / v[1] for k, v in sums.items() if v[1]}
+    window = either(s.final_window_steps, last_train and last_train.window_steps)
+    final_loss = either(s.final_window_loss, last_train and last_train.loss)
+    epoch_means = either(s.epoch_mean_loss, rec.epoch_means(run.train))  # unfinished run: from the windows
     done = epochs or 0.0
     epoch_str = ", ".join(f"epoch {k}: {_fmt(v)}" + (" (partial)" if int(k) + 1 > done + 1e-9 else "")
                           for k, v in (epoch_means or {}).items()) or "—"
     unigram = unigram_of(run)
-    gap = (f" ({unigram - last_eval['loss']:.3f} nats below the unigram line)"
+    gap = (f" ({unigram - last_eval.loss:.3f} nats below the unigram line)"
            if last_eval and unigram is not None else "")
-    col = (last_eval or {}).get("collapse")
+    col = last_eval.collapse if last_eval else None
     col_str = (f"{'COLLAPSED' if col['collapsed'] else 'not collapsed'}: token cosine {col['token_cosine']:.4f}, "
                f"sequence cosine {col['sequence_cosine']:.4f}, [CLS] spread {col['cls_relative_spread']:.3g}"
                if col else "—")
-    ev_where = (f" at step {last_eval['step']}, {last_eval['sequences']:,} sequences, "
-                f"{last_eval['masked_tokens']:,} masked tokens" if last_eval else "")
+    ev_where = (f" at step {last_eval.step}, {last_eval.sequences:,} sequences, "
+                f"{last_eval.masked_tokens:,} masked tokens" if last_eval else "")
     rows = [
         ("status", "finished" if run.summary else "unfinished (no summary.json): figures from metrics.jsonl",
          "whether the run wrote summary.json at its end"),
         ("dataset", dataset, f"corpus format and input of the shards in {data_dir}"),
         ("documents", _fmt(((m or {}).get("splits", {}).get("train") or {}).get("documents",
-                                                                                (s.get("data") or {}).get("train_documents"))),
+                                                                                (s.data or {}).get("train_documents"))),
          "documents in the shards' training split (manifest)"),
         ("model", arch, "architecture (effective_config.json)"),
-        ("sequences", _fmt(s.get("sequences", last_train.get("sequences_seen"))),
+        ("sequences", _fmt(either(s.sequences, last_train and last_train.sequences_seen)),
          "training sequences processed = steps x global batch"),
-        ("tokens", _fmt(s.get("tokens", last_train.get("tokens_seen"))), "non-padding tokens processed in training, all ranks"),
+        ("tokens", _fmt(either(s.tokens, last_train and last_train.tokens_seen)),
+         "non-padding tokens processed in training, all ranks"),
         ("steps", _fmt(steps), "optimizer steps"),
         ("epochs", _fmt(epochs, 3), "steps / steps per epoch (passes over the training split)"),
-        ("batch", f"{_fmt(s.get('global_batch', c.get('global_batch')))} x {_fmt(s.get('seq_len', (c.get('data') or {}).get('seq_len')))}",
+        ("batch", f"{_fmt(either(s.global_batch, c.get('global_batch')))} x "
+                  f"{_fmt(either(s.seq_len, (c.get('data') or {}).get('seq_len')))}",
          "global batch (sequences per step = micro x accumulation x ranks) x sequence length"),
-        ("lr", _lr(s.get("lr", ((ds.get("optimizer") or {}).get("params") or {}).get("lr"))),
+        ("lr", _lr(either(s.lr, ((ds.get("optimizer") or {}).get("params") or {}).get("lr"))),
          "peak learning rate (DeepSpeed optimizer lr)"),
-        ("precision", str(s.get("precision", c.get("precision", "—"))), "training precision"),
-        ("ZeRO stage", _fmt(s.get("zero_stage", (ds.get("zero_optimization") or {}).get("stage"))), "DeepSpeed ZeRO stage"),
-        ("ranks", _fmt(s.get("world_size", c.get("world_size"))), "processes (GPUs) in the run"),
-        ("initial loss", _fmt(s.get("initial_loss", run.train[0]["loss"] if run.train else None)),
+        ("precision", str(either(s.precision, c.get("precision", "—"))), "training precision"),
+        ("ZeRO stage", _fmt(either(s.zero_stage, (ds.get("zero_optimization") or {}).get("stage"))),
+         "DeepSpeed ZeRO stage"),
+        ("ranks", _fmt(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
+        ("initial loss", _fmt(either(s.initial_loss, run.train[0].loss if run.train else None)),
          "training loss of the first optimizer step (nats per masked token)"),
         ("final loss", _fmt(final_loss) + (f" (last {window} steps)" if window else ""),
-         "training loss over the last logging window: masked-token-weighted mean cross-entropy, all ranks"),
+         f"training loss over the last logging window: {rec.LOSS}"),
         ("epoch mean loss", epoch_str, "training loss over all steps of each epoch, weighted by masked tokens"),
         ("unigram line", _fmt(unigram), UNIGRAM_DEFINITION),
-        ("held-out loss", _fmt(last_eval["loss"]) + gap if last_eval else "—",
+        ("held-out loss", _fmt(last_eval.loss) + gap if last_eval else "—",
          f"cross-entropy (nats) per masked token on the validation split, 15 % masking, fixed seed{ev_where}"),
-        ("perplexity", _fmt(last_eval["perplexity"], 2) if last_eval else "—", "exp(held-out loss)"),
-        ("accuracy", _fmt(last_eval["accuracy"]) if last_eval else "—",
+        ("perplexity", _fmt(last_eval.perplexity, 2) if last_eval else "—", "exp(held-out loss)"),
+        ("accuracy", _fmt(last_eval.accuracy) if last_eval else "—",
          "held-out masked tokens predicted exactly (argmax) / masked tokens"),
         ("collapse check", col_str, EVAL_DEFINITIONS["collapse"]),
-        ("wall time", _duration(s.get("train_time_s")), "training time, excluding evaluation, checkpoints and start-up"),
-        ("tokens/s", _fmt(s.get("tokens_per_s")), "tokens / wall time"),
+        ("wall time", _duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
+        ("tokens/s", _fmt(s.tokens_per_s), "tokens / wall time"),
     ]
     return rows
 
@@ -173,8 +171,8 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
 def unigram_of(run: Run) -> float | None:
     """The unigram line (shard_format.unigram_line): from the eval records, else from the run's manifest."""
     for e in reversed(run.evals):
-        if e.get("unigram_nats") is not None:
-            return e["unigram_nats"]
+        if e.unigram_nats is not None:
+            return e.unigram_nats
     u = ((run.manifest or {}).get("corpus") or {}).get("unigram")
     return None if u is None else u["nats"]
 
@@ -188,21 +186,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def curve_table(run: Run) -> str:
     """The loss curve as text: training windows (subsampled) with the held-out loss where one was measured."""
-    evals = {e["step"]: e for e in run.evals}
+    evals = {e.step: e for e in run.evals}
     unigram = unigram_of(run)
     train = run.train
     if len(train) > CURVE_ROWS:
         idx = sorted({round(i * (len(train) - 1) / (CURVE_ROWS - 1)) for i in range(CURVE_ROWS)})
         train = [train[i] for i in idx]
-    steps = sorted({r["step"] for r in train} | set(evals))
-    by_step = {r["step"]: r for r in train}
+    steps = sorted({r.step for r in train} | set(evals))
+    by_step = {r.step: r for r in train}
     rows = []
     for st in steps:
         r, e = by_step.get(st), evals.get(st)
-        tokens = (r or e)["tokens_seen"]
-        below = f"{unigram - e['loss']:.3f}" if e and unigram is not None else ""
-        rows.append([_fmt(st), _fmt(tokens), _fmt(r["loss"]) if r else "", _fmt(r["window_steps"]) if r else "",
-                     _fmt(e["loss"]) if e else "", below])
+        tokens = (r or e).tokens_seen
+        below = f"{unigram - e.loss:.3f}" if e and unigram is not None else ""
+        rows.append([_fmt(st), _fmt(tokens), _fmt(r.loss) if r else "", _fmt(r.window_steps) if r else "",
+                     _fmt(e.loss) if e else "", below])
     return _md_table(["step", "tokens seen", "training loss (window)", "window steps", "held-out loss",
                       "nats below unigram"], rows)
 
@@ -222,10 +220,10 @@ def plot_losses(runs: list[Run], out_png: Path) -> str | None:
         color = f"C{i}"
         label = run.name if len(runs) > 1 else "training (window mean)"
         for ax, x in zip(axes, ("step", "tokens_seen")):
-            ax.plot([r[x] for r in run.train], [r["loss"] for r in run.train], color=color, lw=1.5,
+            ax.plot([getattr(r, x) for r in run.train], [r.loss for r in run.train], color=color, lw=1.5,
                     label=label if len(runs) == 1 else f"{run.name}: training")
             if run.evals:
-                ax.plot([e[x] for e in run.evals], [e["loss"] for e in run.evals], color=color, ls="--", marker="o",
+                ax.plot([getattr(e, x) for e in run.evals], [e.loss for e in run.evals], color=color, ls="--", marker="o",
                         ms=4, label="held-out (15 % mask, fixed seed)" if len(runs) == 1 else f"{run.name}: held-out")
     unigram = unigram_of(runs[0])
     if unigram is not None and all(unigram_of(r) == unigram for r in runs):
@@ -261,7 +259,7 @@ def single_report(run: Run, picture_note: str | None) -> str:
     pic = f"_{picture_note}_" if picture_note else "![loss curve](loss.png)"
     return "\n\n".join([
         f"# Run report: {run.name}",
-        f"Run directory `{run.path}`. Written by `python -m roberta_ds.report`.",
+        f"Run directory `{run.path}`. Written by `python launcher/report.py`.",
         "## Warnings\n\n" + _warnings_md([run]),
         "## Summary\n\n" + _md_table(["quantity", "value", "definition"], rows),
         "## Loss curve\n\n" + pic + "\n\nTraining loss: masked-token-weighted mean cross-entropy over each logging "
@@ -334,29 +332,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> l
     written[1].write_text(json.dumps(
         {"runs": [{"name": r.name, "path": str(r.path), "warnings": r.warnings,
                    "facts": [{"quantity": q, "value": v, "definition": d} for q, v, d in facts(r)],
-                   "summary": r.summary} for r in runs]},
+                   "summary": r.summary.to_dict() if r.summary else None} for r in runs]},
         indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     if note is None:
         written.append(out / "loss.png")
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m roberta_ds.report",
-                                description="Report one run, or compare several side by side.")
-    p.add_argument("runs", nargs="+", help="run directories (launcher/pretrain.py --output_dir)")
-    p.add_argument("--out", help="output directory (default: the run itself; required for several runs)")
-    args = p.parse_args(argv)
-    try:
-        written = write_report(args.runs, args.out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report = written[0].read_text(encoding="utf-8")
-    warn = report.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
-    print(f"wrote {', '.join(str(w) for w in written)}\nwarnings:\n{warn}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

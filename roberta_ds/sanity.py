@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roberta_ds.records import RunSummary, as_records, epoch_means, evaluations, windows
 from roberta_ds.shard_format import Manifest, ShardFormatError, read_manifest
 
 # Lowest training loss (nats per masked token) we believe for a given amount of training data.
@@ -43,53 +44,46 @@ def loss_floor(tokens_seen: float) -> float:
     return LOSS_FLOORS[-1][1]
 
 
-def _train(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("kind") == "train"]
-
-
-def _eval(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("kind") == "eval"]
-
-
-def check_records(records: list[dict]) -> list[str]:
-    """Warnings from metrics.jsonl records so far (train and eval): NaN/inf, implausibly low, flat, held-out gap."""
+def check_records(records) -> list[str]:
+    """Warnings from metrics.jsonl records so far (records.py; parsed lines or records): NaN/inf, implausibly
+    low, flat, held-out gap."""
     warnings: list[str] = []
-    train, evals = _train(records), _eval(records)
+    train, evals = windows(records), evaluations(records)
     for r in train + evals:
-        if not math.isfinite(r["loss"]):
-            warnings.append(f"{r['kind']} loss is {r['loss']} at step {r['step']}: training diverged "
+        if not math.isfinite(r.loss):
+            warnings.append(f"{r.KIND} loss is {r.loss} at step {r.step}: training diverged "
                             "(lower the learning rate, check fp16 loss scaling, or use bf16/fp32)")
     for r in train:
-        floor = loss_floor(r["tokens_seen"])
-        if math.isfinite(r["loss"]) and r["loss"] < floor:
+        floor = loss_floor(r.tokens_seen)
+        if math.isfinite(r.loss) and r.loss < floor:
             warnings.append(
-                f"training loss {r['loss']:.4f} at step {r['step']} is implausibly low for {r['tokens_seen']:,} "
+                f"training loss {r.loss:.4f} at step {r.step} is implausibly low for {r.tokens_seen:,} "
                 f"tokens seen (below {floor} nats): check the loss bookkeeping, a train/validation leak, or a tiny "
                 "corpus repeated until memorised"
             )
             break  # one is enough: later windows would repeat it
-    finite = [r for r in train if math.isfinite(r["loss"])]
+    finite = [r for r in train if math.isfinite(r.loss)]
     if len(finite) >= FLAT_MIN_RECORDS:
-        first, last = finite[0]["loss"], finite[-1]["loss"]
+        first, last = finite[0].loss, finite[-1].loss
         if first - last < FLAT_REL_DROP * abs(first):
             warnings.append(
-                f"training loss is flat: {first:.4f} at step {finite[0]['step']} -> {last:.4f} at step "
-                f"{finite[-1]['step']} (less than {FLAT_REL_DROP:.0%} lower): the model is not learning "
+                f"training loss is flat: {first:.4f} at step {finite[0].step} -> {last:.4f} at step "
+                f"{finite[-1].step} (less than {FLAT_REL_DROP:.0%} lower): the model is not learning "
                 "(learning rate 0 or too low, frozen weights, or labels not matching inputs)"
             )
     for e in evals:
-        if e["step"] == 0 or not math.isfinite(e["loss"]):
+        if e.step == 0 or not math.isfinite(e.loss):
             continue
         # The window ending at the eval step averages a slightly worse model; the next window a
         # slightly better one: compare with the lower of the two so fast early learning is not flagged.
-        near = [r["loss"] for r in finite if r["step"] == e["step"]]
-        near += [r["loss"] for r in finite if r["step"] > e["step"]][:1]
+        near = [r.loss for r in finite if r.step == e.step]
+        near += [r.loss for r in finite if r.step > e.step][:1]
         if not near:
             continue
         ref = min(near)
-        if e["loss"] < HELDOUT_RATIO * ref and ref - e["loss"] > HELDOUT_MARGIN:
+        if e.loss < HELDOUT_RATIO * ref and ref - e.loss > HELDOUT_MARGIN:
             warnings.append(
-                f"held-out loss {e['loss']:.4f} at step {e['step']} is far below the training loss {ref:.4f} "
+                f"held-out loss {e.loss:.4f} at step {e.step} is far below the training loss {ref:.4f} "
                 "around that step: validation text may overlap the training text, or the validation split is "
                 "much easier (check the data split)"
             )
@@ -132,62 +126,64 @@ def check_data(data_dir: str | Path, manifest: Manifest | None = None) -> list[s
     return warnings
 
 
-def check_summary(summary: dict, records: list[dict]) -> list[str]:
+def check_summary(summary: RunSummary | dict, records) -> list[str]:
     """The summary's headline numbers must agree with the metrics they summarise (the 0.1924 lesson)."""
+    if isinstance(summary, dict):
+        summary = RunSummary.from_dict(summary)
     warnings = []
-    train = [r for r in _train(records) if math.isfinite(r["loss"])]
+    train = [r for r in windows(records) if math.isfinite(r.loss)]
     if not train:
         return warnings
-    final = summary.get("final_window_loss")
-    if final is not None and math.isfinite(final) and not math.isclose(final, train[-1]["loss"], rel_tol=1e-6):
+    final = summary.final_window_loss
+    if final is not None and math.isfinite(final) and not math.isclose(final, train[-1].loss, rel_tol=1e-6):
         warnings.append(f"summary final_window_loss {final:.4f} differs from the last logged window's loss "
-                        f"{train[-1]['loss']:.4f} (step {train[-1]['step']}): the bookkeeping is inconsistent")
-    for epoch, mean in (summary.get("epoch_mean_loss") or {}).items():
-        rs = [r for r in train if str(r["epoch"]) == str(epoch)]
-        masked = sum(r["window_masked_tokens"] for r in rs)
-        if not rs or not masked:
+                        f"{train[-1].loss:.4f} (step {train[-1].step}): the bookkeeping is inconsistent")
+    from_windows = epoch_means(train)
+    for epoch, mean in (summary.epoch_mean_loss or {}).items():
+        recomputed = from_windows.get(str(epoch))
+        if recomputed is None:
             continue
-        recomputed = sum(r["loss"] * r["window_masked_tokens"] for r in rs) / masked
         if not math.isclose(mean, recomputed, rel_tol=1e-4):
             warnings.append(f"summary mean loss of epoch {epoch} is {mean:.4f} but metrics.jsonl gives "
                             f"{recomputed:.4f} (masked-token-weighted mean of its windows): inconsistent bookkeeping")
     return warnings
 
 
-def check_final_eval(records: list[dict]) -> list[str]:
+def check_final_eval(records) -> list[str]:
     """The run's last held-out evaluation: a collapsed encoder, or a loss at the unigram line (no context learned).
 
     Only the last one: every masked LM passes through both early on (the first steps learn token
     frequencies, and on that plateau all tokens share one representation); a run must leave them.
     """
-    evals = [e for e in _eval(records) if e["step"] and math.isfinite(e["loss"])]
+    evals = [e for e in evaluations(records) if e.step and math.isfinite(e.loss)]
     if not evals:
         return []
     e, warnings = evals[-1], []
-    c = e.get("collapse")
+    c = e.collapse
     if c and c.get("collapsed"):
         warnings.append(
-            f"the encoder has collapsed (step {e['step']}): the final hidden states of different tokens have a mean "
+            f"the encoder has collapsed (step {e.step}): the final hidden states of different tokens have a mean "
             f"cosine of {c['token_cosine']:.7f} ([CLS] varies by {c['cls_relative_spread']:.1e} of its norm across "
             "inputs): every input gets nearly the same representation, useless for fine-tuning however the loss "
             "looks. Train longer, or lower the learning rate / lengthen the warmup (README: the short-run recipe)"
         )
-    if e.get("unigram_nats") is None:
+    if e.unigram_nats is None:
         return warnings
-    gap = e["unigram_nats"] - e["loss"]
+    gap = e.unigram_nats - e.loss
     if gap >= PLATEAU_MARGIN:
         return warnings
     return warnings + [
-        f"held-out loss {e['loss']:.4f} at step {e['step']} is "
+        f"held-out loss {e.loss:.4f} at step {e.step} is "
         + (f"only {gap:.3f} nats below" if gap >= 0 else f"{-gap:.3f} nats above")
-        + f" the unigram line {e['unigram_nats']:.4f} (needs to be {PLATEAU_MARGIN} below): the encoder learned at "
+        + f" the unigram line {e.unigram_nats:.4f} (needs to be {PLATEAU_MARGIN} below): the encoder learned at "
         "most which tokens are frequent, little or no context. Train longer, or check the learning rate and warmup "
         "(README: the short-run recipe)"
     ]
 
 
-def check_run(records: list[dict], summary: dict | None, data_dir: str | Path | None) -> list[str]:
+def check_run(records, summary: RunSummary | dict | None, data_dir: str | Path | None) -> list[str]:
     """All checks: metrics records, the summary against them, the unigram line, and the data's train/validation overlap."""
+    records = as_records(records)
     warnings = check_records(records) + check_final_eval(records)
     if summary is not None:
         warnings += check_summary(summary, records)

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, RobertaForMaskedLM
 
-from roberta_ds.export import TIED
+from roberta_ds.checkpoint import TIED
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 BERT_HEAD = {

@@ -71,33 +71,14 @@ def shard_dir(zh_docs: list[str], vocab_dir: Path, tmp_path_factory: pytest.Temp
     )
 
 
-TINY_RUN_ARGS = (
-    "--ds_config", "ds_configs/zero2.json", "--model_size", "tiny", "--max_steps", "12", "--log_steps", "4",
-    "--eval_steps", "6", "--eval_max_sequences", "32", "--save_steps", "12",
-    "--ds", "train_micro_batch_size_per_gpu=8", "--ds", "scheduler.params.warmup_num_steps=2",
-    "--ds", "optimizer.params.lr=1e-3", "--ds", "optimizer.params.torch_adam=true",
-)
 REPO = Path(__file__).resolve().parent.parent
-
-
-def train_tiny(data_dir: Path, out: Path) -> Path:
-    """A 12-step tiny pretraining run through the real launcher and DeepSpeed engine (a subprocess, so
-    each run gets a fresh process group); returns the run directory."""
-    import os
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, str(REPO / "launcher" / "pretrain.py"), "--data_dir", str(data_dir), "--output_dir", str(out),
-           *TINY_RUN_ARGS]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
 
 
 @pytest.fixture(scope="session")
 def tiny_run(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny run on shard_dir (metrics.jsonl, summary.json, checkpoints/, final_model/)."""
+    from pretrain_helpers import train_tiny
+
     return train_tiny(shard_dir, tmp_path_factory.mktemp("tiny_run") / "run")
 
 

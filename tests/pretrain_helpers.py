@@ -1,23 +1,44 @@
-"""Run the real pretraining entry point from tests: in-process (one rank) or through the deepspeed launcher."""
+"""Run the real entry points from tests: pretraining in-process (one rank), in a subprocess, or through the
+deepspeed launcher; the other launcher commands in-process. One tiny-run recipe for all of them."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "launcher"))
+from roberta_ds import records
 
-from pretrain import main as pretrain_main  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def launcher_module(name: str):
+    """launcher/NAME.py, imported by path (launcher/ is not a package, and names like ``evaluate`` or
+    ``report`` would clash with installed packages on sys.path)."""
+    if f"launcher_{name}" in sys.modules:
+        return sys.modules[f"launcher_{name}"]
+    spec = importlib.util.spec_from_file_location(f"launcher_{name}", ROOT / "launcher" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def launcher_main(name: str):
+    """``main`` of launcher/NAME.py."""
+    return launcher_module(name).main
+
+
+pretrain_main = launcher_main("pretrain")
 
 FAST = [
     "--model_size", "tiny", "--log_steps", "1",
     "--ds", "optimizer.params.lr=2e-3", "--ds", "scheduler.params.warmup_num_steps=2",
     "--ds", "train_micro_batch_size_per_gpu=16",
 ]
+"""The tiny-run recipe: a 2-layer model that learns within a dozen steps on the test corpus."""
 
 
 def pretrain_args(shards: Path, out: Path, config: str = "zero2", steps: int = 12, *extra: str) -> list[str]:
@@ -37,11 +58,25 @@ def run_deepspeed(num_procs: int, args: list[str], timeout: int = 600) -> subpro
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+TINY_RUN = ("--log_steps", "4", "--eval_steps", "6", "--eval_max_sequences", "32", "--save_steps", "12")
+"""The shared finished run's extras (conftest.tiny_run): windows, evaluations and one checkpoint."""
+
+
+def train_tiny(data_dir: Path, out: Path) -> Path:
+    """A 12-step tiny pretraining run through the real launcher script and DeepSpeed engine (a subprocess, so
+    each run gets a fresh process group); returns the run directory."""
+    cmd = [sys.executable, str(ROOT / "launcher" / "pretrain.py"), *pretrain_args(data_dir, out, "zero2", 12, *TINY_RUN)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
 def train_records(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == "train"]
+    """The run's training windows (records.TrainWindow), as the dicts metrics.jsonl holds."""
+    return [r.to_dict() for r in records.windows(records.read_metrics(run))]
 
 
 def eval_records(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == "eval"]
+    """The run's evaluations (records.Evaluation), as the dicts metrics.jsonl holds."""
+    return [r.to_dict() for r in records.evaluations(records.read_metrics(run))]

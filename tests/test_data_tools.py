@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +11,37 @@ import pytest
 import webdataset as wds
 
 from conftest import pack_corpus
-from data_tools import writer
+from data_tools import pack_state
 from data_tools.cli import main
 from data_tools.normalize import CHAR_TABLE, normalize
-from data_tools.pack import KILL_HOOK_ENV, SimulatedKill
-from data_tools.packing import doc_hash, word_start_flags
 from data_tools.readers import ReaderConfig, ReadStats, read_documents
+from data_tools.tokenize_worker import doc_hash, word_start_flags
 from roberta_ds.shard_format import decode_sample, read_manifest
 from roberta_ds.tokenizer import load_tokenizer
 
 SHARED_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "vocab" / "chinese-bert-vocab.txt"
+
+
+class SimulatedKill(RuntimeError):
+    """The pack stopped as if killed right after a checkpoint (see killed_after_checkpoints)."""
+
+
+@contextmanager
+def killed_after_checkpoints(n: int):
+    """Packs inside this block raise SimulatedKill right after their n-th checkpoint is written."""
+    save = pack_state.Checkpoints.save
+    written = 0
+
+    def save_then_kill(self, *args, **kwargs):
+        nonlocal written
+        save(self, *args, **kwargs)
+        written += 1
+        if written >= n:
+            raise SimulatedKill(f"stopped after {written} checkpoints")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pack_state.Checkpoints, "save", save_then_kill)
+        yield
 
 
 def read_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -121,7 +143,7 @@ def test_plain_webdataset_reads(shard_dir: Path) -> None:
     assert ws is not None and ws.shape == ids.shape
 
 
-def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path, monkeypatch) -> None:
+def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path) -> None:
     docs = zh_docs[:150]
     args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--wwm")
     a = pack_corpus(docs, tmp_path / "w1", vocab_dir, *args, "--workers", "1")
@@ -132,13 +154,11 @@ def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path, 
     assert [s.sha256 for s in ma.splits["validation"].shards] == [s.sha256 for s in mb.splits["validation"].shards]
 
     # killed after the second checkpoint, then the same command finishes the job
-    monkeypatch.setenv(KILL_HOOK_ENV, "2")
-    with pytest.raises(SimulatedKill):
+    with killed_after_checkpoints(2), pytest.raises(SimulatedKill):
         pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
     assert not (tmp_path / "r" / "manifest.json").exists()
     assert main(["pack", "--format", "jsonl", "--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "r"),
                  "--tokenizer_path", str(vocab_dir), "--max_seq_length", "256", *args[2:]]) == 2
-    monkeypatch.delenv(KILL_HOOK_ENV)
     r = pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
     da, dr = ma.to_dict(), read_manifest(r).to_dict()
     for d in (da, dr):
@@ -152,12 +172,10 @@ def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path, 
     assert not (r / ".pack_state").exists()
 
 
-def test_resume_with_other_options_names_them(zh_docs, vocab_dir, tmp_path, monkeypatch, capsys) -> None:
+def test_resume_with_other_options_names_them(zh_docs, vocab_dir, tmp_path, capsys) -> None:
     args = ("--max_seq_length", "128", "--shard_size_mb", "0.07")
-    monkeypatch.setenv(KILL_HOOK_ENV, "1")
-    with pytest.raises(SimulatedKill):
+    with killed_after_checkpoints(1), pytest.raises(SimulatedKill):
         pack_corpus(zh_docs[:60], tmp_path / "r", vocab_dir, *args)
-    monkeypatch.delenv(KILL_HOOK_ENV)
     rc = main(["pack", "--format", "jsonl", "--input", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "r"),
                "--tokenizer_path", str(vocab_dir), "--max_seq_length", "64", "--shard_size_mb", "0.07"])
     assert rc == 2
@@ -248,30 +266,27 @@ def test_literal_special_token_text_is_ordinary_text(zh_docs, vocab_dir, tmp_pat
     assert main(["verify", str(out)]) == 0, capsys.readouterr().err
 
 
-def test_checkpoints_append_only_new_hashes(zh_docs, vocab_dir, tmp_path, monkeypatch) -> None:
+def test_checkpoints_append_only_new_hashes(zh_docs, vocab_dir, tmp_path) -> None:
     # Each checkpoint appends the hashes added since the previous one (linear I/O, not a rewrite of
     # all of them); a tail left by a checkpoint killed before its state.json is ignored on resume.
     docs = zh_docs[:150]
     args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07")
-    monkeypatch.setenv(KILL_HOOK_ENV, "1")
-    with pytest.raises(SimulatedKill):
+    with killed_after_checkpoints(1), pytest.raises(SimulatedKill):
         pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
-    sdir = tmp_path / "r" / writer.STATE_DIRNAME
-    first = writer.load_state(tmp_path / "r")["splits"]["train"]
+    sdir = tmp_path / "r" / pack_state.STATE_DIRNAME
+    first = pack_state.load_state(tmp_path / "r")["splits"]["train"]
     hash_file = sdir / first["hashes"]
     assert hash_file.stat().st_size == 8 * first["hash_count"] > 0
-    assert "hashes" not in writer.load_state_arrays(tmp_path / "r", first["arrays"])
+    assert "hashes" not in pack_state.load_state_arrays(tmp_path / "r", first["arrays"])
     marker, real = b"\xab" * 8, hash_file.read_bytes()[:8]
     hash_file.write_bytes(marker + hash_file.read_bytes()[8:])  # survives only if never rewritten
-    monkeypatch.setenv(KILL_HOOK_ENV, "1")  # one more checkpoint, then killed again
-    with pytest.raises(SimulatedKill):
+    with killed_after_checkpoints(1), pytest.raises(SimulatedKill):  # one more checkpoint, then killed again
         pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
-    second = writer.load_state(tmp_path / "r")["splits"]["train"]
+    second = pack_state.load_state(tmp_path / "r")["splits"]["train"]
     assert second["hash_count"] > first["hash_count"]
     assert hash_file.read_bytes()[:8] == marker and hash_file.stat().st_size == 8 * second["hash_count"]
     # the real first hash back, plus the tail a checkpoint killed before its state.json leaves
     hash_file.write_bytes(real + hash_file.read_bytes()[8:] + b"\x01" * 24)
-    monkeypatch.delenv(KILL_HOOK_ENV)
     r = pack_corpus(docs, tmp_path / "r", vocab_dir, *args)
     a = pack_corpus(docs, tmp_path / "a", vocab_dir, *args)
     for split in ("train", "validation"):

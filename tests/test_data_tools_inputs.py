@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from data_tools.cli import main
-from data_tools.pack import Counters, PackConfig, run_pack
+from data_tools.config import PackConfig
+from data_tools.pack_job import run_pack
+from data_tools.pack_state import Counters
 from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
 from roberta_ds.shard_format import read_manifest
 

@@ -16,13 +16,15 @@ import torch.nn.functional as F
 
 from data_tools.cli import main as data_tools_main
 from roberta_ds.data import ShardStream
-from roberta_ds.evaluate_saved import main as evaluate_main
-from roberta_ds.evaluation import metrics_from_sums
-from roberta_ds.loading import load_masked_lm
+from roberta_ds.records import eval_metrics as metrics_from_sums
+from roberta_ds.saved_model import load_masked_lm
 from roberta_ds.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConfig, sample_rng
 from roberta_ds.shard_format import read_manifest
 
 from conftest import REPO, pack_corpus
+from pretrain_helpers import launcher_main
+
+evaluate_main = launcher_main("evaluate")
 
 
 def _evaluate(*args: str) -> dict:

@@ -12,7 +12,7 @@ from pretrain_helpers import ROOT, eval_records, pretrain_args, run_deepspeed, r
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
-from roberta_ds.export import export_checkpoint, fp32_state_dict
+from roberta_ds.checkpoint import export_checkpoint, fp32_state_dict
 
 SHIPPED = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json"))
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
+from data_tools.labelled import read_labelled, stratified_split
 from data_tools.normalize import normalize
 from data_tools.readers import ReadStats
-from roberta_ds.probe import classification_metrics, main as probe_main, read_labelled, stratified_split
+from roberta_ds.probe import classification_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "launcher"))  # as tests/pretrain_helpers.py
+
+from probe import main as probe_main  # noqa: E402  (launcher/probe.py)
 
 
 def test_metrics_hand_case():

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from pretrain_helpers import launcher_main, train_tiny
+
 from roberta_ds import sanity
-from roberta_ds.report import main as report_main
 from roberta_ds.report import write_report
 
-from conftest import train_tiny
+report_main = launcher_main("report")
 
 
 def _tr(step, loss, tokens, epoch=0, masked=100, window=10):

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import ROOT, eval_records, train_records
+from pretrain_helpers import ROOT, eval_records, pretrain_main, train_records
 
-from pretrain import main as pretrain_main
 from roberta_ds.schedule import parse_duration
 
 BUDGET_S = 12.0

@@ -1,10 +1,15 @@
-"""`data_tools pack`: read -> normalise -> dedup -> split -> tokenize (pool) -> pack -> shards -> manifest.
+"""The resumable pack job (`data_tools pack`): read -> normalise -> dedup -> split -> tokenize (pool)
+-> pack into sequences -> shards -> manifest, with a checkpoint after every completed shard.
+
+Where each step lives: data_tools.readers (read), data_tools.tokenize_worker (normalise, hash,
+tokenize: what a pool worker runs), data_tools.sequence_packer (sequences), data_tools.shard_writer
+(shards), data_tools.pack_state (the resume state), roberta_ds.shard_format (the manifest).
 
 Dedup keeps an in-memory set of 8-byte blake2b hashes of the normalised documents, as Python ints:
 that is what memory grows with. Measured (tracemalloc, CPython 3.11, 0.14-5 M random 64-bit
 hashes): 63-70 bytes per kept document (a 36-byte int object plus 27-34 bytes of set table,
 more right after the table doubles), i.e. 137 k YACND documents ≈ 9 MB, 10 M documents ≈ 0.7 GB.
-Each split also keeps its hashes for documents.npy, 8-16 bytes a document (writer.HashArray).
+Each split also keeps its hashes for documents.npy, 8-16 bytes a document (shard_writer.HashArray).
 The validation split is decided per document by the same hash (hash / 2**64 < val_fraction): it is
 independent of worker count and input order, and duplicates can never straddle the split.
 """
@@ -12,161 +17,35 @@ independent of worker count and input order, and duplicates can never straddle t
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import shutil
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
 from datetime import datetime, timezone
 from itertools import islice
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import roberta_ds
-from data_tools import packing, writer
+from data_tools import tokenize_worker
+from data_tools.config import PackConfig
 from data_tools.normalize import CHAR_TABLE
-from data_tools.packing import Packer
-from data_tools.readers import ReaderConfig, ReadStats, check_input, read_documents
+from data_tools.pack_state import Checkpoints, Counters, prepare_output
+from data_tools.readers import ReadStats, check_input, read_documents
+from data_tools.sequence_packer import Packer
+from data_tools.shard_writer import SplitWriter
 from roberta_ds.shard_format import (
-    SPLITS,
     TOKENIZER_DIRNAME,
     Manifest,
     SplitInfo,
     ids_dtype,
     sequences_per_sample,
-    sha256_file,
-    write_manifest,
-    MANIFEST_NAME,
     unigram_line,
+    write_manifest,
 )
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 
-KILL_HOOK_ENV = "DATA_TOOLS_TEST_KILL_AFTER_CHECKPOINTS"
-"""Test hook: raise SimulatedKill right after this many checkpoints (simulates a kill mid-run)."""
 TOP_UNK = 20
-
-
-class SimulatedKill(RuntimeError):
-    pass
-
-
-@dataclass
-class PackConfig:
-    reader: ReaderConfig
-    """Where and how to read the corpus."""
-    output: Path
-    """Dataset directory (--output)."""
-    tokenizer_path: str
-    """Hub id, tokenizer directory or vocab.txt (--tokenizer_path)."""
-    max_seq_length: int = 512
-    """Tokens per packed sequence, [CLS] included (--max_seq_length)."""
-    val_fraction: float = 0.01
-    """Fraction of documents (by content hash) for validation; 0 = no validation split (--val_fraction)."""
-    workers: int = 1
-    """Tokenizer processes; output is byte-identical for any value (--workers)."""
-    wwm: bool = False
-    """Store jieba word-start flags per token (--wwm)."""
-    shard_size_mb: float = 64.0
-    """Target shard size in MiB (--shard_size_mb)."""
-    normalize: bool = True
-    """Apply the normalize.CHAR_TABLE character mapping (off: --no_normalize)."""
-    chunk_docs: int = 64
-    """Documents per pool task (--chunk_docs): bigger amortises IPC, smaller evens out the load."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.max_seq_length < 8:
-            problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8 (512 is the default)")
-        if not 0.0 <= self.val_fraction < 1.0:
-            problems.append(f"--val_fraction {self.val_fraction}: must be in [0, 1), e.g. 0.01")
-        if self.workers < 1:
-            problems.append(f"--workers {self.workers}: must be >= 1")
-        if self.shard_size_mb <= 0:
-            problems.append(f"--shard_size_mb {self.shard_size_mb}: must be > 0, e.g. 64")
-        if self.chunk_docs < 1:
-            problems.append(f"--chunk_docs {self.chunk_docs}: must be >= 1")
-        if self.reader.max_files_per_category is not None and self.reader.max_files_per_category < 1:
-            problems.append(f"--max_files_per_category {self.reader.max_files_per_category}: must be >= 1")
-        if self.reader.doc_sep not in ("line", "blank"):
-            problems.append(f"--doc_sep {self.reader.doc_sep!r}: must be 'line' or 'blank'")
-        if problems:
-            raise ValueError("invalid pack options:\n  " + "\n  ".join(problems))
-
-    def options(self) -> dict:
-        """Every option that shapes the output (not --workers, which does not)."""
-        r = self.reader
-        return {
-            "format": r.format,
-            "input": None if r.input is None else str(Path(r.input).resolve()),
-            "text_field": list(r.text_field),
-            "doc_sep": r.doc_sep,
-            "categories": list(r.categories),
-            "inews_splits": list(r.inews_splits) if r.format == "inews" else None,
-            "max_files_per_category": r.max_files_per_category,
-            "tokenizer_path": self.tokenizer_path,
-            "max_seq_length": self.max_seq_length,
-            "val_fraction": self.val_fraction,
-            "wwm": self.wwm,
-            "shard_size_mb": self.shard_size_mb,
-            "normalize": self.normalize,
-        }
-
-
-@dataclass
-class Counters:
-    """Processing counts (the reader keeps its own in ReadStats)."""
-
-    documents_empty: int = 0
-    duplicates_dropped: int = 0
-    documents_kept: int = 0
-    document_tokens: int = 0
-    unk_tokens: int = 0
-    normalization_replacements: int = 0
-    unk_chars: Counter = field(default_factory=Counter)
-    category_kept: Counter = field(default_factory=Counter)
-    """thucnews: documents kept (packed) per category."""
-
-    _COUNTERS = ("unk_chars", "category_kept")
-
-    def to_state(self) -> dict:
-        return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}
-
-    @classmethod
-    def from_state(cls, d: dict) -> "Counters":
-        return cls(**{k: Counter(v) if k in cls._COUNTERS else v for k, v in d.items()})
-
-
-def _prepare_output(cfg: PackConfig, options: dict, vocab_sha: str) -> dict | None:
-    """Return the resume state, or None for a fresh start; refuse anything ambiguous."""
-    out = cfg.output
-    state = writer.load_state(out) if out.exists() else None
-    if state is not None:
-        old = state["options"]
-        diff = [
-            f"--{k}: {old.get(k)!r} before, {v!r} now"
-            for k, v in {**options, "vocab_sha256": vocab_sha}.items()
-            if old.get(k) != v
-        ]
-        if diff:
-            raise ValueError(
-                f"{out} holds an unfinished pack made with different options ({'; '.join(diff)}). "
-                "Re-run the original command to finish it, or choose a new --output."
-            )
-        return state
-    if out.exists():
-        if (out / MANIFEST_NAME).exists():
-            raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
-        ours = {"train", "validation", TOKENIZER_DIRNAME, writer.STATE_DIRNAME}
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-        if foreign:
-            raise ValueError(f"--output {out} is not empty and not a data_tools dataset (it holds {foreign[:10]}).")
-        for split in SPLITS:  # leftovers of a run killed before its first checkpoint
-            if (out / split).exists():
-                shutil.rmtree(out / split)
-    return None
 
 
 def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
@@ -177,7 +56,8 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         raise ValueError(f"--tokenizer_path {cfg.tokenizer_path}: need a fast (tokenizers-backed) tokenizer")
     info = tokenizer_info(tok, name=cfg.tokenizer_path)
     options = cfg.options()
-    state = _prepare_output(cfg, options, info.vocab_sha256)
+    resume_options = {**options, "vocab_sha256": info.vocab_sha256}  # a resume must match all of these
+    state = prepare_output(cfg.output, resume_options)
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = out / TOKENIZER_DIRNAME
@@ -186,38 +66,23 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     spp = sequences_per_sample(cfg.max_seq_length)
     split_names = ["train", "validation"] if cfg.val_fraction > 0 else ["train"]
     writers = {
-        s: writer.SplitWriter(
+        s: SplitWriter(
             out, s, Packer(cfg.max_seq_length, info.cls_id, info.sep_id, info.pad_id, dtype, cfg.wwm), spp, cfg.shard_size_mb,
             info.vocab_size,
         )
         for s in split_names
     }
+    checkpoints = Checkpoints(out, resume_options)
     counters = Counters()
     consumed = 0
-    gen = 0
     if state is not None:
-        consumed, gen = state["documents_consumed"], state["generation"]
-        counters = Counters.from_state(state["counters"])
-        for s, w in writers.items():
-            sstate = state["splits"][s]
-            for sh in sstate["shards"]:
-                p = out / sh["name"]
-                if not p.exists() or sha256_file(p) != sh["sha256"]:
-                    raise ValueError(
-                        f"{p}: completed shard is missing or changed since the last checkpoint; "
-                        f"delete {out} and pack again."
-                    )
-            w.restore(sstate["shards"], writer.load_state_arrays(out, sstate["arrays"]),
-                      writer.load_state_hashes(out, sstate["hashes"], sstate["hash_count"]))
+        consumed, counters = checkpoints.restore(state, writers)
         console.print(f"resuming {out}: {consumed} documents already consumed, "
                       f"{sum(len(w.shards) for w in writers.values())} shards complete")
     seen = {h for w in writers.values() for h in w.hashes.view().tolist()}  # Python ints, as DocResult.hash
-    options_state = {**options, "vocab_sha256": info.vocab_sha256}
-    kill_after = int(os.environ.get(KILL_HOOK_ENV, "0") or 0)
-    checkpoints = 0
     threshold = int(cfg.val_fraction * 2.0**64)
     stats = ReadStats()
-    init_args = (packing.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm)
+    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm)
 
     chunk_categories: deque[list[str | None]] = deque()  # per chunk in flight, in order: results come in order
 
@@ -256,11 +121,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                     counters.unk_chars.update(r.unk_chars)
                 split = "validation" if r.hash < threshold else "train"
                 if writers[split].add_document(r.hash, r.ids, r.word_starts):
-                    gen += 1
-                    writer.save_state(out, gen, writers, consumed, options_state, counters.to_state())
-                    checkpoints += 1
-                    if kill_after and checkpoints >= kill_after:
-                        raise SimulatedKill(f"{KILL_HOOK_ENV}={kill_after}: stopped after {checkpoints} checkpoints")
+                    checkpoints.save(writers, consumed, counters)
             dt = max(time.perf_counter() - t0, 1e-9)
             progress.update(
                 task, docs=consumed, toks=counters.document_tokens,
@@ -304,7 +165,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         },
     )
     write_manifest(out, manifest)  # last: its presence means the dataset is complete
-    writer.clear_state(out)
+    checkpoints.clear()
     print_summary(console, manifest)
     return manifest
 
@@ -381,9 +242,9 @@ class _Pool:
     def __enter__(self) -> "_Pool":
         if self.workers > 1:
             # spawn, not fork: the parent may hold tokenizers/OpenMP threads that fork would copy mid-state.
-            self.pool = mp.get_context("spawn").Pool(self.workers, packing.init_worker, self.init_args)
+            self.pool = mp.get_context("spawn").Pool(self.workers, tokenize_worker.init_worker, self.init_args)
         else:
-            packing.init_worker(*self.init_args)
+            tokenize_worker.init_worker(*self.init_args)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -391,7 +252,7 @@ class _Pool:
             self.pool.terminate()
             self.pool.join()
 
-    def map_ordered(self, chunks, fn=packing.process_chunk):
+    def map_ordered(self, chunks, fn=tokenize_worker.process_chunk):
         if self.pool is None:
             for c in chunks:
                 yield fn(c)

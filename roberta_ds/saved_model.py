@@ -1,10 +1,10 @@
-"""Load a trained masked LM for evaluation or fine-tuning, from either form a run leaves behind.
+"""A saved masked LM, loaded for evaluation or fine-tuning from either form a run leaves behind.
 
     RUN/final_model/                       a Hugging Face directory (``save_pretrained`` output)
     RUN/checkpoints/global_stepN/          a DeepSpeed checkpoint with hf_config.json and tokenizer/
     RUN/checkpoints/                       the newest complete checkpoint in it
 
-A checkpoint is consolidated through ``export.fp32_state_dict`` (any ZeRO stage), so evaluating
+A checkpoint is consolidated through ``checkpoint.fp32_state_dict`` (any ZeRO stage), so evaluating
 a checkpoint and evaluating its export give the same numbers.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase, RobertaForMaskedLM
 
-from roberta_ds.checkpoint import HF_CONFIG_NAME, STATE_NAME, TOKENIZER_DIR, list_checkpoints
-from roberta_ds.export import model_from_checkpoint
+from roberta_ds import checkpoint
+from roberta_ds.checkpoint import HF_CONFIG_NAME, STATE_NAME
+from roberta_ds.shard_format import TOKENIZER_DIRNAME
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 
@@ -38,13 +39,6 @@ class LoadedModel:
         return tokenizer_info(self.tokenizer, str(self.path))
 
 
-def _checkpoint_dir(p: Path) -> Path | None:
-    if (p / STATE_NAME).exists() and (p / HF_CONFIG_NAME).exists():
-        return p
-    found = list_checkpoints(p)
-    return found[-1] if found else None
-
-
 def load_masked_lm(path: str | Path) -> LoadedModel:
     """A RobertaForMaskedLM in eval mode (fp32, CPU) plus its tokenizer; raises ValueError naming what is missing."""
     p = Path(path)
@@ -55,7 +49,7 @@ def load_masked_lm(path: str | Path) -> LoadedModel:
         tokenizer = load_tokenizer(p)
         kind = "hf"
     else:
-        tag_dir = _checkpoint_dir(p)
+        tag_dir = checkpoint.find(p)
         if tag_dir is None:
             raise ValueError(
                 f"--model {p}: neither a Hugging Face model directory (config.json) nor a checkpoint "
@@ -63,10 +57,10 @@ def load_masked_lm(path: str | Path) -> LoadedModel:
             )
         p, kind = tag_dir, "checkpoint"
         try:
-            mlm = model_from_checkpoint(tag_dir)
-        except RuntimeError as e:
+            mlm = checkpoint.model_from_checkpoint(tag_dir)
+        except (RuntimeError, OSError) as e:
             raise ValueError(str(e)) from e
-        tokenizer = load_tokenizer(tag_dir / TOKENIZER_DIR)
+        tokenizer = load_tokenizer(tag_dir / TOKENIZER_DIRNAME)
     mlm.float().eval()
     return LoadedModel(mlm=mlm, tokenizer=tokenizer, path=p, kind=kind)
 

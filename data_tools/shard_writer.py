@@ -1,4 +1,4 @@
-"""Shard writing, the resume state file, and nothing else.
+"""Shard writing: one split's sequences -> DIR/<split>/shard-NNNNN.tar, and nothing else.
 
 A split's completed sequences wait in memory until a shard's worth (``--shard_size_mb``) is there;
 the shard is then written whole with ``webdataset.TarWriter`` to ``shard-NNNNN.tar.tmp`` and renamed.
@@ -7,32 +7,23 @@ So memory is bounded by one shard per split, and a shard on disk is always compl
 A split's document hashes (documents.npy) grow with the corpus: they live in a growable numpy
 uint64 array (8 bytes a document, up to 16 with the doubling slack), not a list of Python ints.
 
-Resume: after every completed shard, ``.pack_state/state.json`` records the documents consumed
-from the reader, each split's completed shards (with sha256), its hash count, and the counters.
-Bounded array payloads (pending sequences, carry-over tokens) go to ``gen-<n>-<split>.npz``; the
-hashes go to an append-only ``<split>-hashes.u64`` (raw little-endian uint64) that each checkpoint
-extends by only the hashes added since the previous one, so checkpoint I/O is linear in the corpus,
-not quadratic. Both are written before the JSON that names them and counts the hashes; resume
-reads exactly that many (bytes past them are from a checkpoint that never completed), so a kill
-at any point leaves a consistent older state.
+What a writer holds in memory between shards (pending sequences, the packer's carry-over, hashes,
+token counts) is saved and restored by data_tools.pack_state, the pack's resume state.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import webdataset as wds
 
-from data_tools.packing import Packer
+from data_tools.sequence_packer import Packer
 from roberta_ds.shard_format import ShardInfo, encode_sample, sha256_file
 
-STATE_DIRNAME = ".pack_state"
-STATE_NAME = "state.json"
-_HASH_DTYPE = np.dtype("<u8")
+HASH_DTYPE = np.dtype("<u8")
+"""Document hashes in memory and in the resume state's hash files: little-endian uint64."""
 
 
 class HashArray:
@@ -40,14 +31,14 @@ class HashArray:
     8-byte pointer plus a 36-byte Python int."""
 
     def __init__(self, values: np.ndarray | None = None):
-        values = np.zeros(0, _HASH_DTYPE) if values is None else np.asarray(values, _HASH_DTYPE)
-        self._buf = np.empty(max(1024, 2 * len(values)), _HASH_DTYPE)
+        values = np.zeros(0, HASH_DTYPE) if values is None else np.asarray(values, HASH_DTYPE)
+        self._buf = np.empty(max(1024, 2 * len(values)), HASH_DTYPE)
         self._buf[: len(values)] = values
         self._n = len(values)
 
     def append(self, h: int) -> None:
         if self._n == len(self._buf):
-            grown = np.empty(2 * len(self._buf), _HASH_DTYPE)
+            grown = np.empty(2 * len(self._buf), HASH_DTYPE)
             grown[: self._n] = self._buf[: self._n]
             self._buf = grown
         self._buf[self._n] = h
@@ -77,8 +68,6 @@ class SplitWriter:
         self.pending_rows = 0
         self.shards: list[ShardInfo] = []
         self.hashes = HashArray()
-        self.hashes_saved = 0
-        """How many of self.hashes the resume state's hash file holds."""
         (root / split).mkdir(parents=True, exist_ok=True)
 
     def add_document(self, doc_hash: int, ids: np.ndarray, ws: np.ndarray | None) -> bool:
@@ -150,44 +139,22 @@ class SplitWriter:
             )
         )
 
-    # ------------------------------------------------------------ resume state
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """The bounded part of the resume state (the hashes go to save_new_hashes)."""
+    def pending_sequences(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The completed sequences not yet in a shard (and their word starts): a snapshot, kept pending."""
         ids, ws = self._take_pending()
         self._put_pending(ids, ws)
-        arrays = {"pending": ids, "carry": self.packer.carry, "token_counts": self.token_counts}
-        if ws is not None:
-            arrays["pending_ws"] = ws
-            arrays["carry_ws"] = self.packer.carry_ws
-        return arrays
+        return ids, ws
 
-    def save_new_hashes(self, path: Path) -> int:
-        """Append the hashes added since the last checkpoint to ``path``; return the total count.
-
-        Writes at the checkpointed length, dropping anything past it (left by a checkpoint that
-        was killed before its state.json), so the file always equals the first ``count`` hashes.
-        """
-        with path.open("r+b" if path.exists() else "wb") as fh:
-            fh.seek(self.hashes_saved * _HASH_DTYPE.itemsize)
-            fh.truncate()
-            fh.write(self.hashes.view()[self.hashes_saved :].tobytes())
-        self.hashes_saved = len(self.hashes)
-        return self.hashes_saved
-
-    def restore(self, shards: list[dict], arrays: dict[str, np.ndarray], hashes: np.ndarray) -> None:
-        self.shards = [ShardInfo(**s) for s in shards]
+    def restore(self, shards: list[ShardInfo], hashes: np.ndarray, token_counts: np.ndarray, pending: np.ndarray,
+                pending_ws: np.ndarray | None, carry: np.ndarray, carry_ws: np.ndarray | None) -> None:
+        """Continue where a writer with these shards, hashes, counts and pending sequences stopped."""
+        self.shards = list(shards)
         self.hashes = HashArray(hashes)
-        self.hashes_saved = len(hashes)
-        if "token_counts" not in arrays:
-            raise ValueError(f"{self.root}: the resume state was written by an older data_tools without token counts; "
-                             f"delete {self.root} and pack again.")
-        self.token_counts = arrays["token_counts"].astype(np.int64)
-        self.packer.carry = arrays["carry"].astype(self.packer.dtype)
-        ws = arrays["pending_ws"] if self.packer.wwm else None
+        self.token_counts = token_counts.astype(np.int64)
+        self.packer.carry = carry.astype(self.packer.dtype)
         if self.packer.wwm:
-            self.packer.carry_ws = arrays["carry_ws"].astype(bool)
-        self._put_pending(arrays["pending"].astype(self.packer.dtype), ws)
+            self.packer.carry_ws = carry_ws.astype(bool)
+        self._put_pending(pending.astype(self.packer.dtype), pending_ws if self.packer.wwm else None)
 
     def save_token_counts(self) -> str:
         rel = f"{self.split}/token_counts.npy"
@@ -199,51 +166,3 @@ class SplitWriter:
         np.save(self.root / rel, self.hashes.view().astype(np.uint64), allow_pickle=False)
         return rel
 
-
-def save_state(root: Path, gen: int, writers: dict[str, SplitWriter], consumed: int, options: dict, counters: dict) -> None:
-    sdir = root / STATE_DIRNAME
-    sdir.mkdir(exist_ok=True)
-    splits = {}
-    for name, w in writers.items():
-        fname = f"gen-{gen}-{name}.npz"
-        with (sdir / fname).open("wb") as fh:
-            np.savez(fh, **w.state_arrays())
-        hashes = f"{name}-hashes.u64"
-        count = w.save_new_hashes(sdir / hashes)
-        splits[name] = {"arrays": fname, "hashes": hashes, "hash_count": count, "shards": [asdict(s) for s in w.shards]}
-    state = {"generation": gen, "options": options, "documents_consumed": consumed, "counters": counters, "splits": splits}
-    tmp = sdir / (STATE_NAME + ".tmp")
-    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, sdir / STATE_NAME)
-    for old in sdir.glob("gen-*.npz"):  # only after the new state.json names the new files
-        if not old.name.startswith(f"gen-{gen}-"):
-            old.unlink()
-
-
-def load_state(root: Path) -> dict | None:
-    path = root / STATE_DIRNAME / STATE_NAME
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_state_arrays(root: Path, fname: str) -> dict[str, np.ndarray]:
-    with np.load(root / STATE_DIRNAME / fname, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def load_state_hashes(root: Path, fname: str, count: int) -> np.ndarray:
-    """The first ``count`` hashes of the split's hash file (the checkpointed ones)."""
-    path = root / STATE_DIRNAME / fname
-    have = path.stat().st_size // _HASH_DTYPE.itemsize if path.exists() else 0
-    if have < count:
-        raise ValueError(f"{path}: {have} hashes, the resume state needs {count}; delete {root} and pack again.")
-    return np.fromfile(path, dtype=_HASH_DTYPE, count=count)
-
-
-def clear_state(root: Path) -> None:
-    sdir = root / STATE_DIRNAME
-    if sdir.exists():
-        for f in sdir.iterdir():
-            f.unlink()
-        sdir.rmdir()

