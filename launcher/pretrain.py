@@ -34,11 +34,15 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
 
     from roberta_ds.build import build_run
     from roberta_ds.checkpoint import export_checkpoint, tag_for
-    from roberta_ds.trainer import Trainer
+    from roberta_ds.preemption import EXIT_REQUEUE
+    from roberta_ds.trainer import PREEMPTED, Trainer
 
     try:
         run = build_run(cfg)
-        summary = Trainer(run).train()
+        trainer = Trainer(run)
+        summary = trainer.train()
+        if trainer.stopped == PREEMPTED:
+            return EXIT_REQUEUE  # checkpoint saved: requeue the job, it resumes with --resume_from_checkpoint auto
         if summary is not None and run.is_main:  # None: stopped at --stop_at_step, to be resumed
             export_checkpoint(run.ckpt_root / tag_for(summary.steps), run.out / "final_model")
             run.console.print(f"exported Hugging Face model to {run.out / 'final_model'}")

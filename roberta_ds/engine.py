@@ -69,3 +69,36 @@ def param_groups(model: nn.Module) -> list[dict]:
 def build_engine(model: nn.Module, ds_config: dict):
     engine, _, _, scheduler = deepspeed.initialize(model=model, model_parameters=param_groups(model), config=ds_config)
     return engine, scheduler
+
+
+def _base_optimizer(engine):
+    opt = engine.optimizer
+    for _ in range(4):  # ZeRO / fp16 wrappers keep the real optimizer as .optimizer
+        if type(opt).__name__ in ("FusedAdam", "DeepSpeedCPUAdam") or not hasattr(opt, "optimizer"):
+            break
+        opt = opt.optimizer
+    return opt
+
+
+def beta_power_reset(engine):
+    """A function to call before every optimizer step so that Adam computes beta^t with pow(), or None.
+
+    DeepSpeed's CPU Adam kernel (DeepSpeedCPUAdam, used for ZeRO offload; and FusedAdam on the CPU
+    accelerator) keeps beta1^t and beta2^t in C++ state and advances them by one multiplication per
+    step, but computes them with pow() when the betas or the step jump, as in a process that has just
+    loaded a checkpoint. The two differ in the last bit, so a resumed run drifted from an uninterrupted
+    one (7.5e-7 to 1.3e-6 in the final weights, issue 10). Resetting before every step puts every step
+    on pow(), whatever the process has done before: resume is bitwise from any checkpoint. The reset runs
+    the kernel once on a 1-element dummy with betas of 0 (no real tensor is touched; microseconds).
+    CUDA's FusedAdam keeps no such state: None.
+    """
+    opt = _base_optimizer(engine)
+    kind = type(opt).__name__
+    p, g, m, v = (torch.zeros(1, dtype=torch.float32) for _ in range(4))
+    if kind == "DeepSpeedCPUAdam":
+        return lambda: opt.ds_opt_adam.adam_update(opt.opt_id, 1, 0.0, 0.0, 0.0, 1e-8, 0.0, True, p, g, m, v)
+    if kind == "FusedAdam" and get_accelerator().device_name() == "cpu":
+        mode = int(opt.adam_w_mode)
+        return lambda: opt.multi_tensor_adam(2048 * 32, opt._dummy_overflow_buf, [[g], [p], [m], [v]], 0.0, 0.0, 0.0,
+                                             1e-8, 1, mode, 1, 0.0)
+    return None

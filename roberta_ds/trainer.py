@@ -21,14 +21,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from roberta_ds import checkpoint, records, sanity
 from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
 from roberta_ds.data import model_inputs, to_device
+from roberta_ds.engine import beta_power_reset
 from roberta_ds.evaluation import evaluate_engine
+from roberta_ds.preemption import StopRequest
 from roberta_ds.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
 from roberta_ds.schedule import SYNC_STEPS, RunClock
 from roberta_ds.state import TrainState
 from roberta_ds.tokenizer import TokenizerInfo
 
-DONE, OUT_OF_TIME, STOP_AT_STEP = "done", "out of time", "stop_at_step"
-"""Why the loop stops: the schedule's last step, the time budget spent, or --stop_at_step (resume later)."""
+DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED = "done", "out of time", "stop_at_step", "preempted"
+"""Why the loop stops: the schedule's last step, the time budget spent, --stop_at_step or a preemption signal
+(the last two save a checkpoint to resume from)."""
 
 
 class Trainer:
@@ -41,10 +44,22 @@ class Trainer:
         self.log = MetricsLog(run.out)
         self._warned: set[str] = set()
         self._next_eval_s: float | None = None
+        self.stop_request = StopRequest()
+        self._beta_power_reset = beta_power_reset(run.engine)  # bitwise resume with DeepSpeed's CPU Adam
+        self.stopped: str | None = None
+        """Why train() returned (one of DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED)."""
 
     # ----------------------------------------------------------------- the loop
     def train(self) -> RunSummary | None:
-        """Train to the end of the schedule (returns the summary) or to --stop_at_step (returns None)."""
+        """Train to the end of the schedule (returns the summary), or to --stop_at_step or a preemption signal
+        (saves a checkpoint, returns None; ``stopped`` says which)."""
+        self.stop_request.install()
+        try:
+            return self._train()
+        finally:
+            self.stop_request.uninstall()
+
+    def _train(self) -> RunSummary | None:
         run, t = self.run, self.cfg
         run.out.mkdir(parents=True, exist_ok=True)
         self._resume()
@@ -97,9 +112,11 @@ class Trainer:
                     break
         if last_saved != st.step:
             self._save()
-        if stop == STOP_AT_STEP:
+        self.stopped = stop or DONE
+        if stop in (STOP_AT_STEP, PREEMPTED):
             if run.is_main:
-                run.console.print(f"stopped at step {st.step} of {self.total_steps} (--stop_at_step); "
+                why = "--stop_at_step" if stop == STOP_AT_STEP else self.stop_request.signal_name or "a signal on another rank"
+                run.console.print(f"stopped at step {st.step} of {self.total_steps} ({why}), checkpoint saved; "
                                   "continue with --resume_from_checkpoint auto")
             return None
         return self._finish()
@@ -113,6 +130,8 @@ class Trainer:
             return DONE
         if step == self.cfg.stop_at_step:
             return STOP_AT_STEP
+        if self.stop_request.agreed(step, self.run.world):
+            return PREEMPTED
         return None
 
     def _train_step(self, micro_batches: list[dict], window: WindowAccumulator) -> None:
@@ -123,9 +142,11 @@ class Trainer:
         if run.world > 1:
             dist.all_reduce(n_global)
         scale = run.world / n_global.clamp(min=1.0)
-        for mb, inputs in zip(micro_batches, on_device):
+        for i, (mb, inputs) in enumerate(zip(micro_batches, on_device)):
             loss_sum, correct = run.engine(**model_inputs(inputs))
             run.engine.backward(loss_sum * scale, scale_wrt_gas=False)
+            if self._beta_power_reset is not None and i == len(micro_batches) - 1:  # the optimizer steps here
+                self._beta_power_reset()
             run.engine.step()
             window.add(loss_sum, correct, mb["n_masked"], mb["n_tokens"])
         window.steps += 1

@@ -1,0 +1,104 @@
+"""Faults injected for real, in separate processes as users meet them: SIGKILL after a checkpoint, SIGTERM
+(preemption, twice). The resumed runs must end with the uninterrupted run's exact weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pretrain_helpers import ROOT, pretrain_args, train_records
+from safetensors.torch import load_file
+
+from roberta_ds.checkpoint import STATE_NAME, list_checkpoints
+from roberta_ds.preemption import EXIT_REQUEUE
+
+STEPS = 30
+
+
+def _args(shards: Path, out: Path, *extra: str) -> list[str]:
+    return pretrain_args(shards, out, "zero2", STEPS, "--log_steps", "2", *extra)
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.Popen([sys.executable, str(ROOT / "launcher" / "pretrain.py"), *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _run(args: list[str], log: Path) -> int:
+    return _start(args, log).wait(timeout=600)
+
+
+def _flat(text: str) -> str:
+    """Log text without whitespace: the console wraps long lines, also inside paths."""
+    return "".join(text.split())
+
+
+def _weights(run: Path) -> dict:
+    return load_file(str(run / "final_model" / "model.safetensors"))
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    diff = {k: (wa[k] - wb[k]).abs().max().item() for k in wa if not (wa[k] == wb[k]).all()}
+    assert diff == {}  # bitwise: no tensor differs in any element
+
+
+@pytest.fixture(scope="module")
+def straight(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert _run(_args(shard_dir, out, "--save_steps", "20"), out.parent / "log") == 0
+    return out
+
+
+def test_sigkill_after_a_checkpoint_resumes_bitwise(shard_dir: Path, straight: Path, tmp_path: Path):
+    run = tmp_path / "killed"
+    proc = _start(_args(shard_dir, run, "--save_steps", "20"), tmp_path / "log1")
+    _wait_for(lambda: (run / "checkpoints" / "global_step20" / STATE_NAME).exists(), proc, "the step-20 checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not (run / "final_model").exists()
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["global_step20"]
+    assert _run(_args(shard_dir, run, "--save_steps", "20", "--resume_from_checkpoint", "auto"), tmp_path / "log2") == 0
+    assert "resumed from" in (tmp_path / "log2").read_text()
+    # The records after the resume point are those of the uninterrupted run, and so are the weights.
+    assert [(r["step"], r["loss"]) for r in train_records(run)] == [(r["step"], r["loss"]) for r in train_records(straight)]
+    _same_weights(run, straight)
+
+
+def test_sigterm_saves_exits_for_requeue_and_resumes_bitwise(shard_dir: Path, straight: Path, tmp_path: Path):
+    run = tmp_path / "preempted"
+    log = tmp_path / "log1"
+    proc = _start(_args(shard_dir, run, "--save_steps", "20"), log)  # the run saves at 20 and 30 by itself
+    _wait_for(lambda: (run / "metrics.jsonl").exists() and len(train_records(run)) > 6, proc, "step 12")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # a second signal while the checkpoint is written must not cut it short
+    assert proc.wait(timeout=120) == EXIT_REQUEUE
+    text = log.read_text()
+    assert _flat("received SIGTERM: finishing this step, saving a checkpoint, then exiting with status 75") in _flat(text)
+    assert _flat("received SIGTERM again: already stopping") in _flat(text)
+    saved = list_checkpoints(run / "checkpoints")[-1]
+    step = int(saved.name.removeprefix("global_step"))
+    assert 12 <= step < 20, "the preempted run saved where it stopped, not only at its --save_steps"
+    assert _flat(f"stopped at step {step} of {STEPS} (SIGTERM), checkpoint saved") in _flat(text)
+    assert not (run / "final_model").exists() and not (run / "summary.json").exists()
+
+    assert _run(_args(shard_dir, run, "--save_steps", "20", "--resume_from_checkpoint", "auto"), tmp_path / "log2") == 0
+    assert _flat(f"resumed from {saved} at step {step}") in _flat((tmp_path / "log2").read_text())
+    _same_weights(run, straight)
