@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     from roberta_ds.build import build_run
     from roberta_ds.checkpoint import export_checkpoint, tag_for
     from roberta_ds.preemption import EXIT_REQUEUE
-    from roberta_ds.trainer import PREEMPTED, Trainer
+    from roberta_ds.trainer import PREEMPTED, NonFiniteLoss, Trainer
 
     try:
         run = build_run(cfg)
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     except ValueError as e:  # bad settings or data: one message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as e:  # a safety stop: the message says what happened and what to try
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         # Tests call main() several times in one process; the process group is kept for them.
         if destroy_process_group and dist.is_initialized():

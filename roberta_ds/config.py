@@ -61,6 +61,9 @@ class TrainConfig:
     decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible."""
     eval_time: str | None = field(default=None, metadata=cli(metavar="DURATION"))
     """Held-out evaluation every this much wall time (e.g. 30m), besides --eval_steps."""
+    stop_on_nonfinite: bool = True
+    """Stop the run, before the update is applied, at the first step whose loss is NaN or inf (a 1-value host
+    sync per step); with --no_stop_on_nonfinite such steps are only warned about."""
 
     @property
     def time_budget_s(self) -> float | None:

@@ -65,7 +65,12 @@ def check_records(records) -> list[str]:
     finite = [r for r in train if math.isfinite(r.loss)]
     if len(finite) >= FLAT_MIN_RECORDS:
         first, last = finite[0].loss, finite[-1].loss
-        if first - last < FLAT_REL_DROP * abs(first):
+        if last > first + FLAT_REL_DROP * abs(first):
+            warnings.append(
+                f"training loss rose: {first:.4f} at step {finite[0].step} -> {last:.4f} at step {finite[-1].step}: "
+                "the run is diverging (lower the learning rate, lengthen the warmup, keep gradient clipping on)"
+            )
+        elif first - last < FLAT_REL_DROP * abs(first):
             warnings.append(
                 f"training loss is flat: {first:.4f} at step {finite[0].step} -> {last:.4f} at step "
                 f"{finite[-1].step} (less than {FLAT_REL_DROP:.0%} lower): the model is not learning "

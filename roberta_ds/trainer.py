@@ -34,6 +34,10 @@ DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED = "done", "out of time", "stop_at_ste
 (the last two save a checkpoint to resume from)."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """A step's loss was NaN or inf: the run stopped before applying that update."""
+
+
 class Trainer:
     def __init__(self, run: PretrainRun) -> None:
         self.run = run
@@ -84,7 +88,8 @@ class Trainer:
         batches = contextlib.closing(run.data.steps_from(st.step)) if stop is None else contextlib.nullcontext(())
         with progress, batches as steps:
             for epoch, micro_batches in steps:
-                self._train_step(micro_batches, window)
+                if not self._train_step(micro_batches, window):
+                    self._halt_non_finite(window, time.perf_counter() - window_t0 - paused, epoch)
                 st.step += 1
                 st.sequences_seen += run.layout.global_batch
                 out_of_time, timed_eval = self._clock_tick()
@@ -134,24 +139,58 @@ class Trainer:
             return PREEMPTED
         return None
 
-    def _train_step(self, micro_batches: list[dict], window: WindowAccumulator) -> None:
-        """One optimizer step over this rank's micro-batches (DeepSpeed accumulates and steps at the boundary)."""
+    def _train_step(self, micro_batches: list[dict], window: WindowAccumulator) -> bool:
+        """One optimizer step over this rank's micro-batches (DeepSpeed accumulates and steps at the boundary).
+
+        Returns False, without applying the update on any rank, when the step's loss is NaN or inf on any rank.
+        """
         run = self.run
         on_device = [to_device(mb, run.device) for mb in micro_batches]
         n_global = torch.stack([b["n_masked_tensor"] for b in on_device]).sum()
         if run.world > 1:
             dist.all_reduce(n_global)
         scale = run.world / n_global.clamp(min=1.0)
+        last = len(micro_batches) - 1
+        step_loss = torch.zeros((), dtype=torch.float64, device=run.device)
         for i, (mb, inputs) in enumerate(zip(micro_batches, on_device)):
             loss_sum, correct = run.engine(**model_inputs(inputs))
             run.engine.backward(loss_sum * scale, scale_wrt_gas=False)
-            if self._beta_power_reset is not None and i == len(micro_batches) - 1:  # the optimizer steps here
-                self._beta_power_reset()
-            run.engine.step()
             window.add(loss_sum, correct, mb["n_masked"], mb["n_tokens"])
+            step_loss += loss_sum.detach().double()
+            if i == last:  # DeepSpeed applies the update in this engine.step()
+                if self.cfg.stop_on_nonfinite and not self._all_finite(step_loss):
+                    window.steps += 1
+                    return False
+                if self._beta_power_reset is not None:
+                    self._beta_power_reset()
+            run.engine.step()
         window.steps += 1
         if not run.engine.was_step_applied():
             self.state.skipped_steps += 1  # fp16 overflow: DeepSpeed skipped the update and lowered the loss scale
+        return True
+
+    def _all_finite(self, step_loss: torch.Tensor) -> bool:
+        """Whether every rank's loss of this step is finite: one flag all-reduced and read (a host sync per step,
+        the price of never applying a NaN update; --no_stop_on_nonfinite skips it)."""
+        bad = (~torch.isfinite(step_loss)).double()
+        if self.run.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return not bad.item()
+
+    def _halt_non_finite(self, window: WindowAccumulator, elapsed: float, epoch: int) -> None:
+        """Record the failed step's window (its loss is not finite) and stop with what to do next."""
+        run, st = self.run, self.state
+        st.step += 1
+        st.train_time_s += elapsed
+        rec = self._log_window(window, elapsed, epoch)
+        last_good = checkpoint.find(run.ckpt_root)
+        where = (f"the last good checkpoint is {last_good} (resume from it with --resume_from_checkpoint auto "
+                 "after the change; it also exports)" if last_good else "no checkpoint was saved before it")
+        raise NonFiniteLoss(
+            f"the loss of step {st.step} is {rec.loss} (not finite): its update was not applied on any rank and "
+            f"training stopped; {where}. Try a lower learning rate (--ds optimizer.params.lr=...), gradient "
+            "clipping (\"gradient_clipping\": 1.0 in the DeepSpeed JSON), a longer warmup, or bf16/fp32 instead of fp16"
+        )
 
     # ----------------------------------------------------------------- time
     def _set_total(self, total: int) -> None:

@@ -1,9 +1,12 @@
-"""Faults injected for real, in separate processes as users meet them: SIGKILL after a checkpoint, SIGTERM
-(preemption, twice). The resumed runs must end with the uninterrupted run's exact weights."""
+"""Faults injected for real: SIGKILL after a checkpoint and SIGTERM (preemption, twice), in separate processes
+as users meet them, where the resumed runs must end with the uninterrupted run's exact weights; and a loss
+that blows up to NaN, which must stop the run before the bad update."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import ROOT, pretrain_args, train_records
+import torch
+from pretrain_helpers import ROOT, pretrain_args, run_pretrain, train_records
 from safetensors.torch import load_file
 
-from roberta_ds.checkpoint import STATE_NAME, list_checkpoints
+from roberta_ds.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
 from roberta_ds.preemption import EXIT_REQUEUE
 
 STEPS = 30
@@ -102,3 +106,26 @@ def test_sigterm_saves_exits_for_requeue_and_resumes_bitwise(shard_dir: Path, st
     assert _run(_args(shard_dir, run, "--save_steps", "20", "--resume_from_checkpoint", "auto"), tmp_path / "log2") == 0
     assert _flat(f"resumed from {saved} at step {step}") in _flat((tmp_path / "log2").read_text())
     _same_weights(run, straight)
+
+
+def test_a_nan_loss_stops_before_its_update_naming_the_last_good_checkpoint(shard_dir: Path, tmp_path: Path, capsys):
+    # A learning rate of 1e30 (a typo'd exponent) blows the loss up to NaN within a few steps.
+    run = tmp_path / "nan"
+    rc = run_pretrain(shard_dir, run, "zero2", 40, "--save_steps", "2", "--ds", "optimizer.params.lr=1e30",
+                      "--ds", "scheduler.params.warmup_num_steps=30")
+    assert rc == 1
+    err = " ".join(capsys.readouterr().err.split())
+    found = re.search(r"error: the loss of step (\d+) is (nan|inf) \(not finite\): its update was not applied on any "
+                      r"rank and training stopped; the last good checkpoint is (\S+) \(resume from it", err)
+    assert found, err
+    step, good = int(found[1]), Path(found[3])
+    assert good == list_checkpoints(run / "checkpoints")[-1] and int(good.name.removeprefix("global_step")) < step
+    assert "Try a lower learning rate" in err
+    # The failing step is on record; the run did not pretend to finish.
+    last = train_records(run)[-1]
+    assert last["step"] == step and not math.isfinite(last["loss"])
+    assert not (run / "summary.json").exists() and not (run / "final_model").exists()
+    # The last good checkpoint loads and exports, with finite weights.
+    export_checkpoint(good, tmp_path / "exported")
+    exported = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in exported.values())

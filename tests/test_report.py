@@ -194,3 +194,10 @@ def test_a_collapsed_run_is_named_in_the_log_the_summary_and_the_report(shard_di
     write_report([run], tmp_path / "rep")
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| collapse check | COLLAPSED: token cosine" in text and "- ⚠ the encoder has collapsed" in text
+
+
+def test_a_rising_loss_is_called_diverging_not_flat():
+    rising = [_tr(s, 9.9 + s * 100.0, s * 1e5) for s in (10, 20, 30, 40)]
+    w = sanity.check_records(rising)
+    assert any("training loss rose: 1009.9000 at step 10 -> 4009.9000 at step 40" in x and "diverging" in x for x in w)
+    assert not any("flat" in x for x in w)
