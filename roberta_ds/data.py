@@ -132,8 +132,8 @@ class ShardStream:
             empty_check=False,
         )
         L, n = self.seq_len, self.pieces_per_sequence
-        for sample in src:
-            ids, ws = decode_sample(sample, self.packed_len)
+        for sample in self._checked(src, url_to_name, order):
+            ids, ws = sample["ids"], sample["ws"]
             base = f"{url_to_name[sample['__url__']]}/{sample['__key__']}"
             for row in range(ids.shape[0]):
                 for p in range(n):
@@ -148,6 +148,56 @@ class ShardStream:
                         if wsp is not None:
                             wsp = np.concatenate([wsp, np.ones(fill, bool)])
                     yield f"{base}/{row}/{p}", piece, wsp
+
+    def _damaged(self, shard: str, sample: str, what: str) -> ShardFormatError:
+        return ShardFormatError(
+            f"{self.root}/{shard}, sample {sample}: {what}. The shard is damaged (an interrupted copy, "
+            f"a bad disk); run `python -m data_tools verify {self.root}` to check every shard against the manifest, "
+            "then copy the shard again or re-pack"
+        )
+
+    def _checked(self, src, url_to_name: dict[str, str], order: list[int]) -> Iterator[dict]:
+        """The shards' samples, decoded and checked: a damaged tar or sample raises an error naming the shard,
+        the sample and the fix (every rank reads every shard, so every rank raises it: no rank hangs)."""
+        vocab = self.manifest.tokenizer.vocab_size
+        expected = {s.name: s.samples for s in self.manifest.splits[self.split].shards}
+        it = iter(src)
+        last = (self.names[order[0]] if order else "?", "(the first)")
+        seen = 0  # samples read from the current shard
+
+        def shard_done(shard: str, key: str) -> None:
+            # tarfile stops quietly at a damaged header: count what each shard gave against its manifest entry.
+            if seen != expected.get(shard, seen):
+                raise self._damaged(shard, f"after {key}", f"the archive ends after {seen} of its "
+                                                           f"{expected[shard]} samples")
+
+        while True:
+            try:
+                sample = next(it)
+            except StopIteration:
+                if order:
+                    shard_done(*last)
+                return
+            except Exception as e:  # tarfile / webdataset errors: the archive itself is broken
+                raise self._damaged(last[0], f"after {last[1]}", f"cannot read the tar archive ({e})") from e
+            shard, key = url_to_name.get(sample.get("__url__"), "?"), sample.get("__key__", "?")
+            if shard != last[0] and last[1] != "(the first)":
+                shard_done(*last)
+                seen = 0
+            seen += 1
+            last = (shard, key)
+            try:
+                ids, ws = decode_sample(sample, self.packed_len)
+            except Exception as e:
+                raise self._damaged(shard, key, f"cannot decode it ({type(e).__name__}: {e})") from e
+            if ids.ndim != 2 or ids.shape[1] != self.packed_len or ids.dtype.kind not in "ui":
+                raise self._damaged(shard, key, f"token ids of shape {ids.shape} and type {ids.dtype}, expected "
+                                                f"[n, {self.packed_len}] integers")
+            if ids.size and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+                raise self._damaged(shard, key, f"token ids outside the vocabulary (0..{vocab - 1}): "
+                                                f"min {int(ids.min())}, max {int(ids.max())}")
+            sample["ids"], sample["ws"] = ids, ws
+            yield sample
 
     def epoch(self, epoch: int) -> Iterator[Piece]:
         order = list(range(len(self.paths)))

@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -129,3 +131,32 @@ def test_a_nan_loss_stops_before_its_update_naming_the_last_good_checkpoint(shar
     export_checkpoint(good, tmp_path / "exported")
     exported = load_file(str(tmp_path / "exported" / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in exported.values())
+
+
+def _damage(shards: Path, tmp_path: Path, split: str, how: str) -> Path:
+    """A copy of the shards with one member of the split's first shard damaged in place (same size)."""
+    bad = tmp_path / f"damaged_{split}_{how}"
+    shutil.copytree(shards, bad)
+    tar = sorted((bad / split).glob("*.tar"))[0]
+    data = bytearray(tar.read_bytes())
+    with tarfile.open(tar) as t:
+        members = [m for m in t.getmembers() if m.name.endswith(".input_ids.npy")]
+    victim = members[len(members) // 2]
+    if how == "bytes":  # bad bytes inside the token ids (past the 128-byte .npy header)
+        data[victim.offset_data + 128: victim.offset_data + 192] = b"\xff" * 64
+    else:  # a broken tar header: the archive reader stops there
+        data[victim.offset: victim.offset + 100] = b"\x13" * 100
+    tar.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("split,how", [("train", "bytes"), ("train", "header"), ("validation", "bytes")])
+def test_a_damaged_shard_stops_the_run_naming_shard_sample_and_fix(shard_dir: Path, tmp_path: Path, capsys,
+                                                                   split: str, how: str):
+    bad = _damage(shard_dir, tmp_path, split, how)
+    rc = run_pretrain(bad, tmp_path / "run", "zero2", 12, "--eval_steps", "6", "--eval_max_sequences", "100000")
+    assert rc == 2
+    err = " ".join(capsys.readouterr().err.split())
+    what = ("token ids outside the vocabulary" if how == "bytes" else "the archive ends after")
+    assert f"error: {bad}/{split}/shard-00000.tar, sample " in err and what in err, err
+    assert f"run `python -m data_tools verify {bad}` to check every shard against the manifest" in err
