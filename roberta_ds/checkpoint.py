@@ -56,27 +56,78 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, no permission); the earlier ones are intact."""
+
+
+def _any_rank(flag: bool) -> bool:
+    import torch.distributed as dist
+
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _abandon(ckpt_root: Path, tag_dir: Path, previous: Path | None) -> None:
+    """Remove a partial checkpoint and point DeepSpeed's ``latest`` back at the newest complete one."""
+    shutil.rmtree(tag_dir, ignore_errors=True)  # also frees the space a full disk needs for what follows
+    latest = ckpt_root / "latest"
+    try:
+        if previous is not None:
+            latest.write_text(previous.name)
+        elif latest.exists():
+            latest.unlink()
+    except OSError:
+        pass
+
+
 def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, rank: int, keep: int) -> Path:
-    """Save on every rank (DeepSpeed requires all ranks to call save_checkpoint)."""
+    """Save on every rank (DeepSpeed requires all ranks to call save_checkpoint).
+
+    A write that fails on any rank (disk full, no permission) raises CheckpointWriteError on every rank,
+    after rank 0 removed the partial checkpoint and pointed ``latest`` back at the newest complete one;
+    without STATE_NAME a partial checkpoint is never chosen for resume in any case.
+    """
     import torch.distributed as dist
 
     tag = tag_for(step)
-    engine.save_checkpoint(str(ckpt_root), tag=tag)  # our state goes in STATE_NAME only, once
     tag_dir = ckpt_root / tag
-    torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
-    if rank == 0:
-        (tag_dir / HF_CONFIG_NAME).write_text(hf_config.to_json_string())
-        tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
-    if dist.is_initialized():
-        dist.barrier()
-    if rank == 0:
-        # Written last, once every rank's files exist: its presence is what marks the checkpoint complete.
-        tmp = tag_dir / (STATE_NAME + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1, ensure_ascii=False))
-        os.replace(tmp, tag_dir / STATE_NAME)
-        if keep > 0:
-            for old in list_checkpoints(ckpt_root)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
+    previous = find(ckpt_root)
+    failure: OSError | None = None
+    try:
+        engine.save_checkpoint(str(ckpt_root), tag=tag)  # our state goes in STATE_NAME only, once
+        torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
+        if rank == 0:
+            (tag_dir / HF_CONFIG_NAME).write_text(hf_config.to_json_string())
+            tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
+    except OSError as e:
+        failure = e
+    if not _any_rank(failure is not None) and rank == 0:
+        try:
+            # Written last, once every rank's files exist: its presence is what marks the checkpoint complete.
+            tmp = tag_dir / (STATE_NAME + ".tmp")
+            tmp.write_text(json.dumps(state, indent=1, ensure_ascii=False))
+            os.replace(tmp, tag_dir / STATE_NAME)
+        except OSError as e:
+            failure = e
+    if _any_rank(failure is not None):
+        if rank == 0:
+            _abandon(ckpt_root, tag_dir, previous)
+        if dist.is_initialized():
+            dist.barrier()
+        what = f"{failure.strerror or failure} ({failure.filename})" if failure else "a write failed on another rank"
+        raise CheckpointWriteError(
+            f"could not write checkpoint {tag_dir}: {what}. Free space or fix the permissions under {ckpt_root}; "
+            + (f"the newest complete checkpoint is still {previous} (--resume_from_checkpoint auto picks it)"
+               if previous else "no earlier checkpoint exists")
+        ) from failure
+    if rank == 0 and keep > 0:
+        for old in list_checkpoints(ckpt_root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
     return tag_dir

@@ -4,6 +4,7 @@ that blows up to NaN, which must stop the run before the bad update."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -160,3 +161,30 @@ def test_a_damaged_shard_stops_the_run_naming_shard_sample_and_fix(shard_dir: Pa
     what = ("token ids outside the vocabulary" if how == "bytes" else "the archive ends after")
     assert f"error: {bad}/{split}/shard-00000.tar, sample " in err and what in err, err
     assert f"run `python -m data_tools verify {bad}` to check every shard against the manifest" in err
+
+
+def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoint_and_latest(shard_dir: Path, tmp_path: Path, capsys,
+                                                                           monkeypatch):
+    # The disk fills while the step-8 checkpoint is written, after DeepSpeed wrote its files and moved its
+    # `latest` pointer: the RNG file write fails.
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        if "global_step8" in str(f) and "rng_rank" in str(f):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    run = tmp_path / "full"
+    assert run_pretrain(shard_dir, run, "zero2", 12, "--save_steps", "4") == 1
+    err = " ".join(capsys.readouterr().err.split())
+    ckpts = run / "checkpoints"
+    assert f"error: could not write checkpoint {ckpts / 'global_step8'}: No space left on device (" in err
+    assert f"the newest complete checkpoint is still {ckpts / 'global_step4'}" in err
+    assert [p.name for p in list_checkpoints(ckpts)] == ["global_step4"] and not (ckpts / "global_step8").exists()
+    assert (ckpts / "latest").read_text().strip() == "global_step4"  # DeepSpeed's pointer, for its own tools
+    # Space freed: the run resumes from the intact checkpoint and finishes.
+    monkeypatch.setattr(torch, "save", real_save)
+    assert run_pretrain(shard_dir, run, "zero2", 12, "--save_steps", "4", "--resume_from_checkpoint", "auto") == 0
+    assert _flat(f"resumed from {ckpts / 'global_step4'} at step 4") in _flat(capsys.readouterr().out)
+    assert (run / "final_model").exists()
