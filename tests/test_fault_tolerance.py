@@ -5,6 +5,7 @@ that blows up to NaN, which must stop the run before the bad update."""
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import re
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,9 @@ from pretrain_helpers import ROOT, pretrain_args, run_pretrain, train_records
 from safetensors.torch import load_file
 
 from roberta_ds.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
+from roberta_ds.data import Layout, PretrainingData, ShardStream
+from roberta_ds.masking import Masker, MaskingConfig
+from roberta_ds.shard_format import read_manifest
 from roberta_ds.preemption import EXIT_REQUEUE
 
 STEPS = 30
@@ -188,3 +194,52 @@ def test_a_full_disk_during_a_save_keeps_the_earlier_checkpoint_and_latest(shard
     assert run_pretrain(shard_dir, run, "zero2", 12, "--save_steps", "4", "--resume_from_checkpoint", "auto") == 0
     assert _flat(f"resumed from {ckpts / 'global_step4'} at step 4") in _flat(capsys.readouterr().out)
     assert (run / "final_model").exists()
+
+
+@pytest.fixture(scope="module")
+def uneven_shards(zh_docs, vocab_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test corpus in shards of very different sizes (full ones and a small remainder)."""
+    from conftest import pack_corpus
+
+    out = pack_corpus(zh_docs, tmp_path_factory.mktemp("uneven") / "data", vocab_dir, "--max_seq_length", "128",
+                      "--val_fraction", "0.1", "--shard_size_mb", "0.58")
+    sizes = [s.sequences for s in read_manifest(out).splits["train"].shards]
+    assert len(sizes) >= 2 and max(sizes) > 3 * min(sizes), sizes  # 2,304 and 676 sequences
+    return out
+
+
+def _original_rows(step: list[dict]) -> list[tuple]:
+    """The unmasked token ids of a step's sequences (masked positions restored from their labels)."""
+    rows = []
+    for mb in step:
+        ids = mb["input_ids"].clone().view(-1)
+        ids[mb["masked_positions"]] = mb["masked_labels"]
+        rows += [tuple(r.tolist()) for r in ids.view(mb["input_ids"].shape)]
+    return rows
+
+
+def test_uneven_shards_over_ranks_and_workers_give_each_sequence_once(uneven_shards: Path):
+    m = read_manifest(uneven_shards)
+    stream = ShardStream(uneven_shards, m, "train", 128, seed=3, shuffle=True, shuffle_buffer=300)
+    masker = Masker(MaskingConfig(), m.tokenizer)
+    ranks = [PretrainingData(stream, Layout(4, 2, 2, r), masker, mask_seed=3, num_workers=2) for r in range(2)]
+    spe = ranks[0].steps_per_epoch
+    for epoch in (0, 1):
+        seen = Counter(row for d in ranks for step in d.steps(epoch) for row in _original_rows(step))
+        canonical = Counter(tuple(p.tolist()) for _, p, _ in islice(stream.epoch(epoch), spe * 16))
+        assert sum(seen.values()) == spe * 16 and seen == canonical  # every sequence of the epoch once
+
+
+@pytest.mark.multiproc
+def test_two_processes_with_two_loader_workers_each_finish_epochs_over_uneven_shards(uneven_shards: Path,
+                                                                                    tmp_path: Path):
+    from pretrain_helpers import run_deepspeed
+
+    run = tmp_path / "run"
+    args = ["--ds_config", str(ROOT / "ds_configs" / "zero2.json"), "--data_dir", str(uneven_shards),
+            "--output_dir", str(run), "--model_size", "tiny", "--num_train_epochs", "2", "--num_workers", "2",
+            "--log_steps", "5", "--ds", "train_micro_batch_size_per_gpu=8", "--ds", "scheduler.params.warmup_num_steps=2"]
+    proc = run_deepspeed(2, args, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["epochs_completed"] == 2.0
