@@ -50,11 +50,16 @@ def run_pretrain(shards: Path, out: Path, config: str = "zero2", steps: int = 12
     return pretrain_main(pretrain_args(shards, out, config, steps, *extra))
 
 
-def run_deepspeed(num_procs: int, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+def deepspeed_command(num_procs: int, args: list[str]) -> tuple[list[str], dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     launcher = Path(sys.executable).parent / "deepspeed"  # the console script users run
     cmd = [str(launcher), "--num_gpus", str(num_procs),
            "--master_port", str(29500 + os.getpid() % 1000), str(ROOT / "launcher" / "pretrain.py"), *args]
+    return cmd, env
+
+
+def run_deepspeed(num_procs: int, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd, env = deepspeed_command(num_procs, args)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

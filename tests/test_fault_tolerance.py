@@ -243,3 +243,31 @@ def test_two_processes_with_two_loader_workers_each_finish_epochs_over_uneven_sh
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs_completed"] == 2.0
+
+
+@pytest.mark.multiproc
+def test_sigterm_to_one_rank_of_two_stops_both_at_the_same_step(shard_dir: Path, tmp_path: Path):
+    import psutil
+    from pretrain_helpers import deepspeed_command, run_deepspeed
+
+    run, steps = tmp_path / "run", 12
+    args = pretrain_args(shard_dir, run, "zero2", steps, "--log_steps", "2", "--save_steps", "100",
+                         "--ds", "train_micro_batch_size_per_gpu=8")
+    cmd, env = deepspeed_command(2, args)
+    log = tmp_path / "log"
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    _wait_for(lambda: (run / "metrics.jsonl").exists() and len(train_records(run)) >= 3, proc, "step 4")
+    rank1 = [p for p in psutil.Process(proc.pid).children(recursive=True) if "--local_rank=1" in p.cmdline()]
+    assert len(rank1) == 1
+    rank1[0].send_signal(signal.SIGTERM)  # only rank 1 is told; rank 0 must stop with it
+    assert proc.wait(timeout=300) == EXIT_REQUEUE, log.read_text()[-3000:]
+    text = _flat(log.read_text())
+    saved = list_checkpoints(run / "checkpoints")
+    assert len(saved) == 1 and 4 <= int(saved[0].name.removeprefix("global_step")) < steps
+    step = int(saved[0].name.removeprefix("global_step"))
+    assert sorted(p.name for p in saved[0].glob("rng_rank*.pt")) == ["rng_rank00000.pt", "rng_rank00001.pt"]
+    assert step % 5 == 0  # the ranks agree every 5 steps
+    assert _flat(f"stopped at step {step} of {steps} (a signal on another rank), checkpoint saved") in text
+    resumed = run_deepspeed(2, [*args, "--resume_from_checkpoint", "auto"])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (run / "final_model").exists()
