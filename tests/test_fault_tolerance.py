@@ -44,12 +44,12 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
+def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300, poll: float = 0.05) -> None:
     t0 = time.monotonic()
     while not cond():
         assert proc.poll() is None, f"the run ended before {what}"
         assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(poll)
 
 
 def _run(args: list[str], log: Path) -> int:
@@ -271,3 +271,23 @@ def test_sigterm_to_one_rank_of_two_stops_both_at_the_same_step(shard_dir: Path,
     resumed = run_deepspeed(2, [*args, "--resume_from_checkpoint", "auto"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (run / "final_model").exists()
+
+
+def test_sigkill_while_a_checkpoint_is_written_resumes_from_the_previous_complete_one(shard_dir: Path, straight: Path,
+                                                                                      tmp_path: Path):
+    # Kill the run as soon as the first DeepSpeed file of its step-20 checkpoint is on disk, while the rest of
+    # that checkpoint is being written (saves at 10, 20, 30; the state file is written last).
+    run = tmp_path / "killed"
+    tag = run / "checkpoints" / "global_step20"
+    proc = _start(_args(shard_dir, run, "--save_steps", "10"), tmp_path / "log1")
+    _wait_for(lambda: tag.exists() and any(tag.glob("*.pt")), proc, "the step-20 checkpoint's first file", poll=0.001)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    complete = (tag / STATE_NAME).exists()
+    print(f"the kill left global_step20 {'complete' if complete else 'partial'}: {sorted(p.name for p in tag.iterdir())}")
+    assert _run(_args(shard_dir, run, "--save_steps", "10", "--resume_from_checkpoint", "auto"), tmp_path / "log2") == 0
+    # A partial checkpoint is never chosen; the newest complete one is (step 10, or 20 if the kill came late).
+    chosen = 20 if complete else 10
+    assert _flat(f"resumed from {run / 'checkpoints' / f'global_step{chosen}'} at step {chosen}") in _flat(
+        (tmp_path / "log2").read_text())
+    _same_weights(run, straight)
