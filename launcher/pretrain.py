@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     from roberta_ds.build import build_run
     from roberta_ds.checkpoint import CheckpointWriteError, export_checkpoint, tag_for
     from roberta_ds.preemption import EXIT_REQUEUE
-    from roberta_ds.trainer import PREEMPTED, NonFiniteLoss, Trainer
+    from roberta_ds.trainer import PREEMPTED, SafetyStop, Trainer
 
     try:
         run = build_run(cfg)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     except ValueError as e:  # bad settings or data: one message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (NonFiniteLoss, CheckpointWriteError) as e:  # a safety stop: the message says what happened and what to do
+    except (SafetyStop, CheckpointWriteError) as e:  # a safety stop: the message says what happened and what to do
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -64,6 +64,8 @@ class TrainConfig:
     stop_on_nonfinite: bool = True
     """Stop the run, before the update is applied, at the first step whose loss is NaN or inf (a 1-value host
     sync per step); with --no_stop_on_nonfinite such steps are only warned about."""
+    max_consecutive_skipped: int = 100
+    """Stop when fp16 loss scaling skips this many updates in a row (the run would train on nothing); 0: never."""
 
     @property
     def time_budget_s(self) -> float | None:
@@ -103,6 +105,8 @@ class TrainConfig:
             problems.append(f"--num_workers {self.num_workers}: must be >= 0")
         if self.stop_at_step is not None and self.stop_at_step < 1:
             problems.append(f"--stop_at_step {self.stop_at_step}: must be >= 1")
+        if self.max_consecutive_skipped < 0:
+            problems.append(f"--max_consecutive_skipped {self.max_consecutive_skipped}: must be >= 0 (0: never stop)")
         if self.shuffle_buffer < 1:
             problems.append(f"--shuffle_buffer {self.shuffle_buffer}: must be >= 1")
         if not Path(self.data_dir).is_dir():

@@ -34,8 +34,16 @@ DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED = "done", "out of time", "stop_at_ste
 (the last two save a checkpoint to resume from)."""
 
 
-class NonFiniteLoss(RuntimeError):
+class SafetyStop(RuntimeError):
+    """The run stopped itself because going on would train on garbage or on nothing; the message says what to do."""
+
+
+class NonFiniteLoss(SafetyStop):
     """A step's loss was NaN or inf: the run stopped before applying that update."""
+
+
+class OverflowStop(SafetyStop):
+    """fp16 loss scaling skipped every update for --max_consecutive_skipped steps."""
 
 
 class Trainer:
@@ -50,6 +58,8 @@ class Trainer:
         self._next_eval_s: float | None = None
         self.stop_request = StopRequest()
         self._beta_power_reset = beta_power_reset(run.engine)  # bitwise resume with DeepSpeed's CPU Adam
+        self._skipped_in_a_row = 0  # fp16 steps whose update the loss scaler skipped, consecutively
+        self._scale_at_minimum = False  # DeepSpeed's loss scaler could not lower the scale any further
         self.stopped: str | None = None
         """Why train() returned (one of DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED)."""
 
@@ -90,6 +100,9 @@ class Trainer:
             for epoch, micro_batches in steps:
                 if not self._train_step(micro_batches, window):
                     self._halt_non_finite(window, time.perf_counter() - window_t0 - paused, epoch)
+                if self._scale_at_minimum or (t.max_consecutive_skipped
+                                              and self._skipped_in_a_row >= t.max_consecutive_skipped):
+                    self._halt_overflowing(window, time.perf_counter() - window_t0 - paused, epoch)
                 st.step += 1
                 st.sequences_seen += run.layout.global_batch
                 out_of_time, timed_eval = self._clock_tick()
@@ -163,10 +176,22 @@ class Trainer:
                     return False
                 if self._beta_power_reset is not None:
                     self._beta_power_reset()
-            run.engine.step()
+            try:
+                run.engine.step()
+            except Exception as e:  # DeepSpeed's fp16 loss scaler gives up with a bare Exception at its minimum
+                if "loss scale already at minimum" not in str(e):
+                    raise
+                self._scale_at_minimum = True
         window.steps += 1
-        if not run.engine.was_step_applied():
+        if self._scale_at_minimum:
+            self.state.skipped_steps += 1
+            self._skipped_in_a_row += 1
+            return True
+        if run.engine.was_step_applied():
+            self._skipped_in_a_row = 0
+        else:
             self.state.skipped_steps += 1  # fp16 overflow: DeepSpeed skipped the update and lowered the loss scale
+            self._skipped_in_a_row += 1
         return True
 
     def _all_finite(self, step_loss: torch.Tensor) -> bool:
@@ -176,6 +201,26 @@ class Trainer:
         if self.run.world > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         return not bad.item()
+
+    def _halt_overflowing(self, window: WindowAccumulator, elapsed: float, epoch: int) -> None:
+        """fp16 loss scaling skipped every update for a while: the run is training on nothing."""
+        run, st = self.run, self.state
+        st.step += 1
+        st.train_time_s += elapsed
+        self._log_window(window, elapsed, epoch)
+        scaler = getattr(run.engine.optimizer, "loss_scaler", None)
+        scale = ""
+        if scaler is not None and hasattr(scaler, "cur_scale"):
+            scale = f" (loss scale now {scaler.cur_scale:g}, minimum {getattr(scaler, 'min_scale', '?')})"
+        last_good = checkpoint.find(run.ckpt_root)
+        raise OverflowStop(
+            f"fp16 gradients overflowed at each of the last {self._skipped_in_a_row} steps, up to step {st.step}"
+            f"{scale}{', with the loss scale at its minimum' if self._scale_at_minimum else ''}: DeepSpeed skipped "
+            "every one of those updates, so the run was training on nothing and "
+            f"stopped. {'The last checkpoint is ' + str(last_good) if last_good else 'No checkpoint was saved'}. "
+            "Use bf16 where the GPU has it (\"bf16\": {\"enabled\": true}), lower the learning rate, or lower "
+            "fp16.min_loss_scale; --max_consecutive_skipped 0 turns this stop off"
+        )
 
     def _halt_non_finite(self, window: WindowAccumulator, elapsed: float, epoch: int) -> None:
         """Record the failed step's window (its loss is not finite) and stop with what to do next."""

@@ -7,6 +7,7 @@ precision "auto" picking bf16/fp16, NCCL, and fp16 loss scaling on real half-pre
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,15 @@ def test_two_gpus_nccl_match_one(shard_dir: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for x, y in zip(train_records(tmp_path / "one"), train_records(tmp_path / "two")):
         assert x["loss"] == pytest.approx(y["loss"], abs=1e-4)  # TF32/cuBLAS reductions differ slightly
+
+
+def test_fp16_that_overflows_every_step_stops_with_a_message(shard_dir: Path, tmp_path: Path, capsys):
+    # A minimum loss scale of 2^30 keeps every scaled fp16 gradient overflowing: every update is skipped.
+    rc = run_pretrain(shard_dir, tmp_path / "run", "zero2", 12, "--ds", "fp16.enabled=true", "--ds", "bf16.enabled=false",
+                      "--ds", "fp16.initial_scale_power=32", "--ds", "fp16.min_loss_scale=1073741824",
+                      "--max_consecutive_skipped", "5")
+    assert rc == 1
+    err = " ".join(capsys.readouterr().err.split())
+    found = re.search(r"fp16 gradients overflowed at each of the last (\d+) steps, up to step (\d+)", err)
+    assert found and int(found[1]) == int(found[2]) <= 5 and "training on nothing" in err, err
+    assert train_records(tmp_path / "run")[-1]["skipped_steps"] == int(found[1])
