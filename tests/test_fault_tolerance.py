@@ -291,3 +291,16 @@ def test_sigkill_while_a_checkpoint_is_written_resumes_from_the_previous_complet
     assert _flat(f"resumed from {run / 'checkpoints' / f'global_step{chosen}'} at step {chosen}") in _flat(
         (tmp_path / "log2").read_text())
     _same_weights(run, straight)
+
+
+@pytest.mark.multiproc
+def test_a_damaged_shard_stops_both_ranks_of_two_without_a_hang(shard_dir: Path, tmp_path: Path):
+    from pretrain_helpers import run_deepspeed
+
+    bad = _damage(shard_dir, tmp_path, "train", "bytes")
+    proc = run_deepspeed(2, pretrain_args(bad, tmp_path / "run", "zero2", 12, "--ds", "train_micro_batch_size_per_gpu=8"),
+                         timeout=300)  # a hang would end in TimeoutExpired
+    assert proc.returncode != 0
+    out = _flat(proc.stdout + proc.stderr)
+    # Each rank reads every shard, so each names the damage itself (rank 0 and rank 1 print the same error).
+    assert out.count(_flat(f"error: {bad}/train/shard-00000.tar, sample ")) == 2, out[-3000:]
