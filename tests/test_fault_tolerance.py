@@ -304,3 +304,26 @@ def test_a_damaged_shard_stops_both_ranks_of_two_without_a_hang(shard_dir: Path,
     out = _flat(proc.stdout + proc.stderr)
     # Each rank reads every shard, so each names the damage itself (rank 0 and rank 1 print the same error).
     assert out.count(_flat(f"error: {bad}/train/shard-00000.tar, sample ")) == 2, out[-3000:]
+
+
+@pytest.mark.multiproc
+def test_sigkill_of_one_rank_during_a_checkpoint_write_ends_the_job_and_resume_skips_the_partial(shard_dir: Path,
+                                                                                               tmp_path: Path):
+    import psutil
+    from pretrain_helpers import deepspeed_command, run_deepspeed
+
+    run, steps = tmp_path / "run", 16
+    tag = run / "checkpoints" / "global_step8"
+    args = pretrain_args(shard_dir, run, "zero2", steps, "--save_steps", "4", "--ds", "train_micro_batch_size_per_gpu=8")
+    cmd, env = deepspeed_command(2, args)
+    proc = subprocess.Popen(cmd, env=env, stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT)
+    _wait_for(lambda: tag.exists() and any(tag.glob("*.pt")), proc, "the step-8 checkpoint's first file", poll=0.001)
+    rank1 = [p for p in psutil.Process(proc.pid).children(recursive=True) if "--local_rank=1" in p.cmdline()]
+    rank1[0].kill()
+    assert proc.wait(timeout=120) != 0  # the launcher ends the job: no rank waits forever for the dead one
+    complete = (tag / STATE_NAME).exists()
+    resumed = run_deepspeed(2, [*args, "--resume_from_checkpoint", "auto"])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    chosen = 8 if complete else 4
+    assert _flat(f"resumed from {run / 'checkpoints' / f'global_step{chosen}'} at step {chosen}") in _flat(resumed.stdout)
+    assert (run / "final_model").exists()
