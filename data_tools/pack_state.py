@@ -8,7 +8,7 @@ carry-over tokens, token counts) go to ``gen-<n>-<split>.npz``; the hashes go to
 added since the previous one, so checkpoint I/O is linear in the corpus, not quadratic. Both are
 written before the JSON that names them and counts the hashes; resume reads exactly that many
 (bytes past them are from a checkpoint that never completed), so a kill at any point leaves a
-consistent older state. A finished pack (manifest.json written) deletes the directory.
+consistent older state. A finished pack (manifest.json written) deletes the directory, state.json first.
 """
 
 from __future__ import annotations
@@ -68,14 +68,17 @@ def prepare_output(out: Path, options: dict) -> dict | None:
         return state
     if out.exists():
         if (out / MANIFEST_NAME).exists():
+            clear_state(out)  # leftovers of a finished pack killed while removing its resume state
             raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
-        ours = {"train", "validation", TOKENIZER_DIRNAME, STATE_DIRNAME}
+        manifest_tmp = out / (MANIFEST_NAME + ".tmp")  # write_manifest's, half-written if killed meanwhile
+        ours = {"train", "validation", TOKENIZER_DIRNAME, STATE_DIRNAME, manifest_tmp.name}
         foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
         if foreign:
             raise ValueError(f"--output {out} is not empty and not a data_tools dataset (it holds {foreign[:10]}).")
         for split in SPLITS:  # leftovers of a run killed before its first checkpoint
             if (out / split).exists():
                 shutil.rmtree(out / split)
+        manifest_tmp.unlink(missing_ok=True)
     return None
 
 
@@ -188,6 +191,8 @@ def load_state_hashes(root: Path, fname: str, count: int) -> np.ndarray:
 def clear_state(root: Path) -> None:
     sdir = root / STATE_DIRNAME
     if sdir.exists():
+        # state.json first: a kill midway must not leave a state naming files already deleted
+        (sdir / STATE_NAME).unlink(missing_ok=True)
         for f in sdir.iterdir():
             f.unlink()
         sdir.rmdir()

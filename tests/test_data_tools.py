@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import signal
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,7 +15,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from conftest import pack_corpus
+from conftest import REPO, pack_corpus
 from data_tools import pack_state
 from data_tools.cli import main
 from data_tools.normalize import CHAR_TABLE, normalize
@@ -335,3 +340,305 @@ def test_build_vocab_is_byte_identical_across_runs_and_thread_counts(zh_docs, tm
     vocab = (outs[0] / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(set(vocab)) == len(vocab)
     assert any(v.startswith("##") for v in vocab) and sum(len(v) == 1 for v in vocab) > 1000
+
+
+# ---- Killed packing (issue 10, item 7): a pack killed in any phase, re-run with the same command, gives
+# the same bytes as an uninterrupted pack. The kills are real SIGKILLs of a `python -m data_tools pack`
+# process, placed deterministically by KILL_DRIVER; every pack uses the same corpus file, vocab and flags.
+
+KILL_ARGS = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--wwm")
+"""With the first 150 test documents: 4 train shards and 2 validation shards of one sample each, and a
+checkpoint after each of the first 4 shards (validation/shard-00001.tar and train/shard-00003.tar are
+written by the final flush); the reader yields the documents in chunks of 64 (--chunk_docs)."""
+
+KILL_DRIVER = r'''
+"""`python -c KILL_DRIVER POINT ARG PACK_ARGV...`: run data_tools with a SIGKILL placed at POINT."""
+import os, pathlib, signal, sys
+
+point, arg, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+
+def die():
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point == "read":  # the reader is about to yield document number ARG (0-based)
+    from data_tools import pack_job
+
+    real_read = pack_job.read_documents
+
+    def read_documents(cfg, stats):
+        for i, doc in enumerate(real_read(cfg, stats)):
+            if i == int(arg):
+                die()
+            yield doc
+
+    pack_job.read_documents = read_documents
+elif point == "shard":  # ARG = "train/shard-00002.tar:40000": killed once 40000 bytes of its tar are on disk
+    name, nbytes = arg.rsplit(":", 1)
+    target = (name + ".tmp").split("/")
+    real_open = pathlib.Path.open
+
+    class KilledAfter:
+        def __init__(self, fh, left):
+            self.fh, self.left = fh, left
+
+        def write(self, b):
+            if len(b) >= self.left:
+                self.fh.write(bytes(b[: self.left]))
+                self.fh.flush()
+                die()
+            self.left -= len(b)
+            return self.fh.write(b)
+
+        def __getattr__(self, attr):
+            return getattr(self.fh, attr)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    def open_(self, mode="r", *a, **k):
+        fh = real_open(self, mode, *a, **k)
+        return KilledAfter(fh, int(nbytes)) if "w" in mode and list(self.parts[-2:]) == target else fh
+
+    pathlib.Path.open = open_
+elif point == "manifest_half":  # killed with the first half of the manifest's text written (to whatever file)
+    real_write_text = pathlib.Path.write_text
+
+    def write_text(self, data, *a, **k):
+        if self.name.startswith("manifest.json"):
+            b = data.encode("utf-8")
+            with open(self, "wb") as fh:
+                fh.write(b[: len(b) // 2])
+            die()
+        return real_write_text(self, data, *a, **k)
+
+    pathlib.Path.write_text = write_text
+elif point == "manifest_written":  # killed right after manifest.json was renamed into place
+    from data_tools import pack_job
+
+    real_write_manifest = pack_job.write_manifest
+
+    def write_manifest(*a, **k):
+        real_write_manifest(*a, **k)
+        die()
+
+    pack_job.write_manifest = write_manifest
+else:
+    raise SystemExit(f"unknown kill point {point}")
+
+from data_tools.cli import main
+
+sys.exit(main(argv))
+'''
+
+
+@pytest.fixture(scope="module")
+def kill_corpus(zh_docs, tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("killed_packs") / "corpus.jsonl"
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs[:150]), encoding="utf-8")
+    return src
+
+
+def pack_argv(src: Path, out: Path, vocab: Path, *args: str) -> list[str]:
+    return ["pack", "--format", "jsonl", "--input", str(src), "--output", str(out), "--tokenizer_path", str(vocab),
+            *(args or KILL_ARGS)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(kill_corpus, vocab_dir) -> Path:
+    out = kill_corpus.parent / "uninterrupted"
+    assert main(pack_argv(kill_corpus, out, vocab_dir)) == 0
+    m = read_manifest(out)
+    assert [len(m.splits[s].shards) for s in ("train", "validation")] == [4, 2]  # the layout the kill points assume
+    assert all(sh.samples == 1 for s in m.splits.values() for sh in s.shards)
+    return out
+
+
+def pack_killed_at(point: str, arg: str | int, argv: list[str]) -> str:
+    """Run ``python -m data_tools`` + argv in a new process, SIGKILLed at ``point``; returns its stderr."""
+    proc = subprocess.run([sys.executable, "-c", KILL_DRIVER, point, str(arg), *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, \
+        f"not killed at {point} {arg}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc.stderr
+
+
+def dataset_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_same_pack(reference: Path, out: Path) -> None:
+    """``out`` holds exactly the files of ``reference`` (no partial shard, temp file or resume state left),
+    every shard with the same sha256, every other file byte-identical, and the same manifest but for the
+    creation time (every pack here reads the same --input with the same --tokenizer_path)."""
+    want, got = dataset_files(reference), dataset_files(out)
+    assert sorted(got) == sorted(want)
+    sha = {name: hashlib.sha256(b).hexdigest() for name, b in want.items() if name.endswith(".tar")}
+    assert len(sha) == 6
+    assert {name: hashlib.sha256(got[name]).hexdigest() for name in sha} == sha
+    assert all(sh.sha256 == sha[sh.name] for s in read_manifest(out).splits.values() for sh in s.shards)
+    mw, mg = (json.loads(files.pop("manifest.json")) for files in (want, got))
+    assert mg["source"].pop("created") and mw["source"].pop("created")
+    assert mg == mw
+    for name, blob in want.items():
+        assert got[name] == blob, f"{name} differs"
+
+
+def completed_shards(out: Path) -> list[str]:
+    """The shards the resume state records as complete."""
+    state = pack_state.load_state(out)
+    return [sh["name"] for s in state["splits"].values() for sh in s["shards"]] if state else []
+
+
+def file_ids(out: Path, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) per file: unchanged iff the file was neither rewritten nor replaced."""
+    return {n: ((out / n).stat().st_ino, (out / n).stat().st_mtime_ns) for n in names}
+
+
+def rerun_and_check(argv: list[str], out: Path, reference: Path, capsys, resumes_at: int | None) -> None:
+    """Re-run the killed command: it resumes at the checkpoint (keeping the shards it records untouched)
+    or, with none, starts afresh; either way it ends with the reference's bytes."""
+    kept = file_ids(out, completed_shards(out))
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    if resumes_at is None:
+        assert not kept and "resuming" not in err
+    else:
+        assert f"resuming {out}: {resumes_at} documents already consumed, {len(kept)} shards complete" in err
+        assert kept and file_ids(out, list(kept)) == kept
+    assert_same_pack(reference, out)
+
+
+@pytest.mark.parametrize("doc", [20, 100, 140])
+def test_pack_killed_while_reading_finishes_byte_identical(doc, kill_corpus, vocab_dir, uninterrupted, tmp_path,
+                                                           capsys) -> None:
+    # SIGKILL as the reader is about to yield document `doc`: 20 is before the first checkpoint (nothing
+    # to resume: start afresh), 100 and 140 are after 1 and 3 checkpoints (resume from the newest).
+    out = tmp_path / "data"
+    argv = pack_argv(kill_corpus, out, vocab_dir)
+    pack_killed_at("read", doc, argv)
+    assert not (out / "manifest.json").exists()
+    state = pack_state.load_state(out)
+    if doc == 20:
+        assert state is None and not any(out.glob("*/*.tar"))
+        resumes_at = None
+    else:
+        resumes_at = state["documents_consumed"]
+        assert 0 < resumes_at < doc  # documents read after the checkpoint are read again
+    rerun_and_check(argv, out, uninterrupted, capsys, resumes_at)
+
+
+@pytest.mark.parametrize("shard, at_byte", [
+    ("train/shard-00000.tar", 40000),  # before the first checkpoint
+    ("train/shard-00002.tar", 40000),  # after 2 checkpoints, before the one this shard completes
+    ("validation/shard-00001.tar", 5000),  # final flush: train/shard-00003.tar is complete, in no checkpoint
+])
+def test_pack_killed_while_writing_a_shard_finishes_byte_identical(shard, at_byte, kill_corpus, vocab_dir,
+                                                                   uninterrupted, tmp_path, capsys) -> None:
+    out = tmp_path / "data"
+    argv = pack_argv(kill_corpus, out, vocab_dir)
+    pack_killed_at("shard", f"{shard}:{at_byte}", argv)
+    partial = out / (shard + ".tmp")
+    assert partial.stat().st_size == at_byte  # the half-written tar, left where the kill found it
+    assert not (out / shard).exists() and not (out / "manifest.json").exists()
+    assert shard not in completed_shards(out)
+    if shard == "validation/shard-00001.tar":
+        assert (out / "train/shard-00003.tar").exists() and "train/shard-00003.tar" not in completed_shards(out)
+    state = pack_state.load_state(out)
+    rerun_and_check(argv, out, uninterrupted, capsys, None if state is None else state["documents_consumed"])
+
+
+def test_pack_killed_while_writing_the_manifest_finishes_byte_identical(kill_corpus, vocab_dir, uninterrupted, tmp_path,
+                                                                        capsys) -> None:
+    out = tmp_path / "data"
+    argv = pack_argv(kill_corpus, out, vocab_dir)
+    pack_killed_at("manifest_half", 0, argv)
+    assert not (out / "manifest.json").exists()  # written to a temp file and renamed: never half there
+    half = (out / "manifest.json.tmp").read_bytes()
+    assert 0 < len(half) < len((uninterrupted / "manifest.json").read_bytes())
+    with pytest.raises(ValueError, match="the pack was interrupted; re-run the same pack command"):
+        read_manifest(out)  # training refuses it, and says why
+    # every shard is on disk; the newest checkpoint is the last before the final flush
+    assert sorted(completed_shards(out)) == ["train/shard-00000.tar", "train/shard-00001.tar", "train/shard-00002.tar",
+                                             "validation/shard-00000.tar"]
+    rerun_and_check(argv, out, uninterrupted, capsys, pack_state.load_state(out)["documents_consumed"])
+
+
+def test_pack_killed_after_writing_the_manifest_before_removing_its_state_finishes_byte_identical(
+        kill_corpus, vocab_dir, uninterrupted, tmp_path, capsys) -> None:
+    out = tmp_path / "data"
+    argv = pack_argv(kill_corpus, out, vocab_dir)
+    pack_killed_at("manifest_written", 0, argv)
+    assert (out / "manifest.json").exists() and pack_state.load_state(out) is not None
+    rerun_and_check(argv, out, uninterrupted, capsys, pack_state.load_state(out)["documents_consumed"])
+
+
+def test_pack_without_checkpoints_killed_while_writing_the_manifest_finishes_byte_identical(
+        kill_corpus, vocab_dir, tmp_path, capsys) -> None:
+    # shards bigger than the corpus: no shard completes before the final flush, so no checkpoint exists
+    args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--wwm")
+    reference = tmp_path / "reference"
+    assert main(pack_argv(kill_corpus, reference, vocab_dir, *args)) == 0
+    out = tmp_path / "data"
+    argv = pack_argv(kill_corpus, out, vocab_dir, *args)
+    pack_killed_at("manifest_half", 0, argv)
+    assert (out / "manifest.json.tmp").exists() and not (out / "manifest.json").exists()
+    assert pack_state.load_state(out) is None
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    want, got = dataset_files(reference), dataset_files(out)
+    assert sorted(got) == sorted(want)
+    mw, mg = (json.loads(files.pop("manifest.json")) for files in (want, got))
+    assert mg["source"].pop("created") and mw["source"].pop("created")
+    assert mg == mw and got == want
+
+
+def test_pack_killed_while_removing_its_state_keeps_the_finished_dataset(kill_corpus, vocab_dir, uninterrupted,
+                                                                         tmp_path, capsys) -> None:
+    # After manifest.json is in place the pack deletes .pack_state file by file: kill it after each deletion,
+    # with the directory listed in the worst order (state.json last), and re-run the command each time.
+    real_unlink, real_iterdir = Path.unlink, Path.iterdir
+    removed, kill_after = [], 0
+
+    def unlink(self, *a, **k):
+        real_unlink(self, *a, **k)
+        if self.parent.name == pack_state.STATE_DIRNAME and (self.parent.parent / "manifest.json").exists():
+            removed.append(self.name)
+            if len(removed) == kill_after:
+                raise SimulatedKill(f"stopped after deleting {removed}")
+
+    def iterdir(self):
+        entries = list(real_iterdir(self))
+        if self.name == pack_state.STATE_DIRNAME:
+            entries.sort(key=lambda p: p.name == pack_state.STATE_NAME)
+        return iter(entries)
+
+    while True:
+        kill_after += 1
+        removed.clear()
+        out = tmp_path / f"data{kill_after}"
+        argv = pack_argv(kill_corpus, out, vocab_dir)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Path, "unlink", unlink)
+            mp.setattr(Path, "iterdir", iterdir)
+            try:
+                assert main(argv) == 0
+            except SimulatedKill:
+                pass
+            else:
+                break  # every file deleted without a kill: all kill points done
+        assert removed[0] == pack_state.STATE_NAME  # the state is gone before any file it names
+        assert (out / pack_state.STATE_DIRNAME).exists()
+        finished = (out / "manifest.json").read_bytes()
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert f"{out} already holds a finished dataset (manifest.json)" in " ".join(capsys.readouterr().err.split())
+        assert (out / "manifest.json").read_bytes() == finished  # untouched, creation time included
+        assert_same_pack(uninterrupted, out)  # and the resume state's leftovers are gone
+    assert kill_after > 4  # state.json, and per split its arrays and its hashes
