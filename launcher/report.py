@@ -27,6 +27,8 @@ class ReportCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from roberta_ds.model_card import write_model_card
+    from roberta_ds.records import SUMMARY_NAME
     from roberta_ds.report import write_report
 
     args = cli_args.parse(ReportCommand, argv, "python launcher/report.py",
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for run in map(Path, args.runs):  # refresh the model cards: a probe may have run since the export
+        if (run / "final_model").is_dir() and (run / SUMMARY_NAME).exists():
+            written.append(write_model_card(run, run / "final_model"))
     report = written[0].read_text(encoding="utf-8")
     warn = report.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
     print(f"wrote {', '.join(str(w) for w in written)}\nwarnings:\n{warn}")

@@ -27,6 +27,8 @@ from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING
 VERSION = 2
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
+PROBE_NAME = "probe.json"
+"""launcher/probe.py --out RUN/probe.json: the report and the model card show it when present (the demo writes it)."""
 
 # ---------------------------------------------------------------------------- definitions
 LOSS = "mean cross-entropy (nats) per masked token, weighted by masked tokens, over all ranks"

@@ -270,12 +270,8 @@ def single_report(run: Run, picture_note: str | None) -> str:
     ]) + "\n"
 
 
-PROBE_NAME = "probe.json"
-"""launcher/probe.py --out RUN/probe.json: the report shows it when present (the demo writes it)."""
-
-
 def probe_section(run: Run) -> list[str]:
-    path = run.path / PROBE_NAME
+    path = run.path / rec.PROBE_NAME
     if not path.exists():
         return []
     res = json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,112 @@
+"""The model card of an exported run: ``final_model/README.md`` in the Hugging Face model-card format.
+
+Written from the run's own records (summary.json, effective_config.json, the shard manifest, probe.json
+when a probe ran), so every number on the card is one the run measured, with its definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from roberta_ds import records
+from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION
+
+CARD_NAME = "README.md"
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def model_card(run_dir: str | Path) -> str:
+    """The card's text for a finished run directory (RUN/summary.json must exist)."""
+    run = Path(run_dir)
+    summary = records.read_summary(run)
+    if summary is None:
+        raise ValueError(f"{run}: no {records.SUMMARY_NAME} (the run has not finished): no model card")
+    config = json.loads((run / "effective_config.json").read_text(encoding="utf-8"))
+    data = config["data"]
+    manifest_path = Path(data["data_dir"]) / MANIFEST_NAME
+    source = data.get("source") or {}
+    tok = data.get("tokenizer") or {}
+    mdl = config["model"]
+    ev = summary.last_eval
+    col = (ev.collapse or {}) if ev else {}
+    probe_path = run / records.PROBE_NAME
+    probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.exists() else None
+    front = "\n".join([
+        "---",
+        "language: zh",
+        "library_name: transformers",
+        "pipeline_tag: fill-mask",
+        "# license: set the license of your data and weights here",
+        "tags:",
+        "- roberta",
+        "- fill-mask",
+        "- chinese",
+        "- roberta-ds",
+        "---",
+    ])
+    rows = [
+        ("corpus", f"{source.get('format', '?')}" + (f" ({source['input']})" if source.get("input") else "")),
+        ("shard manifest sha256", _sha256(manifest_path) or f"{manifest_path} no longer exists"),
+        ("documents / tokens in the training split", f"{_fmt((summary.data or {}).get('train_documents'))} / "
+                                                     f"{_fmt((summary.data or {}).get('train_tokens'))}"),
+        ("tokenizer", f"vocab {_fmt(tok.get('vocab_size'))}, sha256 {tok.get('sha256', '?')}"),
+        ("architecture", f"RobertaForMaskedLM, hidden {mdl['hidden_size']}, {mdl['num_hidden_layers']} layers, "
+                         f"{mdl['num_attention_heads']} heads, {mdl['max_position_embeddings'] - 2} positions"),
+        ("training", f"{_fmt(summary.steps)} steps x global batch {_fmt(summary.global_batch)} x "
+                     f"{_fmt(summary.seq_len)} tokens; {_fmt(summary.tokens)} tokens seen"),
+        ("engine", f"DeepSpeed ZeRO stage {summary.zero_stage}, {summary.precision}, {summary.world_size} rank(s), "
+                   f"peak lr {summary.lr:g}"),
+        ("training wall time", f"{(summary.train_time_s or 0) / 3600:.2f} h"),
+        ("held-out loss", (f"{ev.loss:.4f} nats per masked token (perplexity {ev.perplexity:.2f}, accuracy "
+                           f"{ev.accuracy:.4f}) on {_fmt(ev.sequences)} validation sequences, "
+                           f"{records.EVAL_DEFINITIONS['masking']}") if ev else "not measured"),
+        ("unigram line", (f"{ev.unigram_nats:.4f} ({UNIGRAM_DEFINITION}); the model is "
+                          f"{ev.unigram_nats - ev.loss:.3f} nats below it") if ev and ev.unigram_nats else "—"),
+        ("collapse check", (f"{'COLLAPSED' if col.get('collapsed') else 'not collapsed'}: token cosine "
+                            f"{col['token_cosine']:.4f}") if col else "—"),
+        ("warnings", "; ".join(summary.warnings or []) or "none"),
+    ]
+    if probe is not None:
+        arms = probe["arms"]
+        text = ", ".join(f"{name} {a['accuracy']:.4f} acc / {a['macro_f1']:.4f} macro-F1" for name, a in arms.items())
+        rows.append(("downstream probe", f"{probe['split']}: {text}; majority class {probe['majority_accuracy']:.4f}"))
+    table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows])
+    return f"""{front}
+
+# {run.resolve().name}: a Chinese RoBERTa masked LM pretrained with roberta-ds
+
+{table}
+
+Losses are {records.LOSS}. The numbers come from the run's own records (`summary.json`, `metrics.jsonl`).
+
+## How to use
+
+```python
+from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+tokenizer = AutoTokenizer.from_pretrained("PATH_TO_THIS_DIRECTORY")
+model = AutoModelForMaskedLM.from_pretrained("PATH_TO_THIS_DIRECTORY")
+print(pipeline("fill-mask", model=model, tokenizer=tokenizer)("今天北京的天气[MASK]好。"))
+```
+"""
+
+
+def write_model_card(run_dir: str | Path, model_dir: str | Path) -> Path:
+    path = Path(model_dir) / CARD_NAME
+    path.write_text(model_card(run_dir), encoding="utf-8")
+    return path
