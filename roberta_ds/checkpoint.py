@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from roberta_ds.collective import any_rank
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
 
 STATE_NAME = "roberta_ds_state.json"
@@ -58,18 +59,6 @@ def set_rng_state(state: dict) -> None:
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, no permission); the earlier ones are intact."""
-
-
-def _any_rank(flag: bool) -> bool:
-    import torch.distributed as dist
-
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 def _abandon(ckpt_root: Path, tag_dir: Path, previous: Path | None) -> None:
@@ -106,7 +95,7 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
             tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
     except OSError as e:
         failure = e
-    if not _any_rank(failure is not None) and rank == 0:
+    if not any_rank(failure is not None) and rank == 0:
         try:
             # Written last, once every rank's files exist: its presence is what marks the checkpoint complete.
             tmp = tag_dir / (STATE_NAME + ".tmp")
@@ -114,7 +103,7 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
             os.replace(tmp, tag_dir / STATE_NAME)
         except OSError as e:
             failure = e
-    if _any_rank(failure is not None):
+    if any_rank(failure is not None):
         if rank == 0:
             _abandon(ckpt_root, tag_dir, previous)
         if dist.is_initialized():

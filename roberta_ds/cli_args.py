@@ -159,9 +159,8 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def parser_for(cls: type, prog: str, description: str | None = None,
-               parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog=prog, description=description)
+def parser_for(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(p, cls)
     return p
 

@@ -13,8 +13,7 @@ import signal
 import sys
 import threading
 
-import torch
-import torch.distributed as dist
+from roberta_ds.collective import any_rank
 
 SIGNALS = ("SIGTERM", "SIGUSR1")
 EXIT_REQUEUE = 75
@@ -58,8 +57,4 @@ class StopRequest:
             return self.signal_name is not None
         if step % CHECK_STEPS:
             return False
-        flag = torch.tensor([1.0 if self.signal_name else 0.0])
-        if dist.get_backend() == "nccl":
-            flag = flag.cuda()
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return any_rank(self.signal_name is not None)

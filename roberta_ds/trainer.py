@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from roberta_ds import checkpoint, records, sanity
 from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
+from roberta_ds.collective import any_rank
 from roberta_ds.data import model_inputs, to_device
 from roberta_ds.engine import beta_power_reset
 from roberta_ds.evaluation import evaluate_engine
@@ -197,22 +198,22 @@ class Trainer:
     def _all_finite(self, step_loss: torch.Tensor) -> bool:
         """Whether every rank's loss of this step is finite: one flag all-reduced and read (a host sync per step,
         the price of never applying a NaN update; --no_stop_on_nonfinite skips it)."""
-        bad = (~torch.isfinite(step_loss)).double()
-        if self.run.world > 1:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        return not bad.item()
+        return not any_rank(~torch.isfinite(step_loss))
+
+    def _record_failed_step(self, window: WindowAccumulator, elapsed: float, epoch: int):
+        """Before a safety stop: count the failed step, log its window, and find the last good checkpoint."""
+        self.state.step += 1
+        self.state.train_time_s += elapsed
+        return self._log_window(window, elapsed, epoch), checkpoint.find(self.run.ckpt_root)
 
     def _halt_overflowing(self, window: WindowAccumulator, elapsed: float, epoch: int) -> None:
         """fp16 loss scaling skipped every update for a while: the run is training on nothing."""
         run, st = self.run, self.state
-        st.step += 1
-        st.train_time_s += elapsed
-        self._log_window(window, elapsed, epoch)
+        _, last_good = self._record_failed_step(window, elapsed, epoch)
         scaler = getattr(run.engine.optimizer, "loss_scaler", None)
         scale = ""
         if scaler is not None and hasattr(scaler, "cur_scale"):
             scale = f" (loss scale now {scaler.cur_scale:g}, minimum {getattr(scaler, 'min_scale', '?')})"
-        last_good = checkpoint.find(run.ckpt_root)
         raise OverflowStop(
             f"fp16 gradients overflowed at each of the last {self._skipped_in_a_row} steps, up to step {st.step}"
             f"{scale}{', with the loss scale at its minimum' if self._scale_at_minimum else ''}: DeepSpeed skipped "
@@ -224,11 +225,8 @@ class Trainer:
 
     def _halt_non_finite(self, window: WindowAccumulator, elapsed: float, epoch: int) -> None:
         """Record the failed step's window (its loss is not finite) and stop with what to do next."""
-        run, st = self.run, self.state
-        st.step += 1
-        st.train_time_s += elapsed
-        rec = self._log_window(window, elapsed, epoch)
-        last_good = checkpoint.find(run.ckpt_root)
+        st = self.state
+        rec, last_good = self._record_failed_step(window, elapsed, epoch)
         where = (f"the last good checkpoint is {last_good} (resume from it with --resume_from_checkpoint auto "
                  "after the change; it also exports)" if last_good else "no checkpoint was saved before it")
         raise NonFiniteLoss(
