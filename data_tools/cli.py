@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -29,11 +30,14 @@ def _summary(cls: type) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_tools", description=__doc__,
+    invoked = Path(sys.argv[0]).name
+    parser = argparse.ArgumentParser(prog=invoked if invoked == "roberta-ds-data" else "python -m data_tools",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, cls in COMMANDS.items():
-        cli_args.add_arguments(sub.add_parser(name, help=_summary(cls), description=_summary(cls)), cls)
+        own = {"prog": invoked} if invoked == f"roberta-ds-{name}" else {}  # roberta-ds-pack: pack alone
+        cli_args.add_arguments(sub.add_parser(name, help=_summary(cls), description=_summary(cls), **own), cls)
     return parser
 
 
@@ -69,3 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def pack_main() -> int:
+    """The console command ``roberta-ds-pack ARGS``: ``python -m data_tools pack ARGS``."""
+    return main(["pack", *sys.argv[1:]])

@@ -1,44 +1,15 @@
 """Export any saved checkpoint to a Hugging Face model directory.
 
-    python launcher/export.py RUN/checkpoints/global_step500 OUT_DIR
-    python launcher/export.py RUN/checkpoints OUT_DIR        # the newest checkpoint
-
-The work lives in roberta_ds/checkpoint.py (export_checkpoint).
+The command lives in roberta_ds/commands/export.py; this script runs it from a checkout that was never installed
+(`pip install -e .` also gives the console command roberta-ds-export).
 """
 
-from __future__ import annotations
-
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from roberta_ds import cli_args  # noqa: E402
-from roberta_ds.cli_args import cli  # noqa: E402
-
-
-@dataclass
-class ExportCommand:
-    checkpoint: str = field(metadata=cli(positional=True))
-    """A global_stepN checkpoint directory, or a checkpoints/ directory (its newest checkpoint is used)."""
-    out: str = field(metadata=cli(positional=True))
-    """Output directory for the Hugging Face model (save_pretrained weights, config and tokenizer)."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    from roberta_ds.checkpoint import export_checkpoint
-
-    args = cli_args.parse(ExportCommand, argv, "python launcher/export.py",
-                          "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
-    try:
-        out = export_checkpoint(args.checkpoint, args.out)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported {args.checkpoint} -> {out}")
-    return 0
-
+from roberta_ds.commands.export import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,51 +1,15 @@
 """Report one run, or compare several side by side.
 
-    python launcher/report.py RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
-    python launcher/report.py RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
-
-The work lives in roberta_ds/report.py.
+The command lives in roberta_ds/commands/report.py; this script runs it from a checkout that was never installed
+(`pip install -e .` also gives the console command roberta-ds-report).
 """
 
-from __future__ import annotations
-
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from roberta_ds import cli_args  # noqa: E402
-from roberta_ds.cli_args import cli  # noqa: E402
-
-
-@dataclass
-class ReportCommand:
-    runs: list[str] = field(metadata=cli(positional=True))
-    """Run directories (launcher/pretrain.py --output_dir)."""
-    out: str | None = None
-    """Output directory (default: the run itself; required for several runs)."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    from roberta_ds.model_card import write_model_card
-    from roberta_ds.records import SUMMARY_NAME
-    from roberta_ds.report import write_report
-
-    args = cli_args.parse(ReportCommand, argv, "python launcher/report.py",
-                          "Report one run, or compare several side by side.")
-    try:
-        written = write_report(args.runs, args.out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for run in map(Path, args.runs):  # refresh the model cards: a probe may have run since the export
-        if (run / "final_model").is_dir() and (run / SUMMARY_NAME).exists():
-            written.append(write_model_card(run, run / "final_model"))
-    report = written[0].read_text(encoding="utf-8")
-    warn = report.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
-    print(f"wrote {', '.join(str(w) for w in written)}\nwarnings:\n{warn}")
-    return 0
-
+from roberta_ds.commands.report import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@ deepspeed launcher; the other launcher commands in-process. One tiny-run recipe 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -15,19 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def launcher_module(name: str):
-    """launcher/NAME.py, imported by path (launcher/ is not a package, and names like ``evaluate`` or
-    ``report`` would clash with installed packages on sys.path)."""
-    if f"launcher_{name}" in sys.modules:
-        return sys.modules[f"launcher_{name}"]
-    spec = importlib.util.spec_from_file_location(f"launcher_{name}", ROOT / "launcher" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """The command NAME (roberta_ds/commands/NAME.py, which launcher/NAME.py and roberta-ds-NAME run)."""
+    return importlib.import_module(f"roberta_ds.commands.{name}")
 
 
 def launcher_main(name: str):
-    """``main`` of launcher/NAME.py."""
+    """``main`` of the command NAME."""
     return launcher_module(name).main
 
 

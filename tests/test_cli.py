@@ -4,7 +4,12 @@ config dataclasses (roberta_ds/cli_args.py), and a field without a docstring wou
 from __future__ import annotations
 
 import argparse
+import importlib
+import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from pretrain_helpers import launcher_module
@@ -36,6 +41,32 @@ def test_every_flag_has_help(command: str):
             if not isinstance(a, argparse._HelpAction) and not (a.help and a.help.strip())]
     assert bare == []
     parser.format_help()  # a help string argparse cannot format (e.g. a bare %) would raise here
+
+
+SCRIPTS = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_every_command_has_a_console_script():
+    targets = {v.split(":")[0] for v in SCRIPTS.values()}
+    commands = {f"roberta_ds.commands.{p.stem}" for p in (Path(__file__).resolve().parent.parent / "roberta_ds"
+                                                           / "commands").glob("*.py") if p.stem != "__init__"}
+    assert commands | {"data_tools.cli"} == targets
+    for target in SCRIPTS.values():
+        module, attr = target.split(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+
+
+def test_the_installed_console_scripts_answer_help():
+    # `pip install -e .` (the README's setup) puts them beside this interpreter
+    bin_dir = Path(sys.executable).parent
+    missing = [name for name in SCRIPTS if not (bin_dir / name).exists()]
+    assert missing == [], f"not installed in {bin_dir}: run `pip install -e .` again after changing pyproject.toml"
+    procs = {name: subprocess.Popen([str(bin_dir / name), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for name in SCRIPTS}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (name, err[-2000:])
+        assert out.startswith(f"usage: {name}"), (name, out[:200])
 
 
 @dataclass

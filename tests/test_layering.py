@@ -58,6 +58,17 @@ def test_nothing_imports_the_launcher():
     assert bad == {}
 
 
+def test_only_the_launcher_imports_the_commands():
+    # roberta_ds/commands/ is the apps layer inside the package (console scripts need an importable module)
+    files = [p for d in ("roberta_ds", "data_tools", "bench") for p in (ROOT / d).glob("*.py")]
+    bad = {str(p.relative_to(ROOT)): ours(imports(p), "roberta_ds.commands") for p in files
+           if ours(imports(p), "roberta_ds.commands")}
+    assert bad == {}
+    shims = {p.stem: imports(p) for p in (ROOT / "launcher").glob("*.py")}
+    assert set(shims) == {p.stem for p in (ROOT / "roberta_ds" / "commands").glob("*.py")} - {"__init__"}
+    assert all(f"roberta_ds.commands.{name}.main" in i for name, i in shims.items())
+
+
 def test_the_checker_sees_imports_inside_functions(tmp_path):
     # A lazy import is still a dependency: the test above must not miss it.
     f = tmp_path / "m.py"

@@ -1,0 +1,43 @@
+"""Export any saved checkpoint to a Hugging Face model directory.
+
+    python launcher/export.py RUN/checkpoints/global_step500 OUT_DIR
+    python launcher/export.py RUN/checkpoints OUT_DIR        # the newest checkpoint
+
+The work lives in roberta_ds/checkpoint.py (export_checkpoint).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roberta_ds import cli_args
+from roberta_ds.commands import prog
+from roberta_ds.cli_args import cli
+
+
+@dataclass
+class ExportCommand:
+    checkpoint: str = field(metadata=cli(positional=True))
+    """A global_stepN checkpoint directory, or a checkpoints/ directory (its newest checkpoint is used)."""
+    out: str = field(metadata=cli(positional=True))
+    """Output directory for the Hugging Face model (save_pretrained weights, config and tokenizer)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from roberta_ds.checkpoint import export_checkpoint
+
+    args = cli_args.parse(ExportCommand, argv, prog("export"),
+                          "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
+    try:
+        out = export_checkpoint(args.checkpoint, args.out)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

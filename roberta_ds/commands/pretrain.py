@@ -1,0 +1,68 @@
+"""Pretrain a Chinese RoBERTa masked LM from packed shards.
+
+    deepspeed [--num_gpus N | --hostfile H] launcher/pretrain.py --ds_config ds_configs/zero2.json \
+        --data_dir SHARDS --output_dir RUN [--model_size base] [--max_steps N] ...
+
+parse -> build (validates everything first) -> train -> export; all the work lives in roberta_ds/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from roberta_ds import cli_args
+from roberta_ds.commands import prog
+from roberta_ds.config import RunConfig
+
+DESCRIPTION = "Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed."
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    return cli_args.parse(RunConfig, argv, prog("pretrain"), DESCRIPTION, launched_by_deepspeed=True)
+
+
+def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
+    try:
+        cfg = parse_args(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import torch.distributed as dist
+
+    from roberta_ds.build import build_run
+    from roberta_ds.checkpoint import CheckpointWriteError, export_checkpoint, tag_for
+    from roberta_ds.model_card import write_model_card
+    from roberta_ds.preemption import EXIT_REQUEUE
+    from roberta_ds.trainer import PREEMPTED, SafetyStop, Trainer
+
+    try:
+        run = build_run(cfg)
+        trainer = Trainer(run)
+        summary = trainer.train()
+        if trainer.stopped == PREEMPTED:
+            return EXIT_REQUEUE  # checkpoint saved: requeue the job, it resumes with --resume_from_checkpoint auto
+        if summary is not None and run.is_main:  # None: stopped at --stop_at_step, to be resumed
+            export_checkpoint(run.ckpt_root / tag_for(summary.steps), run.out / "final_model")
+            write_model_card(run.out, run.out / "final_model")
+            run.console.print(f"exported Hugging Face model to {run.out / 'final_model'} (model card: README.md)")
+    except ValueError as e:  # bad settings or data: one message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (SafetyStop, CheckpointWriteError) as e:  # a safety stop: the message says what happened and what to do
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        # Tests call main() several times in one process; the process group is kept for them.
+        if destroy_process_group and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def console_main() -> int:
+    """The console command ``roberta-ds-pretrain``: one process (several go through ``deepspeed``)."""
+    return main(destroy_process_group=True)
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())
