@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from roberta_ds import ds_config, sanity
+from roberta_ds import ds_config, monitor, sanity
 from roberta_ds.config import RunConfig
 from roberta_ds.data import Layout, PretrainingData, ShardStream
 from roberta_ds.engine import build_engine, device, init_distributed
@@ -146,6 +146,9 @@ def build_run(cfg: RunConfig) -> PretrainRun:
         # until then the run is in warmup.
         total_steps = PROJECTION_PLACEHOLDER
     ds_cfg = ds_config.resolve(raw, total_steps=total_steps, world_size=world)
+    problems = monitor.place_outputs(ds_cfg, Path(t.output_dir))
+    if problems:
+        raise ds_config.DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))
     precision = ds_config.precision(ds_cfg)
     ds_config.check_device_precision(ds_cfg)
 

@@ -121,6 +121,9 @@ class TrainWindow(_Record):
     samples_per_s: float | None = None
     skipped_steps: int = 0
     loss_definition: str = ""
+    grad_norm: float | None = None
+    """2-norm of all gradients at the window's last step, before clipping (DeepSpeed's get_global_grad_norm;
+    None where DeepSpeed does not compute it: ZeRO stage 0 in fp32)."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from roberta_ds.collective import any_rank
 from roberta_ds.data import model_inputs, to_device
 from roberta_ds.engine import beta_power_reset
 from roberta_ds.evaluation import evaluate_engine
+from roberta_ds.monitor import LiveMetrics
 from roberta_ds.preemption import StopRequest
 from roberta_ds.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
 from roberta_ds.schedule import SYNC_STEPS, RunClock
@@ -55,6 +56,7 @@ class Trainer:
         self.clock = RunClock(run.budget_s, device=run.device)
         self.total_steps = run.total_steps
         self.log = MetricsLog(run.out)
+        self.live = LiveMetrics(run.engine, run.layout.global_batch)  # TensorBoard / CSV / W&B, when enabled
         self._warned: set[str] = set()
         self._next_eval_s: float | None = None
         self.stop_request = StopRequest()
@@ -282,16 +284,23 @@ class Trainer:
             tokens_seen=st.tokens_seen, sequences_seen=st.sequences_seen,
             tokens_per_s=w.tokens / max(elapsed, 1e-9),
             samples_per_s=w.steps * run.layout.global_batch / max(elapsed, 1e-9), skipped_steps=st.skipped_steps,
+            grad_norm=self._grad_norm(),
         )
         self._append(rec)
+        self.live.window(rec)
         if run.is_main:
             run.console.print(
                 f"step {st.step}{self._of_total()} epoch {epoch}: loss {rec.loss:.4f} (mean over last {w.steps} "
                 f"step(s), {int(w.masked):,} masked tokens) acc {rec.accuracy:.3f} lr {lr:.2e} "
                 f"{rec.tokens_per_s:,.0f} tokens/s {rec.samples_per_s:.1f} samples/s"
+                + (f" grad norm {rec.grad_norm:.3g}" if rec.grad_norm is not None else "")
                 + (f" skipped(overflow) {st.skipped_steps}" if st.skipped_steps else "")
             )
         return rec
+
+    def _grad_norm(self) -> float | None:
+        norm = self.run.engine.get_global_grad_norm()
+        return None if norm is None else float(norm)
 
     def _evaluate(self) -> Evaluation:
         run, st = self.run, self.state
@@ -303,6 +312,7 @@ class Trainer:
                         below_unigram=None if unigram is None else unigram - res["loss"])
         st.evals.append(ev)
         self._append(ev)
+        self.live.evaluation(ev)
         if run.is_main:
             b = ev.below_unigram
             gap = "" if b is None else f", {abs(b):.3f} nats {'below' if b >= 0 else 'above'} the unigram line"
@@ -361,6 +371,7 @@ class Trainer:
         self.clock = RunClock(run.budget_s, self.state.clock, device=run.device)
         if run.budget_s is not None and self.clock.state.projected_total_steps:
             self._set_total(self.clock.state.projected_total_steps)
+        self.live.resumed(self.state.sequences_seen)
         if run.is_main:
             run.console.print(f"resumed from {tag_dir} at step {self.state.step}")
             self.log.truncate_after(self.state.step)

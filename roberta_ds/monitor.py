@@ -1,0 +1,124 @@
+"""Live metrics in the tools users already watch, through DeepSpeed's own monitor.
+
+The DeepSpeed JSON enables them (``"tensorboard"``, ``"csv_monitor"``, ``"wandb"``); DeepSpeed 0.19 itself
+writes only the learning rate (``Train/Samples/lr``) and, with fp16, the loss scale (``Train/Samples/loss_scale``).
+The trainer writes everything else it logs through ``engine.monitor`` (rank 0), under the names below and on
+DeepSpeed's x-axis: global samples (sequences) seen, so every series lines up with DeepSpeed's own. The values
+are exactly those of ``metrics.jsonl`` (records.py defines them); the learning rate and the loss scale are not
+written twice.
+
+A resumed run continues the same series: the CSV files lose the rows after the checkpoint (and keep one
+header), and TensorBoard is told to purge the events after it (``purge_step``), as metrics.jsonl is truncated.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+from roberta_ds.records import Evaluation, TrainWindow
+
+MONITORS = ("tensorboard", "csv_monitor", "wandb")
+"""The DeepSpeed JSON sections this module writes through (``"enabled": true`` turns one on)."""
+
+TRAIN_SERIES = {
+    "Train/Samples/loss": "loss",
+    "Train/Samples/accuracy": "accuracy",
+    "Train/Samples/tokens_per_s": "tokens_per_s",
+    "Train/Samples/tokens_seen": "tokens_seen",
+    "Train/Samples/skipped_steps": "skipped_steps",
+    "Train/Samples/grad_norm": "grad_norm",
+}
+"""Monitor name -> the TrainWindow field it carries (each logging window, x = sequences_seen)."""
+
+EVAL_SERIES = {
+    "Eval/Samples/loss": "loss",
+    "Eval/Samples/perplexity": "perplexity",
+    "Eval/Samples/accuracy": "accuracy",
+    "Eval/Samples/below_unigram": "below_unigram",
+}
+"""Monitor name -> the Evaluation field it carries (each evaluation, x = sequences seen at its step)."""
+
+_PACKAGES = {"tensorboard": ("tensorboard", "pip install tensorboard (or -e '.[tensorboard]')"),
+             "wandb": ("wandb", "pip install wandb, then `wandb login` (or WANDB_MODE=offline)")}
+
+
+def enabled(ds_cfg: dict) -> list[str]:
+    return [m for m in MONITORS if isinstance(ds_cfg.get(m), dict) and ds_cfg[m].get("enabled") is True]
+
+
+def place_outputs(ds_cfg: dict, out: Path) -> list[str]:
+    """Where an enabled monitor writes when the JSON does not say: RUN/tensorboard/RUN_NAME and
+    RUN/csv_monitor/RUN_NAME (DeepSpeed's default is ./DeepSpeedJobName in the working directory, shared by
+    every run). Edits ``ds_cfg`` in place; returns the problems (a monitor whose package is missing)."""
+    problems = []
+    for kind in enabled(ds_cfg):
+        section = ds_cfg[kind]
+        if kind in ("tensorboard", "csv_monitor"):
+            if not section.get("output_path"):
+                section["output_path"] = str(out.resolve() / kind)
+            section.setdefault("job_name", out.resolve().name)
+        package, install = _PACKAGES.get(kind, (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            problems.append(f"{kind}.enabled = true but the {package!r} package is not installed: {install}")
+    return problems
+
+
+def log_dirs(ds_cfg: dict) -> dict[str, Path]:
+    """The directories the file-writing monitors write to (after place_outputs)."""
+    return {k: Path(ds_cfg[k]["output_path"]) / ds_cfg[k]["job_name"]
+            for k in enabled(ds_cfg) if k in ("tensorboard", "csv_monitor")}
+
+
+class LiveMetrics:
+    """Writes the trainer's records through ``engine.monitor`` (a no-op when no monitor is enabled)."""
+
+    def __init__(self, engine, global_batch: int) -> None:
+        self.monitor = getattr(engine, "monitor", None)
+        self.enabled = bool(self.monitor is not None and self.monitor.enabled)
+        self.global_batch = global_batch
+
+    def window(self, rec: TrainWindow) -> None:
+        self._write(TRAIN_SERIES, rec, rec.sequences_seen)
+
+    def evaluation(self, ev: Evaluation) -> None:
+        self._write(EVAL_SERIES, ev, ev.step * self.global_batch)
+
+    def _write(self, series: dict[str, str], rec, samples: int) -> None:
+        if not self.enabled:
+            return
+        events = [(name, float(getattr(rec, field)), samples) for name, field in series.items()
+                  if getattr(rec, field, None) is not None]
+        self.monitor.write_events(events)
+
+    def resumed(self, samples: int) -> None:
+        """Continue the series from a checkpoint at ``samples``: drop what was written after it (rank 0 holds the
+        writers; on other ranks they are None)."""
+        if not self.enabled:
+            return
+        csv_mon = getattr(self.monitor, "csv_monitor", None)
+        if csv_mon is not None and csv_mon.log_dir:
+            for path in sorted(Path(csv_mon.log_dir).glob("*.csv")):
+                _truncate_csv(path, samples)
+                if path.stem not in csv_mon.filenames:  # DeepSpeed writes the header for files it has not seen
+                    csv_mon.filenames.append(path.stem)
+        tb = getattr(self.monitor, "tb_monitor", None)
+        if tb is not None and tb.summary_writer is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            log_dir = tb.summary_writer.log_dir
+            tb.summary_writer.close()
+            # TensorBoard hides the events of earlier files at x >= purge_step
+            tb.summary_writer = SummaryWriter(log_dir=log_dir, purge_step=samples + 1)
+
+
+def _truncate_csv(path: Path, samples: int) -> None:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header = rows[0]
+    kept = [r for r in rows[1:] if r and r != header and r[0].isdigit() and int(r[0]) <= samples]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *kept])
