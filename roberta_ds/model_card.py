@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from roberta_ds import records
-from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION
+from roberta_ds.checkpoint import read_state
+from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION, read_manifest
 
 CARD_NAME = "README.md"
 
@@ -37,6 +38,41 @@ def model_card(run_dir: str | Path) -> str:
     if summary is None:
         raise ValueError(f"{run}: no {records.SUMMARY_NAME} (the run has not finished): no model card")
     config = json.loads((run / "effective_config.json").read_text(encoding="utf-8"))
+    probe_path = run / records.PROBE_NAME
+    probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.exists() else None
+    return _card(run.resolve().name, summary, config, probe, summary.warnings)
+
+
+def checkpoint_summary(tag_dir: str | Path) -> tuple[records.RunSummary, dict]:
+    """A checkpoint's numbers in the summary's terms (what the run had done when it saved), and its config."""
+    saved = read_state(Path(tag_dir))
+    config = saved["config"]
+    ds = config.get("deepspeed", {})
+    split = None
+    try:
+        split = read_manifest(config["data"]["data_dir"]).splits.get("train")
+    except (OSError, ValueError):  # the shards moved: the card says so instead of the counts
+        pass
+    evals = saved.get("evals") or []
+    return records.RunSummary(
+        steps=saved["step"], sequences=saved["sequences_seen"], tokens=saved["tokens_seen"],
+        global_batch=config["global_batch"], seq_len=config["data"]["seq_len"], world_size=config["world_size"],
+        precision=config.get("precision"), zero_stage=ds.get("zero_optimization", {}).get("stage", 0),
+        lr=ds.get("optimizer", {}).get("params", {}).get("lr"), skipped_steps=saved.get("skipped_steps"),
+        eval=evals[-1] if evals else None, train_time_s=saved.get("train_time_s"),
+        data=None if split is None else {"train_documents": split.documents, "train_tokens": split.tokens},
+    ), config
+
+
+def checkpoint_model_card(tag_dir: str | Path) -> str:
+    """The card's text for one checkpoint (any step of a run, finished or not)."""
+    tag_dir = Path(tag_dir).resolve()
+    summary, config = checkpoint_summary(tag_dir)
+    return _card(f"{tag_dir.parent.parent.name} at {tag_dir.name}", summary, config, None,
+                 ["not checked for a checkpoint export (a finished run's summary.json has the run-level checks)"])
+
+
+def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | None, warnings: list[str] | None) -> str:
     data = config["data"]
     manifest_path = Path(data["data_dir"]) / MANIFEST_NAME
     source = data.get("source") or {}
@@ -44,8 +80,6 @@ def model_card(run_dir: str | Path) -> str:
     mdl = config["model"]
     ev = summary.last_eval
     col = (ev.collapse or {}) if ev else {}
-    probe_path = run / records.PROBE_NAME
-    probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.exists() else None
     front = "\n".join([
         "---",
         "language: zh",
@@ -79,7 +113,7 @@ def model_card(run_dir: str | Path) -> str:
                           f"{ev.unigram_nats - ev.loss:.3f} nats below it") if ev and ev.unigram_nats else "—"),
         ("collapse check", (f"{'COLLAPSED' if col.get('collapsed') else 'not collapsed'}: token cosine "
                             f"{col['token_cosine']:.4f}") if col else "—"),
-        ("warnings", "; ".join(summary.warnings or []) or "none"),
+        ("warnings", "; ".join(warnings or []) or "none"),
     ]
     if probe is not None:
         arms = probe["arms"]
@@ -88,11 +122,12 @@ def model_card(run_dir: str | Path) -> str:
     table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows])
     return f"""{front}
 
-# {run.resolve().name}: a Chinese RoBERTa masked LM pretrained with roberta-ds
+# {title}: a Chinese RoBERTa masked LM pretrained with roberta-ds
 
 {table}
 
-Losses are {records.LOSS}. The numbers come from the run's own records (`summary.json`, `metrics.jsonl`).
+Losses are {records.LOSS}. The numbers come from the run's own records (`summary.json`, `metrics.jsonl`, or
+the checkpoint's `roberta_ds_state.json`).
 
 ## How to use
 
@@ -109,4 +144,17 @@ print(pipeline("fill-mask", model=model, tokenizer=tokenizer)("今天北京的�
 def write_model_card(run_dir: str | Path, model_dir: str | Path) -> Path:
     path = Path(model_dir) / CARD_NAME
     path.write_text(model_card(run_dir), encoding="utf-8")
+    return path
+
+
+def write_checkpoint_model_card(tag_dir: str | Path, model_dir: str | Path) -> Path:
+    """The card of an exported checkpoint: the finished run's card when the checkpoint is the run's last
+    (it has the run-level checks and the probe), else the checkpoint's own."""
+    tag_dir = Path(tag_dir)
+    run = tag_dir.parent.parent
+    summary = records.read_summary(run)
+    if summary is not None and summary.steps == read_state(tag_dir)["step"]:
+        return write_model_card(run, model_dir)
+    path = Path(model_dir) / CARD_NAME
+    path.write_text(checkpoint_model_card(tag_dir), encoding="utf-8")
     return path

@@ -44,3 +44,24 @@ def test_the_report_adds_a_probe_run_after_the_export_to_the_card(tiny_run: Path
     assert launcher_main("report")([str(run)]) == 0
     text = ModelCard.load(run / "final_model" / "README.md").text
     assert "pretrained 0.7500 acc / 0.7000 macro-F1, scratch 0.6000 acc / 0.5500 macro-F1" in text
+
+
+def test_exporting_any_checkpoint_writes_its_own_card(shard_dir: Path, tmp_path: Path):
+    from pretrain_helpers import eval_records, run_pretrain
+
+    run = tmp_path / "run"
+    assert run_pretrain(shard_dir, run, "zero2", 8, "--stop_at_step", "4", "--eval_steps", "2",
+                        "--eval_max_sequences", "16") == 0  # unfinished: no summary.json, a checkpoint at step 4
+    assert launcher_main("export")([str(run / "checkpoints"), str(tmp_path / "hf")]) == 0
+    card = ModelCard.load(tmp_path / "hf" / "README.md")
+    assert card.data.pipeline_tag == "fill-mask"
+    last_eval = eval_records(run)[-1]
+    assert last_eval["step"] == 4
+    for fact in ("run at global_step4", "4 steps x global batch 16",
+                 f"{last_eval['loss']:.4f} nats per masked token", "not checked for a checkpoint export"):
+        assert fact in card.text, fact
+
+
+def test_exporting_a_finished_runs_last_checkpoint_gives_the_runs_card(tiny_run: Path, tmp_path: Path):
+    assert launcher_main("export")([str(tiny_run / "checkpoints" / "global_step12"), str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "README.md").read_text() == (tiny_run / "final_model" / "README.md").read_text()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
@@ -26,16 +25,18 @@ class ExportCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from roberta_ds.checkpoint import export_checkpoint
+    from roberta_ds.checkpoint import export_checkpoint, find
+    from roberta_ds.model_card import write_checkpoint_model_card
 
     args = cli_args.parse(ExportCommand, argv, prog("export"),
                           "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
     try:
         out = export_checkpoint(args.checkpoint, args.out)
+        card = write_checkpoint_model_card(find(args.checkpoint), out)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"exported {args.checkpoint} -> {out}")
+    print(f"exported {args.checkpoint} -> {out} (model card: {card})")
     return 0
 
 

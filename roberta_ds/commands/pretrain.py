@@ -9,7 +9,6 @@ parse -> build (validates everything first) -> train -> export; all the work liv
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
