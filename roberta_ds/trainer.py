@@ -97,7 +97,7 @@ class Trainer:
         stop = DONE if st.step >= self.total_steps or self.clock.out_of_time else None
         progress = self._progress()
         task = progress.add_task("pretrain", total=self.total_steps, completed=st.step, loss="-", lr=0.0, tps=0.0,
-                                 sps=0.0)
+                                 sps=0.0, last_eval=self._last_eval_text(), upcoming="")
         batches = contextlib.closing(run.data.steps_from(st.step)) if stop is None else contextlib.nullcontext(())
         with progress, batches as steps:
             for epoch, micro_batches in steps:
@@ -119,12 +119,16 @@ class Trainer:
                     st.train_time_s += elapsed
                     rec = self._log_window(window, elapsed, epoch)
                     progress.update(task, completed=st.step, total=self.total_steps, loss=f"{rec.loss:.4f}",
-                                    lr=rec.lr, tps=rec.tokens_per_s, sps=rec.samples_per_s)
+                                    lr=rec.lr, tps=rec.tokens_per_s, sps=rec.samples_per_s,
+                                    upcoming=self._upcoming(elapsed / max(rec.window_steps, 1)))
+                    progress.refresh()  # on a terminal: show each window when it closes (a no-op elsewhere)
                     window_t0, paused = time.perf_counter(), 0.0
                 t_pause = time.perf_counter()
                 if run.evaluating and (stop in (DONE, OUT_OF_TIME) or timed_eval
                                        or (t.eval_steps and st.step % t.eval_steps == 0)):
                     self._evaluate()
+                    progress.update(task, last_eval=self._last_eval_text())
+                    progress.refresh()
                 if save:
                     self._save()
                     last_saved = st.step
@@ -425,14 +429,35 @@ class Trainer:
         return f"/~{self.total_steps} ({self.clock.agreed_s / 60:.1f} of {self.run.budget_s / 60:.1f} min)"
 
     def _progress(self) -> Progress:
+        """The live view on a terminal (rank 0): progress, the last window and held-out result, what comes next.
+        Not on a terminal (a cluster log file), only the plain lines: one per log step, one per evaluation."""
         run = self.run
         return Progress(
             TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
             TextColumn("loss {task.fields[loss]} (last window)"), TextColumn("lr {task.fields[lr]:.2e}"),
             TextColumn("{task.fields[tps]:,.0f} tok/s"), TextColumn("{task.fields[sps]:,.1f} samples/s"),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(), TextColumn("| {task.fields[last_eval]} |"), TextColumn("{task.fields[upcoming]}"),
             console=run.console, disable=not run.is_main or not run.console.is_terminal, transient=True,
         )
+
+    def _last_eval_text(self) -> str:
+        ev = self.state.last_eval
+        return "no held-out result yet" if ev is None else f"held-out {ev.loss:.4f} at step {ev.step}"
+
+    def _upcoming(self, s_per_step: float) -> str:
+        """When the next checkpoint and evaluation come, in steps and (at the last window's pace) time."""
+        t, step = self.cfg, self.state.step
+        parts = []
+        if step < self.total_steps:
+            nxt = min((step // t.save_steps + 1) * t.save_steps, self.total_steps)  # the last step saves too
+            parts.append(f"checkpoint in {_steps(nxt - step)} (~{_duration((nxt - step) * s_per_step)})")
+        if self.run.evaluating and step < self.total_steps:
+            if t.eval_time_s is not None and self._next_eval_s is not None:
+                parts.append(f"eval in ~{_duration(max(0.0, self._next_eval_s - self.clock.local_elapsed()))}")
+            elif t.eval_steps:
+                nxt = min((step // t.eval_steps + 1) * t.eval_steps, self.total_steps)
+                parts.append(f"eval in {_steps(nxt - step)} (~{_duration((nxt - step) * s_per_step)})")
+        return ", ".join(parts)
 
     def _print_header(self) -> None:
         run = self.run
@@ -456,3 +481,16 @@ class Trainer:
             self._warn([coverage])
         if run.warm_start_report:
             run.console.print(f"warm start from {self.cfg.init_from}: {run.warm_start_report}")
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
