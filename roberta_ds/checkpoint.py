@@ -159,18 +159,88 @@ def read_state(tag_dir: Path) -> dict:
     return json.loads((tag_dir / STATE_NAME).read_text())
 
 
-def load(engine, tag_dir: Path, rank: int) -> None:
-    """Load engine state (weights, optimizer, scheduler) and this rank's RNG (the JSON record: read_state)."""
-    load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
+def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed: int) -> None:
+    """Load engine state (weights, optimizer, scheduler) and the RNG (the JSON record: read_state).
+
+    Saved at this world size: DeepSpeed's checkpoint as it is, and this rank's RNG. Saved at another world size:
+    DeepSpeed's universal form of it (``universal``), and an RNG derived from (seed, step, rank) on every rank,
+    since the saved ranks' streams do not map onto the new ones.
+    """
+    if saved_world == world:
+        load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
+    else:
+        universal_dir = universal(tag_dir, rank)
+        groups = _base_param_groups(engine)
+        settings = [{k: v for k, v in g.items() if k not in _GROUP_STATE} for g in groups]
+        engine._config.load_universal_checkpoint = True  # what "checkpoint": {"load_universal": true} sets
+        try:
+            load_path, _ = engine.load_checkpoint(str(universal_dir.parent), tag=universal_dir.name)
+        finally:
+            engine._config.load_universal_checkpoint = False  # later saves and loads are ordinary ones
+        # DeepSpeed 0.19's ZeRO-3 universal load gives every parameter group the first group's hyperparameters
+        # (our no-decay group came back with weight decay 0.01); they are this run's settings, restore them.
+        for group, own in zip(groups, settings):
+            group.update(own)
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
+    if saved_world != world:
+        derive_rng(seed, int(tag_dir.name.removeprefix("global_step")), rank)
+        return
     rng_file = tag_dir / f"rng_rank{rank:05d}.pt"
     if not rng_file.exists():
-        raise ValueError(
-            f"{rng_file} is missing: this checkpoint was saved by fewer ranks than this run has "
-            "(resume with the same number of processes), or it is incomplete"
-        )
+        raise ValueError(f"{rng_file} is missing: the checkpoint is incomplete")
     set_rng_state(torch.load(rng_file, weights_only=False))
+
+
+_GROUP_STATE = ("params", "lr", "initial_lr", "step")
+"""Parameter-group entries that are training state (the checkpoint's); the rest are settings (the run's)."""
+
+
+def _base_param_groups(engine) -> list[dict]:
+    opt = engine.optimizer
+    return getattr(opt, "optimizer", opt).param_groups  # ZeRO wraps the torch optimizer
+
+
+def derive_rng(seed: int, step: int, rank: int) -> None:
+    """Every RNG of this rank seeded from (seed, step, rank): the same on every resume at this world size."""
+    key = int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+    random.seed(key)
+    np.random.seed(key)
+    torch.manual_seed(key)  # also seeds CUDA's generators
+
+
+UNIVERSAL_DIRNAME = "universal"
+"""TAG/universal: DeepSpeed's universal checkpoint made from TAG (made once, reused)."""
+
+
+def universal(tag_dir: Path, rank: int) -> Path:
+    """DeepSpeed's universal form of a checkpoint, which loads at any world size: converted once, by rank 0, with
+    DeepSpeed's own ``ds_to_universal`` (``--inject_missing_state``: a plain Hugging Face module carries no
+    ``universal_checkpoint_info``), kept in TAG/universal and reused by later resumes."""
+    import subprocess
+    import sys
+
+    out = tag_dir / UNIVERSAL_DIRNAME
+    failure = ""
+    if rank == 0 and not (out / STATE_NAME).exists():
+        tmp = tag_dir / (UNIVERSAL_DIRNAME + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # a conversion killed half-way
+        workers = str(max(1, min(4, os.cpu_count() or 1)))
+        cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(tag_dir),
+               "--output_folder", str(tmp), "--inject_missing_state", "--num_extract_workers", workers,
+               "--num_merge_workers", workers]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failure = (f"DeepSpeed's ds_to_universal failed (exit {proc.returncode}) on {tag_dir}:\n"
+                       + (proc.stdout + proc.stderr)[-3000:] + f"\ncommand: {' '.join(cmd)}")
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            shutil.copy2(tag_dir / STATE_NAME, tmp / STATE_NAME)  # marks the conversion complete
+            os.replace(tmp, out)
+    if any_rank(bool(failure)):
+        raise RuntimeError(failure or "converting the checkpoint to DeepSpeed's universal format failed on rank 0")
+    return out
 
 
 # ---------------------------------------------------------------------------- reading back as Hugging Face

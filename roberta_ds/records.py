@@ -5,7 +5,8 @@
 
 The trainer writes through this module; the sanity checks, the report and the tests read through it.
 Every record carries ``"version"``. Version 1 (files written before this module existed) has no
-``"version"`` key and the same fields: it reads the same way. Readers ignore keys they do not know,
+``"version"`` key and the same fields: it reads the same way. Version 3 added ``grad_norm`` to the
+training windows (None when read from an older file). Readers ignore keys they do not know,
 so a newer writer's extra fields do not break an older reader.
 
 Loss bookkeeping (the original run's "final loss 0.19" divided a sum reset every 5,000 steps by all
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING
 
-VERSION = 2
+VERSION = 3
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 PROBE_NAME = "probe.json"

@@ -349,12 +349,8 @@ class Trainer:
         for key in ("seq_len", "steps_per_epoch"):
             if old["data"][key] != now["data"][key]:
                 problems.append(f"{key}: checkpoint {old['data'][key]} vs now {now['data'][key]}")
-        if old["world_size"] != now["world_size"]:
-            problems.append(f"world size: checkpoint {old['world_size']} vs now {now['world_size']} (resume with the "
-                            "same number of processes: DeepSpeed's ZeRO optimizer state is sharded per rank)")
         if old["global_batch"] != now["global_batch"]:
-            problems.append(f"global batch: checkpoint {old['global_batch']} vs now {now['global_batch']} "
-                            "(micro batch x accumulation x ranks must stay the same to resume the data exactly)")
+            problems.append(_global_batch_problem(old, now))
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
             if old["model"][key] != now["model"][key]:
                 problems.append(f"model {key}: checkpoint {old['model'][key]} vs now {now['model'][key]}")
@@ -370,7 +366,12 @@ class Trainer:
             return
         saved = checkpoint.read_state(tag_dir)
         self._check_resume_compatible(saved["config"])
-        checkpoint.load(run.engine, tag_dir, run.rank)
+        saved_world = saved["config"]["world_size"]
+        if saved_world != run.world and run.is_main:
+            run.console.print(f"{tag_dir} was saved by {saved_world} rank(s), this run has {run.world}: loading it "
+                              f"through DeepSpeed's universal checkpoint ({tag_dir / checkpoint.UNIVERSAL_DIRNAME}, "
+                              "converted once); the data continues at the same global position")
+        checkpoint.load(run.engine, tag_dir, run.rank, saved_world=saved_world, world=run.world, seed=self.cfg.seed)
         self.state = TrainState.from_dict(saved)
         self.clock = RunClock(run.budget_s, self.state.clock, device=run.device)
         if run.budget_s is not None and self.clock.state.projected_total_steps:
@@ -494,3 +495,20 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _global_batch_problem(old: dict, now: dict) -> str:
+    """The global batch must survive a resume (the data position and the schedule are counted in it); say which
+    micro batch and accumulation give the saved one at this world size."""
+    gb, world = old["global_batch"], now["world_size"]
+    ds = now["deepspeed"]
+    text = (f"global batch: checkpoint {gb} vs now {now['global_batch']} = micro "
+            f"{ds['train_micro_batch_size_per_gpu']} x accumulation {ds['gradient_accumulation_steps']} x {world} "
+            f"rank(s). It must stay the same to continue the data and the schedule exactly")
+    if gb % world:
+        return text + f"; {gb} sequences do not split evenly over {world} ranks: use a world size that divides {gb}"
+    per_rank = gb // world
+    accum = next(a for a in range(1, per_rank + 1) if per_rank % a == 0
+                 and per_rank // a <= max(ds["train_micro_batch_size_per_gpu"], 1))
+    return (text + f": at {world} rank(s) use --ds train_micro_batch_size_per_gpu={per_rank // accum} "
+            f"--ds gradient_accumulation_steps={accum}")

@@ -1,0 +1,51 @@
+"""Scale out: a run saved on N ranks resumes on M through DeepSpeed's universal checkpoint, and its losses
+continue those of an uninterrupted run with the same global batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pretrain_helpers import pretrain_args, run_deepspeed, run_pretrain, train_records
+
+EXACT = ("--dropout", "0", "--save_steps", "2", "--save_total_limit", "0")
+"""No dropout: the RNG streams of different world sizes differ; every step the same otherwise."""
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in train_records(run)}
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+def test_resume_on_another_world_size_continues_the_uninterrupted_losses(shard_dir: Path, tmp_path: Path,
+                                                                         config: str):
+    ref, up, down = tmp_path / "ref", tmp_path / "up", tmp_path / "down"
+    # the reference: 1 rank, micro batch 16, checkpoints every 2 steps
+    assert run_pretrain(shard_dir, ref, config, 8, *EXACT) == 0
+    # 1 -> 2: the reference's step-4 checkpoint on 2 ranks of micro batch 8 (the same global batch), to step 6
+    proc = run_deepspeed(2, pretrain_args(shard_dir, up, config, 8, *EXACT, "--ds", "train_micro_batch_size_per_gpu=8",
+                                          "--resume_from_checkpoint", str(ref / "checkpoints" / "global_step4"),
+                                          "--stop_at_step", "6"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "universal checkpoint" in proc.stdout and "DP world size" not in proc.stdout + proc.stderr
+    # 2 -> 1: the 2-rank run's step-6 checkpoint on 1 rank, to the end
+    assert run_pretrain(shard_dir, down, config, 8, *EXACT,
+                        "--resume_from_checkpoint", str(up / "checkpoints" / "global_step6")) == 0
+    want = losses(ref)
+    assert sorted(losses(up)) == [5, 6] and sorted(losses(down)) == [7, 8]
+    for step, loss in {**losses(up), **losses(down)}.items():
+        assert loss == pytest.approx(want[step], abs=1e-5), step
+    assert (ref / "checkpoints" / "global_step4" / "universal").is_dir()  # converted once, kept for the next resume
+    assert (down / "final_model" / "config.json").exists()
+
+
+def test_a_world_size_change_that_changes_the_global_batch_says_which_batch_to_use(shard_dir: Path, tmp_path: Path,
+                                                                                   capsys):
+    run = tmp_path / "run"
+    assert run_pretrain(shard_dir, run, "zero2", 8, "--stop_at_step", "2", "--save_steps", "2") == 0
+    assert run_pretrain(shard_dir, run, "zero2", 8, "--ds", "train_micro_batch_size_per_gpu=8",
+                        "--resume_from_checkpoint", "auto") == 2
+    err = capsys.readouterr().err
+    assert "global batch: checkpoint 16 vs now 8" in err
+    assert "use --ds train_micro_batch_size_per_gpu=8 --ds gradient_accumulation_steps=2" in err
