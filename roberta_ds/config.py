@@ -66,6 +66,9 @@ class TrainConfig:
     sync per step); with --no_stop_on_nonfinite such steps are only warned about."""
     max_consecutive_skipped: int = 100
     """Stop when fp16 loss scaling skips this many updates in a row (the run would train on nothing); 0: never."""
+    estimate_memory: str | None = field(default=None, metadata=cli(metavar="GPUSxNODES"))
+    """Print the per-GPU memory this run needs under ZeRO-1/2/3 and offload on GPUS per node x NODES (e.g. 8x4),
+    from DeepSpeed's estimators, and exit without training."""
 
     @property
     def time_budget_s(self) -> float | None:

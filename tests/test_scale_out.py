@@ -49,3 +49,29 @@ def test_a_world_size_change_that_changes_the_global_batch_says_which_batch_to_u
     err = capsys.readouterr().err
     assert "global batch: checkpoint 16 vs now 8" in err
     assert "use --ds train_micro_batch_size_per_gpu=8 --ds gradient_accumulation_steps=2" in err
+
+
+def test_estimate_memory_prints_deepspeeds_estimates_for_every_zero_setup_and_exits(shard_dir: Path, tmp_path: Path,
+                                                                                    capsys):
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+    from pretrain_helpers import pretrain_main
+
+    from roberta_ds.model import ModelConfig, roberta_config
+    from roberta_ds.shard_format import read_manifest
+    from transformers import RobertaForMaskedLM
+
+    out = tmp_path / "run"
+    assert pretrain_main(pretrain_args(shard_dir, out, "zero2", 8, "--estimate_memory", "8x2")) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()  # nothing trained
+    rows = {ln[:37].strip(): ln[37:].split() for ln in text.splitlines() if ln.startswith("ZeRO-")}
+    assert list(rows) == ["ZeRO-1", "ZeRO-2", "ZeRO-2 + offload optimizer", "ZeRO-3", "ZeRO-3 + offload optimizer",
+                          "ZeRO-3 + offload optimizer and params"]
+    manifest = read_manifest(shard_dir)
+    model = RobertaForMaskedLM(roberta_config(ModelConfig(model_size="tiny"), manifest.tokenizer,
+                                              manifest.max_seq_length))
+    params = sum(p.numel() for p in model.parameters())  # the decoder weight is tied: counted once
+    _, gpu = estimate_zero2_model_states_mem_needs(params, 8, 2, cpu_offload=False)
+    assert rows["ZeRO-2"][0] == f"{gpu / 2**30:.2f}"
+    assert pretrain_main(pretrain_args(shard_dir, out, "zero2", 8, "--estimate_memory", "8y2")) == 2
+    assert "--estimate_memory '8y2': give GPUS_PER_NODE or GPUS_PER_NODExNODES" in capsys.readouterr().err

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     from roberta_ds.trainer import PREEMPTED, SafetyStop, Trainer
 
     try:
+        if cfg.train.estimate_memory:
+            from roberta_ds.build import memory_report
+
+            print(memory_report(cfg))
+            return 0
         run = build_run(cfg)
         trainer = Trainer(run)
         summary = trainer.train()
