@@ -1,4 +1,4 @@
-"""`python -m data_tools {pack,build-vocab,inspect,verify}`: parse, validate, run; exit 2 with one
+"""`python -m data_tools {pack,merge,build-vocab,inspect,verify}`: parse, validate, run; exit 2 with one
 message on bad input (ValueError), 1 when verify finds a mismatch, 0 otherwise.
 
 Each subcommand's flags are generated from its config dataclass in data_tools.config (field = flag,
@@ -12,11 +12,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from data_tools.config import InspectConfig, PackConfig, VerifyConfig, VocabConfig
+from data_tools.config import InspectConfig, MergeConfig, PackConfig, VerifyConfig, VocabConfig
 from roberta_ds import cli_args
 
 COMMANDS: dict[str, type] = {
     "pack": PackConfig,
+    "merge": MergeConfig,
     "build-vocab": VocabConfig,
     "inspect": InspectConfig,
     "verify": VerifyConfig,
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             from data_tools.pack_job import run_pack
 
             run_pack(cfg, console)
+        elif args.command == "merge":
+            from data_tools.merge import run_merge
+
+            run_merge(cfg, console)
         elif args.command == "build-vocab":
             from data_tools.vocab import build_vocab
 

@@ -38,9 +38,18 @@ class PackConfig:
     """Map curly quotes, dashes and the ellipsis to in-vocab equivalents (CHAR_TABLE in data_tools/normalize.py)."""
     chunk_docs: int = 64
     """Documents per pool task: bigger amortises IPC, smaller evens out the load."""
+    part: str | None = field(default=None, metadata=cli(metavar="I/N"))
+    """I/N: pack only part I of N (1-based, e.g. 2/3) for packing on several machines; a document's part is its
+    content hash modulo N, so duplicates share a part and the train/validation split is unchanged. Every part
+    reads the whole input; `data_tools merge` joins the N part directories. Default: the whole input."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.part is not None:
+            try:
+                parse_part(self.part)
+            except ValueError as e:
+                problems.append(str(e))
         if self.max_seq_length < 8:
             problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8 ({PackConfig.max_seq_length} is the default)")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -75,7 +84,27 @@ class PackConfig:
             "wwm": self.wwm,
             "shard_size_mb": self.shard_size_mb,
             "normalize": self.normalize,
+            "part": None if self.part is None else "{}/{}".format(*parse_part(self.part)),
         }
+
+    def partition(self) -> tuple[int, int] | None:
+        """(I, N) of --part I/N (I 1-based), None without --part."""
+        return None if self.part is None else parse_part(self.part)
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> (2, 3); a ValueError naming the problem and the fix for anything else."""
+    i, sep, n = text.strip().partition("/")
+    if not sep or not i.strip().isdigit() or not n.strip().isdigit():
+        raise ValueError(f"--part {text!r}: must be I/N with whole numbers, part I of N counting from 1, e.g. --part 2/3")
+    i, n = int(i), int(n)
+    if n < 1:
+        raise ValueError(f"--part {text}: N must be >= 1 (the number of parts), e.g. --part 1/{max(i, 2)}")
+    if not 1 <= i <= n:
+        hint = (f": parts count from 1, so a 0-based array index needs +1, e.g. --part $((SLURM_ARRAY_TASK_ID+1))/{n}"
+                if i == 0 else f", e.g. --part {n}/{n} for the last part")
+        raise ValueError(f"--part {text}: I must be between 1 and N (1..{n}){hint}")
+    return i, n
 
 
 @dataclass
@@ -103,6 +132,34 @@ class VocabConfig:
             problems.append(f"--min_frequency {self.min_frequency}: must be >= 1")
         if problems:
             raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class MergeConfig:
+    """`data_tools merge`: parts packed with --part 1/N ... N/N -> one dataset (one manifest over their shards)."""
+
+    parts: list[Path] = field(metadata=cli(positional=True, metavar="PART_DIR"))
+    """The N part directories written by `data_tools pack --part I/N`, in any order."""
+    output: Path
+    """Dataset directory to write: shards are hard-linked from the parts (copied across filesystems)."""
+    allow_duplicates: bool = False
+    """Merge even when a document is in more than one part (only parts not all made by `pack --part I/N` with one
+    N can share one: a document's part is its content hash modulo N); every copy stays, the manifest counts them."""
+
+    def __post_init__(self) -> None:
+        self.parts = [Path(p) for p in self.parts]
+        self.output = Path(self.output)
+        problems = []
+        seen: dict[Path, Path] = {}
+        for p in self.parts:
+            r = p.resolve()
+            if r in seen:
+                problems.append(f"{p}: given twice (as {seen[r]} too); pass each part directory once")
+            seen.setdefault(r, p)
+        if self.output.resolve() in seen:
+            problems.append(f"--output {self.output}: is one of the parts; choose a new directory")
+        if problems:
+            raise ValueError("invalid merge options:\n  " + "\n  ".join(problems))
 
 
 @dataclass

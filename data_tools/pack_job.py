@@ -12,6 +12,9 @@ more right after the table doubles), i.e. 137 k YACND documents ≈ 9 MB, 10 M d
 Each split also keeps its hashes for documents.npy, 8-16 bytes a document (shard_writer.HashArray).
 The validation split is decided per document by the same hash (hash / 2**64 < val_fraction): it is
 independent of worker count and input order, and duplicates can never straddle the split.
+With ``--part I/N`` the job keeps only the documents with hash % N == I - 1 (tokenize_worker.in_part; the others
+are read and hashed, not tokenized, and counted as documents in other parts): duplicates share a part, so dedup
+inside a part is dedup over the input, and the split is the same as in a single pack. data_tools.merge joins parts.
 """
 
 from __future__ import annotations
@@ -81,8 +84,9 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                       f"{sum(len(w.shards) for w in writers.values())} shards complete")
     seen = {h for w in writers.values() for h in w.hashes.view().tolist()}  # Python ints, as DocResult.hash
     threshold = int(cfg.val_fraction * 2.0**64)
+    part = cfg.partition() or (1, 1)
     stats = ReadStats()
-    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm)
+    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm, part)
 
     chunk_categories: deque[list[str | None]] = deque()  # per chunk in flight, in order: results come in order
 
@@ -104,6 +108,9 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         for results in pool.map_ordered(chunks()):
             for r, category in zip(results, chunk_categories.popleft(), strict=True):
                 consumed += 1
+                if not tokenize_worker.in_part(r.hash, part):
+                    counters.documents_other_parts += 1
+                    continue
                 counters.normalization_replacements += r.replaced
                 if r.ids is None or len(r.ids) == 0:
                     counters.documents_empty += 1
@@ -131,10 +138,11 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     if counters.documents_kept == 0:
         # before the manifest: an empty dataset would only fail later, in training, far from the cause
         c = stats.to_dict()
+        others = f", {counters.documents_other_parts} in other parts than --part {options['part']}" if cfg.part else ""
         raise ValueError(
             f"no documents packed: --input {options['input']} ({cfg.reader.format}) gave "
             f"{c['documents_read']} documents: {counters.documents_empty} empty after normalisation, "
-            f"{counters.duplicates_dropped} duplicates; files read {c['files_read']}, empty {c['empty_files']}, "
+            f"{counters.duplicates_dropped} duplicates{others}; files read {c['files_read']}, empty {c['empty_files']}, "
             f"binary skipped {c['binary_files_skipped']}; unreadable rows {c['unreadable_rows']}"
         )
     splits = {}
@@ -162,6 +170,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
             "tool": "data_tools pack",
             "roberta_ds_version": roberta_ds.__version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"part": {"index": part[0], "of": part[1]}} if cfg.part else {}),
         },
     )
     write_manifest(out, manifest)  # last: its presence means the dataset is complete
@@ -186,6 +195,8 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
         top_unk_chars=[[ch, n] for ch, n in sorted(c.unk_chars.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_UNK]],
         normalization={"enabled": cfg.normalize, "replacements": c.normalization_replacements, "table": CHAR_TABLE},
     )
+    if cfg.part:
+        d["documents_other_parts"] = c.documents_other_parts
     if stats.categories:
         d["categories"] = {cat: {"read": n, "kept": c.category_kept[cat]} for cat, n in sorted(stats.categories.items())}
     return d
@@ -193,7 +204,7 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
 
 def print_summary(console: Console, m: Manifest) -> None:
     c = m.corpus
-    t = Table(title=f"data_tools pack: {m.source.get('format')} -> max_seq_length {m.max_seq_length}")
+    t = Table(title=f"{m.source.get('tool', 'data_tools pack')}: {m.source.get('format')} -> max_seq_length {m.max_seq_length}")
     t.add_column("what", style="bold")
     t.add_column("count", justify="right")
     rows = [
@@ -201,6 +212,11 @@ def print_summary(console: Console, m: Manifest) -> None:
         ("documents kept (packed)", c["documents_kept"]),
         ("documents dropped: empty after normalisation", c["documents_empty"]),
         ("documents dropped: exact duplicates", c["duplicates_dropped"]),
+    ]
+    if "part" in m.source:  # pack --part I/N
+        p = m.source["part"]
+        rows.append((f"documents in other parts (this is part {p['index']} of {p['of']})", c["documents_other_parts"]))
+    rows += [
         ("documents truncated", c["truncated_documents"]),
         ("rows unreadable (skipped, by reason)", f"{c['unreadable_rows_total']} {c['unreadable_rows']}"),
         ("files: read / empty / binary skipped", f"{c['files_read']} / {c['empty_files']} / {c['binary_files_skipped']}"),

@@ -39,6 +39,8 @@ class Counters:
     document_tokens: int = 0
     unk_tokens: int = 0
     normalization_replacements: int = 0
+    documents_other_parts: int = 0
+    """--part I/N: documents read that belong to other parts (not tokenized, not packed)."""
     unk_chars: Counter = field(default_factory=Counter)
     category_kept: Counter = field(default_factory=Counter)
     """thucnews: documents kept (packed) per category."""

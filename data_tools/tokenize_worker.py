@@ -31,11 +31,12 @@ _WORKER: dict = {}
 @dataclass
 class DocResult:
     hash: int
-    """blake2b-8 of the normalised text (uint64): dedup key, split key and documents.npy entry."""
+    """blake2b-8 of the normalised text (uint64; 0 for an empty one): dedup key, split key, part key
+    and documents.npy entry."""
     replaced: int
     """Characters the normalisation table replaced."""
     ids: np.ndarray | None
-    """Token ids (None for an empty document)."""
+    """Token ids (None for an empty document, and for a document of another part: not tokenized)."""
     word_starts: np.ndarray | None
     """bool per token: starts a jieba word (only with --wwm)."""
     unk_chars: dict[str, int] | None
@@ -57,9 +58,11 @@ def corpus_tokenizer(tokenizer_json: str) -> Tokenizer:
     return tok
 
 
-def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool) -> None:
+def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool,
+                part: tuple[int, int] = (1, 1)) -> None:
+    """``part``: (I, N) of ``pack --part I/N``; documents of other parts are hashed, not tokenized."""
     _WORKER.update(
-        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm
+        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm, part=part
     )
     if wwm:
         import jieba
@@ -68,15 +71,25 @@ def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: 
         jieba.initialize()
 
 
+def in_part(doc_hash: int, part: tuple[int, int]) -> bool:
+    """Whether a document with this content hash belongs to part I of N (``pack --part I/N``): hash % N == I - 1.
+    An empty document (hash 0) belongs to part 1, so each part's counts add up to the whole input's."""
+    i, n = part
+    return doc_hash % n == i - 1
+
+
 def process_chunk(texts: list[str]) -> list[DocResult]:
+    """Per text: its DocResult; ids None for an empty document and for one of another part (``in_part``)."""
     w = _WORKER
     normed = [normalize(t, w["table"]) for t in texts]
-    nonempty = [t for t, _ in normed if t]
-    encs = iter(w["tok"].encode_batch(nonempty, add_special_tokens=False) if nonempty else [])
+    hashes = [doc_hash(t) if t else 0 for t, _ in normed]
+    mine = [bool(t) and in_part(h, w["part"]) for (t, _), h in zip(normed, hashes)]
+    todo = [t for (t, _), m in zip(normed, mine) if m]
+    encs = iter(w["tok"].encode_batch(todo, add_special_tokens=False) if todo else [])
     out = []
-    for text, replaced in normed:
-        if not text:
-            out.append(DocResult(0, replaced, None, None, None))
+    for (text, replaced), h, m in zip(normed, hashes, mine):
+        if not m:
+            out.append(DocResult(h, replaced, None, None, None))
             continue
         enc = next(encs)
         ids = np.asarray(enc.ids, dtype=w["dtype"])
@@ -86,7 +99,7 @@ def process_chunk(texts: list[str]) -> list[DocResult]:
             offsets = enc.offsets
             unk = Counter(text[offsets[i][0] : offsets[i][1]] for i in unk_pos)
         flags = word_start_flags(text, enc.tokens, enc.offsets) if w["wwm"] else None
-        out.append(DocResult(doc_hash(text), replaced, ids, flags, dict(unk) if unk else None))
+        out.append(DocResult(h, replaced, ids, flags, dict(unk) if unk else None))
     return out
 
 

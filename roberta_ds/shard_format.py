@@ -17,7 +17,9 @@ alignment, i.e. ~4 bytes/token; grouping ~32 Ki tokens per sample brings it to ~
 
 uint16 because a 21,128-id vocab fits and it halves disk and I/O against int32.
 Every sequence starts with [CLS]; documents are joined by [SEP] (RoBERTa FULL-SENTENCES);
-only the last sequence of a split may hold [PAD], and the manifest counts it.
+only the last sequence of a shard may hold [PAD], and its ShardInfo.padding_tokens counts it. A single
+pack pads only its split's last shard; a dataset merged from parts (`data_tools merge`, shards named
+SPLIT/partI-shard-NNNNN.tar) may pad the last shard of every part in each split.
 A plain ``webdataset.WebDataset(urls).decode()`` reads these samples as numpy arrays.
 """
 
@@ -66,6 +68,7 @@ class ShardInfo:
     tokens: int
     """Non-padding tokens, special tokens included."""
     padding_tokens: int
+    """[PAD] tokens, all in the shard's last sequence (see the module docstring for which shards have any)."""
     sha256: str
     bytes: int
 
