@@ -55,7 +55,7 @@ class TrainConfig:
     stop_at_step: int | None = None
     """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
     shuffle_buffer: int = 100_000
-    """Sequences in the seeded shuffle buffer (memory: buffer x seq_len x 2 bytes, per loader worker)."""
+    """Sequences shuffled together, as a window of whole samples (indices only: no data held in memory)."""
     time_budget: str | None = field(default=None, metadata=cli(metavar="DURATION"))
     """Train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak,
     decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible."""

@@ -1,13 +1,18 @@
 """The pretraining data pipeline: shards -> deterministic global order -> this rank's micro-batches.
 
 Elastic determinism. Global batch ``i`` of epoch ``e`` is positions ``[i*G, (i+1)*G)`` of one
-canonical stream that depends only on (seed, epoch, the shards): shard order permuted per
-epoch, then a seeded buffer shuffle. Each rank takes a fixed slice of every global batch, so
-1 process x micro 16 and 2 processes x micro 8 train on exactly the same sequences per step
-(MosaicML streaming promises the same; the stock WebDataset node split, which hands whole
-shards to nodes, does not). The price: every rank and loader worker *reads* the whole stream
-(and keeps its slice). Reading packed uint16 is ~2 bytes/token, orders of magnitude below
-what a GPU consumes, and ranks on one node share the page cache.
+canonical order that depends only on (seed, epoch, the manifest): the split's samples permuted over
+all shards, then the pieces of each window of samples permuted (ShardStream). Each rank takes a fixed
+slice of every global batch, so 1 process x micro 16 and 2 processes x micro 8 train on exactly the
+same sequences per step (MosaicML streaming promises the same; the stock WebDataset node split, which
+hands whole shards to nodes, does not).
+
+Reading stays flat per rank. The order is arithmetic on the manifest's counts, so each rank (and each
+loader worker) reads only the sequences at its own positions (shard_reader.py: one seek and one read
+per sequence), never the other ranks' share, and a resume starts at its step without reading the epoch
+up to it. The trade-off against reading whole shards in sequence (what a plain WebDataset pipeline
+does): reads are one sequence long (1 KiB of ids at 512 tokens), so a filesystem with a high cost per
+read wants loader workers (--num_workers) to overlap them, or node-local copies of the shards.
 
 Every rank yields the same number of steps per epoch: the epoch is cut to whole global
 batches (the remainder is counted in ``dropped_per_epoch`` and reported), so uneven
@@ -17,6 +22,7 @@ shards can never leave one rank waiting in a collective.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from itertools import islice
 from dataclasses import dataclass
@@ -24,27 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
-from roberta_ds.shard_format import Manifest, ShardFormatError, decode_sample
+from roberta_ds.masking import IGNORE_INDEX, Masker, MaskingConfig, sample_rng
+from roberta_ds.shard_format import Manifest
+from roberta_ds.shard_reader import ShardReader
 
 MODEL_INPUTS = ("input_ids", "masked_positions", "masked_labels", "attention_mask")
 """The batch keys SparseMaskedLM.forward takes; the other keys are bookkeeping."""
 
 Piece = tuple[str, np.ndarray, "np.ndarray | None"]
 """(sample key, token ids [seq_len], word-start flags [seq_len] or None)."""
-
-
-def every_rank_reads_all(src):
-    """Explicit WebDataset node splitter: no split by node; ranks split global batches instead (module docstring)."""
-    yield from src
-
-
-def every_worker_reads_all(src):
-    """Explicit WebDataset worker splitter: no split by worker; workers split global batches round-robin."""
-    yield from src
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,14 @@ class Layout:
 
 
 class ShardStream:
-    """The canonical, deterministic stream of sequences (pieces) of one split."""
+    """The canonical, deterministic order of one split's sequences (pieces), computed from the manifest alone.
+
+    Epoch ``e``: the split's samples (groups of ~32 Ki tokens) in a seeded permutation over all shards, cut into
+    windows of ``window_samples`` samples; inside a window, its pieces in a seeded permutation. Position ``p``
+    of the epoch maps to (shard, sample, sequence, piece) by arithmetic, so a rank reads only the sequences at
+    its own positions (``pieces``), and a resumed run starts at its step without reading what came before.
+    Without ``shuffle`` (evaluation) the order is the shards' own.
+    """
 
     def __init__(
         self,
@@ -88,7 +91,7 @@ class ShardStream:
         self.root = Path(root)
         self.manifest = manifest
         self.split = split
-        self.paths = manifest.shard_paths(self.root, split)
+        self.reader = ShardReader(self.root, manifest, split)
         self.names = [s.name for s in manifest.splits[split].shards]
         self.seq_len = seq_len
         self.packed_len = packed
@@ -97,126 +100,117 @@ class ShardStream:
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
         self.pad_id = manifest.tokenizer.pad_id
+        # One entry per sample (unit of the shuffle), in shard order.
+        shard_of, sample_of, pieces = [], [], []
+        pps = self.pieces_per_sequence
+        for i, info in enumerate(manifest.splits[split].shards):
+            for k in range(info.samples):
+                rows = self.reader.sample_rows(i, k)
+                n = rows * pps
+                if k == info.samples - 1 and info.padding_tokens:
+                    # Only a shard's last sequence holds padding: its all-padding pieces are not in the stream.
+                    n -= pps - math.ceil((packed - info.padding_tokens) / seq_len)
+                shard_of.append(i)
+                sample_of.append(k)
+                pieces.append(n)
+        self.unit_shard = np.array(shard_of, dtype=np.int64)
+        self.unit_sample = np.array(sample_of, dtype=np.int64)
+        self.unit_pieces = np.array(pieces, dtype=np.int64)
+        self.window_samples = max(1, math.ceil(shuffle_buffer / max(1, manifest.sequences_per_sample * pps)))
+        """Samples whose pieces are shuffled together (--shuffle_buffer sequences, rounded up to whole samples)."""
+        self._order_cache: tuple[int, dict] | None = None
+        self.read_cpu_s = 0.0
+        """CPU seconds this process spent locating and reading pieces (the read-volume benchmark reports it)."""
+        self._window_cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     def shuffle_coverage(self) -> str | None:
         """A warning when the shuffle cannot mix the split well, else None.
 
-        Shards keep the corpus order (THUCNews: category by category), so the training order is
-        only as random as the shard permutation plus the buffer allow.
+        Samples are permuted over the whole split, but a sample's ~32 Ki tokens are consecutive text of the
+        corpus (THUCNews: one category); a window of few samples gives batches of few stretches of text.
         """
-        n, shards = len(self), len(self.paths)
-        if not self.shuffle or self.shuffle_buffer >= n or shards >= 16:
+        n_units = len(self.unit_pieces)
+        if not self.shuffle or self.window_samples >= min(n_units, 16):
             return None
         return (
-            f"the shuffle buffer ({self.shuffle_buffer:,} sequences) holds {self.shuffle_buffer / n:.0%} of the "
-            f"{n:,} training sequences and there are only {shards} shard(s): batches will follow the corpus order "
-            "(e.g. one category at a time); raise --shuffle_buffer, or pack with a smaller --shard_size_mb"
+            f"the shuffle window ({self.shuffle_buffer:,} sequences) holds {self.window_samples} sample(s) of "
+            f"{self.manifest.sequences_per_sample} sequences: each batch comes from at most {self.window_samples} "
+            "stretch(es) of consecutive corpus text; raise --shuffle_buffer"
         )
 
     def __len__(self) -> int:
         """Number of pieces (sequences at the training length) in one pass; all-padding pieces are skipped."""
-        info = self.manifest.splits[self.split]
-        n_seq, pad = info.sequences, info.padding_tokens
-        if pad == 0:
-            return n_seq * self.pieces_per_sequence
-        # Only the split's last sequence holds padding (shard_format docstring).
-        return (n_seq - 1) * self.pieces_per_sequence + math.ceil((self.packed_len - pad) / self.seq_len)
+        return int(self.unit_pieces.sum())
 
-    def _pieces(self, order: list[int]) -> Iterator[Piece]:
-        url_to_name = {str(self.paths[i]): self.names[i] for i in order}
-        src = wds.WebDataset(
-            [str(self.paths[i]) for i in order],
-            shardshuffle=False,
-            nodesplitter=every_rank_reads_all,
-            workersplitter=every_worker_reads_all,
-            empty_check=False,
-        )
-        L, n = self.seq_len, self.pieces_per_sequence
-        for sample in self._checked(src, url_to_name, order):
-            ids, ws = sample["ids"], sample["ws"]
-            base = f"{url_to_name[sample['__url__']]}/{sample['__key__']}"
-            for row in range(ids.shape[0]):
-                for p in range(n):
-                    # Copies, not views: a view would keep its whole sample group alive in the shuffle buffer.
-                    piece = ids[row, p * L : (p + 1) * L].copy()
-                    if piece[0] == self.pad_id:
-                        continue  # all padding (the split's final remainder)
-                    wsp = None if ws is None else ws[row, p * L : (p + 1) * L].copy()
-                    if piece.shape[0] < L:  # last piece when seq_len does not divide the packed length
-                        fill = L - piece.shape[0]
-                        piece = np.concatenate([piece, np.full(fill, self.pad_id, piece.dtype)])
-                        if wsp is not None:
-                            wsp = np.concatenate([wsp, np.ones(fill, bool)])
-                    yield f"{base}/{row}/{p}", piece, wsp
+    # ------------------------------------------------------------------ the order
+    def _order(self, epoch: int) -> dict:
+        if self._order_cache is not None and self._order_cache[0] == epoch:
+            return self._order_cache[1]
+        n = len(self.unit_pieces)
+        perm = (np.random.default_rng([self.seed, epoch, 0]).permutation(n) if self.shuffle
+                else np.arange(n, dtype=np.int64))
+        counts = self.unit_pieces[perm]
+        starts = np.arange(0, n, self.window_samples)
+        window_sizes = np.add.reduceat(counts, starts) if n else np.zeros(0, np.int64)
+        order = {"perm": perm, "counts": counts, "window_offsets": np.concatenate([[0], np.cumsum(window_sizes)])}
+        self._order_cache = (epoch, order)
+        return order
 
-    def _damaged(self, shard: str, sample: str, what: str) -> ShardFormatError:
-        return ShardFormatError(
-            f"{self.root}/{shard}, sample {sample}: {what}. The shard is damaged (an interrupted copy, "
-            f"a bad disk); run `python -m data_tools verify {self.root}` to check every shard against the manifest, "
-            "then copy the shard again or re-pack"
-        )
+    def _window(self, epoch: int, w: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Window ``w`` of the epoch: (permutation of its pieces, cumulative pieces of its samples, first sample)."""
+        if self._window_cache is not None and self._window_cache[0] == (epoch, w):
+            return self._window_cache[1]
+        o = self._order(epoch)
+        lo = w * self.window_samples
+        cum = np.cumsum(o["counts"][lo : lo + self.window_samples])
+        size = int(cum[-1])
+        perm = (np.random.default_rng([self.seed, epoch, 1, w]).permutation(size) if self.shuffle
+                else np.arange(size, dtype=np.int64))
+        self._window_cache = ((epoch, w), (perm, cum, lo))
+        return perm, cum, lo
 
-    def _checked(self, src, url_to_name: dict[str, str], order: list[int]) -> Iterator[dict]:
-        """The shards' samples, decoded and checked: a damaged tar or sample raises an error naming the shard,
-        the sample and the fix (every rank reads every shard, so every rank raises it: no rank hangs)."""
-        vocab = self.manifest.tokenizer.vocab_size
-        expected = {s.name: s.samples for s in self.manifest.splits[self.split].shards}
-        it = iter(src)
-        last = (self.names[order[0]] if order else "?", "(the first)")
-        seen = 0  # samples read from the current shard
+    def locate(self, epoch: int, positions) -> np.ndarray:
+        """[n, 4] (shard, sample, sequence in sample, piece in sequence) at each position of the epoch's order."""
+        o = self._order(epoch)
+        positions = np.asarray(positions, dtype=np.int64)
+        windows = np.searchsorted(o["window_offsets"], positions, side="right") - 1
+        out = np.empty((len(positions), 4), dtype=np.int64)
+        for w in np.unique(windows):
+            sel = windows == w
+            perm, cum, lo = self._window(epoch, int(w))
+            j = perm[positions[sel] - o["window_offsets"][w]]  # piece index inside the window
+            u = np.searchsorted(cum, j, side="right")  # which of the window's samples
+            idx = j - np.where(u > 0, cum[np.maximum(u - 1, 0)], 0)
+            unit = o["perm"][lo + u]
+            out[sel, 0], out[sel, 1] = self.unit_shard[unit], self.unit_sample[unit]
+            out[sel, 2], out[sel, 3] = np.divmod(idx, self.pieces_per_sequence)
+        return out
 
-        def shard_done(shard: str, key: str) -> None:
-            # tarfile stops quietly at a damaged header: count what each shard gave against its manifest entry.
-            if seen != expected.get(shard, seen):
-                raise self._damaged(shard, f"after {key}", f"the archive ends after {seen} of its "
-                                                           f"{expected[shard]} samples")
+    # ------------------------------------------------------------------ reading
+    def pieces(self, epoch: int, positions) -> list[Piece]:
+        """The pieces at these positions of the epoch's order, reading only their sequences."""
+        L, out, t0 = self.seq_len, [], time.process_time()
+        for shard, sample, row, p in self.locate(epoch, positions).tolist():
+            piece, wsp = self.reader.read(shard, sample, row, p * L, L)
+            piece = piece.copy()  # writable, and not tied to the read buffer
+            if piece[0] == self.pad_id:
+                raise self.reader.damaged(shard, self.reader.key(shard, sample),
+                                          f"piece {p} of sequence {row} is all padding, against the manifest's "
+                                          "padding count")
+            if piece.shape[0] < L:  # last piece when seq_len does not divide the packed length
+                fill = L - piece.shape[0]
+                piece = np.concatenate([piece, np.full(fill, self.pad_id, piece.dtype)])
+                if wsp is not None:
+                    wsp = np.concatenate([wsp, np.ones(fill, bool)])
+            out.append((f"{self.names[shard]}/{self.reader.key(shard, sample)}/{row}/{p}", piece, wsp))
+        self.read_cpu_s += time.process_time() - t0
+        return out
 
-        while True:
-            try:
-                sample = next(it)
-            except StopIteration:
-                if order:
-                    shard_done(*last)
-                return
-            except Exception as e:  # tarfile / webdataset errors: the archive itself is broken
-                raise self._damaged(last[0], f"after {last[1]}", f"cannot read the tar archive ({e})") from e
-            shard, key = url_to_name.get(sample.get("__url__"), "?"), sample.get("__key__", "?")
-            if shard != last[0] and last[1] != "(the first)":
-                shard_done(*last)
-                seen = 0
-            seen += 1
-            last = (shard, key)
-            try:
-                ids, ws = decode_sample(sample, self.packed_len)
-            except Exception as e:
-                raise self._damaged(shard, key, f"cannot decode it ({type(e).__name__}: {e})") from e
-            if ids.ndim != 2 or ids.shape[1] != self.packed_len or ids.dtype.kind not in "ui":
-                raise self._damaged(shard, key, f"token ids of shape {ids.shape} and type {ids.dtype}, expected "
-                                                f"[n, {self.packed_len}] integers")
-            if ids.size and (int(ids.max()) >= vocab or int(ids.min()) < 0):
-                raise self._damaged(shard, key, f"token ids outside the vocabulary (0..{vocab - 1}): "
-                                                f"min {int(ids.min())}, max {int(ids.max())}")
-            sample["ids"], sample["ws"] = ids, ws
-            yield sample
-
-    def epoch(self, epoch: int) -> Iterator[Piece]:
-        order = list(range(len(self.paths)))
-        if not self.shuffle:
-            yield from self._pieces(order)
-            return
-        rng = np.random.default_rng([self.seed, epoch, 0])
-        order = [int(i) for i in rng.permutation(len(order))]
-        buf_rng = np.random.default_rng([self.seed, epoch, 1])
-        buf: list[Piece] = []
-        for item in self._pieces(order):
-            if len(buf) < self.shuffle_buffer:
-                buf.append(item)
-                continue
-            j = int(buf_rng.integers(len(buf)))
-            yield buf[j]
-            buf[j] = item
-        buf_rng.shuffle(buf)
-        yield from buf
+    def epoch(self, epoch: int, chunk: int = 4096) -> Iterator[Piece]:
+        """Every piece of the epoch, in order (evaluation reads the first ones; tests read them all)."""
+        total = len(self)
+        for start in range(0, total, chunk):
+            yield from self.pieces(epoch, np.arange(start, min(total, start + chunk)))
 
 
 def collate(pieces: list[Piece], masker: Masker, mask_seed: int, epoch: int, pad_id: int) -> dict:
@@ -265,17 +259,14 @@ class _TrainSteps(IterableDataset):
         d = self.data
         G = d.layout.global_batch
         slices = d.layout.rank_slices()
-        step, batch = 0, []
-        for piece in d.stream.epoch(self.epoch):
-            batch.append(piece)
-            if len(batch) < G:
+        for step in range(self.start, d.steps_per_epoch):
+            if (step - self.start) % nw != wid:
                 continue
-            if step >= self.start and (step - self.start) % nw == wid:
-                yield [collate(batch[s], d.masker, d.mask_seed, self.epoch, d.stream.pad_id) for s in slices]
-            step += 1
-            batch = []
-            if step >= d.steps_per_epoch:
-                return
+            mine = np.concatenate([np.arange(step * G + s.start, step * G + s.stop) for s in slices])
+            pieces = d.stream.pieces(self.epoch, mine)
+            m = d.layout.micro_batch
+            yield [collate(pieces[j * m : (j + 1) * m], d.masker, d.mask_seed, self.epoch, d.stream.pad_id)
+                   for j in range(len(slices))]
 
 
 class PretrainingData:
@@ -297,23 +288,11 @@ class PretrainingData:
             )
 
     def steps_from(self, start_step: int = 0) -> Iterator[tuple[int, list[dict]]]:
-        """Endless ``(epoch, micro_batches)`` from global step ``start_step`` on, epoch after epoch.
-
-        Raises ShardFormatError when an epoch yields fewer steps than the manifest promises (re-reading
-        would loop forever on shards that do not match it).
-        """
-        spe = self.steps_per_epoch
-        epoch, start = divmod(start_step, spe)
+        """Endless ``(epoch, micro_batches)`` from global step ``start_step`` on, epoch after epoch."""
+        epoch, start = divmod(start_step, self.steps_per_epoch)
         while True:
-            done = start
             for micro_batches in self.steps(epoch, start):
-                done += 1
                 yield epoch, micro_batches
-            if done < spe:
-                raise ShardFormatError(
-                    f"epoch {epoch} of {self.stream.root} ended after {done} of {spe} steps: the shards do not match "
-                    "their manifest; run `python -m data_tools verify` on them"
-                )
             epoch, start = epoch + 1, 0
 
     def steps(self, epoch: int, start_step: int = 0) -> Iterator[list[dict]]:
@@ -363,3 +342,27 @@ def eval_batches(
         round_pieces = list(islice(it, m * w))
         mine = round_pieces[r * m : (r + 1) * m]
         yield collate(mine, masker, mask_seed, 0, stream.pad_id) if mine else None
+
+
+def rank_read_volume(root: Path, manifest: Manifest, seq_len: int, layout: Layout, seed: int = 0,
+                     shuffle_buffer: int = 100_000, epoch: int = 0) -> dict:
+    """One epoch of one rank's training batches, without a model: what the rank read against what it trains on.
+
+    ``share_bytes`` is the bytes of the sequences behind the rank's pieces (ids, and word starts with --wwm);
+    ``bytes_read`` what its reader read, headers included. The read-volume benchmark and test use this.
+    """
+    stream = ShardStream(root, manifest, "train", seq_len, seed, True, shuffle_buffer)
+    data = PretrainingData(stream, layout, Masker(MaskingConfig(), manifest.tokenizer), seed)
+    t0, pieces, tokens = time.process_time(), 0, 0
+    for micro_batches in data.steps(epoch):
+        for mb in micro_batches:
+            pieces += mb["input_ids"].shape[0]
+            tokens += mb["n_tokens"]
+    cpu = time.process_time() - t0
+    r = stream.reader
+    # the bytes of the pieces it trains on: ids, and one word-start bit per token with --wwm
+    share = pieces * seq_len * r.dtype.itemsize + (pieces * -(-seq_len // 8) if manifest.wwm else 0)
+    return {"world_size": layout.world_size, "rank": layout.rank, "steps": data.steps_per_epoch, "pieces": pieces,
+            "tokens": tokens, "reads": r.rows_read, "bytes_read": r.bytes_read, "share_bytes": share,
+            "read_ratio": r.bytes_read / max(share, 1), "cpu_s": cpu, "read_cpu_s": stream.read_cpu_s,
+            "split_bytes": sum(s.bytes for s in manifest.splits["train"].shards)}

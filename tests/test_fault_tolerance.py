@@ -149,22 +149,22 @@ def _damage(shards: Path, tmp_path: Path, split: str, how: str) -> Path:
     with tarfile.open(tar) as t:
         members = [m for m in t.getmembers() if m.name.endswith(".input_ids.npy")]
     victim = members[len(members) // 2]
-    if how == "bytes":  # bad bytes inside the token ids (past the 128-byte .npy header)
-        data[victim.offset_data + 128: victim.offset_data + 192] = b"\xff" * 64
-    else:  # a broken tar header: the archive reader stops there
-        data[victim.offset: victim.offset + 100] = b"\x13" * 100
+    if how == "bytes":  # bad bytes over the token ids of one sample (past the 128-byte .npy header)
+        data[victim.offset_data + 128: victim.offset_data + victim.size] = b"\xff" * (victim.size - 128)
+    else:  # an interrupted copy: the file ends in the middle of that sample
+        del data[victim.offset_data + 1000:]
     tar.write_bytes(bytes(data))
     return bad
 
 
-@pytest.mark.parametrize("split,how", [("train", "bytes"), ("train", "header"), ("validation", "bytes")])
+@pytest.mark.parametrize("split,how", [("train", "bytes"), ("train", "truncated"), ("validation", "bytes")])
 def test_a_damaged_shard_stops_the_run_naming_shard_sample_and_fix(shard_dir: Path, tmp_path: Path, capsys,
                                                                    split: str, how: str):
     bad = _damage(shard_dir, tmp_path, split, how)
     rc = run_pretrain(bad, tmp_path / "run", "zero2", 12, "--eval_steps", "6", "--eval_max_sequences", "100000")
     assert rc == 2
     err = " ".join(capsys.readouterr().err.split())
-    what = ("token ids outside the vocabulary" if how == "bytes" else "the archive ends after")
+    what = ("token ids outside the vocabulary" if how == "bytes" else "truncated or not written by data_tools pack")
     assert f"error: {bad}/{split}/shard-00000.tar, sample " in err and what in err, err
     assert f"run `python -m data_tools verify {bad}` to check every shard against the manifest" in err
 
@@ -302,8 +302,8 @@ def test_a_damaged_shard_stops_both_ranks_of_two_without_a_hang(shard_dir: Path,
                          timeout=300)  # a hang would end in TimeoutExpired
     assert proc.returncode != 0
     out = _flat(proc.stdout + proc.stderr)
-    # Each rank reads every shard, so each names the damage itself (rank 0 and rank 1 print the same error).
-    assert out.count(_flat(f"error: {bad}/train/shard-00000.tar, sample ")) == 2, out[-3000:]
+    # A rank reads only its own sequences: the one that met the damage names it, and the launcher ends the job.
+    assert out.count(_flat(f"error: {bad}/train/shard-00000.tar, sample ")) >= 1, out[-3000:]
 
 
 @pytest.mark.multiproc

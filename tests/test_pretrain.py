@@ -117,7 +117,8 @@ def test_shards_shorter_than_their_manifest_stop_with_a_message(shard_dir: Path,
     (bad / "manifest.json").write_text(json.dumps(m))
     assert run_pretrain(bad, tmp_path / "run", "zero2", 1000, "--num_train_epochs", "1", "--max_steps", "1000") == 2
     err = capsys.readouterr().err
-    assert "ended after" in err and "python -m data_tools verify" in err
+    assert "shard-00000.tar, sample " in err and "the manifest implies" in err, err
+    assert "python -m data_tools verify" in err
 
 
 def test_resume_with_other_shards_and_model_lists_every_conflict(shard_dir: Path, tmp_path: Path, zh_docs,

@@ -75,3 +75,18 @@ def test_estimate_memory_prints_deepspeeds_estimates_for_every_zero_setup_and_ex
     assert rows["ZeRO-2"][0] == f"{gpu / 2**30:.2f}"
     assert pretrain_main(pretrain_args(shard_dir, out, "zero2", 8, "--estimate_memory", "8y2")) == 2
     assert "--estimate_memory '8y2': give GPUS_PER_NODE or GPUS_PER_NODExNODES" in capsys.readouterr().err
+
+
+def test_each_rank_reads_only_its_share_of_the_data(shard_dir: Path):
+    from roberta_ds.data import Layout, rank_read_volume
+    from roberta_ds.shard_format import read_manifest
+
+    m = read_manifest(shard_dir)
+    one = rank_read_volume(shard_dir, m, 128, Layout(16, 1, 1, 0), seed=5, shuffle_buffer=500)
+    for R in (2, 4):
+        ranks = [rank_read_volume(shard_dir, m, 128, Layout(16 // R, 1, R, r), seed=5, shuffle_buffer=500)
+                 for r in range(R)]
+        assert sum(r["pieces"] for r in ranks) == one["pieces"] and sum(r["tokens"] for r in ranks) == one["tokens"]
+        for r in ranks:  # reads its own sequences plus a few headers per shard, never the other ranks' share
+            assert r["share_bytes"] <= r["bytes_read"] <= 1.5 * r["share_bytes"], r
+            assert r["share_bytes"] == pytest.approx(one["share_bytes"] / R, rel=0.01)
