@@ -230,3 +230,17 @@ def test_merge_refuses_bad_parts_naming_them(packs: Packs, vocab_dir, zh_docs, t
     capsys.readouterr()
     assert merge(p1, p2, p3, "--output", packs.merged) == 2
     assert f"{packs.merged} already holds a finished dataset" in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_loader_reads_a_merged_dataset_whole(packs: Packs) -> None:
+    # Each part's last shard ends in a padded sequence: the loader must skip exactly those all-padding pieces.
+    from roberta_ds.data import ShardStream
+
+    m = read_manifest(packs.merged)
+    assert sum(1 for s in m.splits["train"].shards if s.padding_tokens) == 3
+    for seq_len in (128, 48):
+        stream = ShardStream(packs.merged, m, "train", seq_len, seed=1, shuffle=True, shuffle_buffer=300)
+        pieces = list(stream.epoch(0))
+        assert len(pieces) == len(stream) and len({key for key, _, _ in pieces}) == len(pieces)
+        real = sum(int((ids != m.tokenizer.pad_id).sum()) for _, ids, _ in pieces)
+        assert real == m.splits["train"].tokens, seq_len
