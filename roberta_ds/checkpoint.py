@@ -166,30 +166,34 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     DeepSpeed's universal form of it (``universal``), and an RNG derived from (seed, step, rank) on every rank,
     since the saved ranks' streams do not map onto the new ones.
     """
-    if saved_world == world:
-        load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
-    else:
-        universal_dir = universal(tag_dir, rank)
-        groups = _base_param_groups(engine)
-        settings = [{k: v for k, v in g.items() if k not in _GROUP_STATE} for g in groups]
-        engine._config.load_universal_checkpoint = True  # what "checkpoint": {"load_universal": true} sets
-        try:
-            load_path, _ = engine.load_checkpoint(str(universal_dir.parent), tag=universal_dir.name)
-        finally:
-            engine._config.load_universal_checkpoint = False  # later saves and loads are ordinary ones
-        # DeepSpeed 0.19's ZeRO-3 universal load gives every parameter group the first group's hyperparameters
-        # (our no-decay group came back with weight decay 0.01); they are this run's settings, restore them.
-        for group, own in zip(groups, settings):
-            group.update(own)
+    same = saved_world == world
+    load_path = (engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)[0] if same
+                 else _load_universal(engine, universal(tag_dir, rank)))
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
-    if saved_world != world:
+    if not same:
         derive_rng(seed, int(tag_dir.name.removeprefix("global_step")), rank)
         return
     rng_file = tag_dir / f"rng_rank{rank:05d}.pt"
     if not rng_file.exists():
         raise ValueError(f"{rng_file} is missing: the checkpoint is incomplete")
     set_rng_state(torch.load(rng_file, weights_only=False))
+
+
+def _load_universal(engine, universal_dir: Path) -> str | None:
+    """Load DeepSpeed's universal checkpoint; returns the path DeepSpeed loaded (None: nothing loaded)."""
+    groups = _base_param_groups(engine)
+    settings = [{k: v for k, v in g.items() if k not in _GROUP_STATE} for g in groups]
+    engine._config.load_universal_checkpoint = True  # what "checkpoint": {"load_universal": true} sets
+    try:
+        load_path, _ = engine.load_checkpoint(str(universal_dir.parent), tag=universal_dir.name)
+    finally:
+        engine._config.load_universal_checkpoint = False  # later saves and loads are ordinary ones
+    # DeepSpeed 0.19's ZeRO-3 universal load gives every parameter group the first group's hyperparameters
+    # (our no-decay group came back with weight decay 0.01); they are this run's settings, restore them.
+    for group, own in zip(groups, settings):
+        group.update(own)
+    return load_path
 
 
 _GROUP_STATE = ("params", "lr", "initial_lr", "step")

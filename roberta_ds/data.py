@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,28 +99,31 @@ class ShardStream:
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
         self.pad_id = manifest.tokenizer.pad_id
-        # One entry per sample (unit of the shuffle), in shard order.
+        # One entry per sample (unit of the shuffle), in shard order; arrays, not a Python loop (millions of samples).
         shard_of, sample_of, pieces = [], [], []
         pps = self.pieces_per_sequence
         for i, info in enumerate(manifest.splits[split].shards):
-            for k in range(info.samples):
-                rows = self.reader.sample_rows(i, k)
-                n = rows * pps
-                if k == info.samples - 1 and info.padding_tokens:
-                    # Only a shard's last sequence holds padding: its all-padding pieces are not in the stream.
-                    n -= pps - math.ceil((packed - info.padding_tokens) / seq_len)
-                shard_of.append(i)
-                sample_of.append(k)
-                pieces.append(n)
-        self.unit_shard = np.array(shard_of, dtype=np.int64)
-        self.unit_sample = np.array(sample_of, dtype=np.int64)
-        self.unit_pieces = np.array(pieces, dtype=np.int64)
+            if not info.samples:
+                continue
+            rows = np.full(info.samples, self.reader.spp, dtype=np.int64)
+            rows[-1] = self.reader.sample_rows(i, info.samples - 1)
+            n = rows * pps
+            if info.padding_tokens:
+                # Only a shard's last sequence holds padding: its all-padding pieces are not in the stream.
+                n[-1] -= pps - math.ceil((packed - info.padding_tokens) / seq_len)
+            shard_of.append(np.full(info.samples, i, dtype=np.int64))
+            sample_of.append(np.arange(info.samples, dtype=np.int64))
+            pieces.append(n)
+        none = [np.zeros(0, np.int64)]
+        self.unit_shard = np.concatenate(shard_of or none)
+        self.unit_sample = np.concatenate(sample_of or none)
+        self.unit_pieces = np.concatenate(pieces or none)
         self.window_samples = max(1, math.ceil(shuffle_buffer / max(1, manifest.sequences_per_sample * pps)))
         """Samples whose pieces are shuffled together (--shuffle_buffer sequences, rounded up to whole samples)."""
         self._order_cache: tuple[int, dict] | None = None
         self.read_cpu_s = 0.0
         """CPU seconds this process spent locating and reading pieces (the read-volume benchmark reports it)."""
-        self._window_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._window_cache: tuple[tuple[int, int], tuple[np.ndarray, np.ndarray, int]] | None = None
 
     def shuffle_coverage(self) -> str | None:
         """A warning when the shuffle cannot mix the split well, else None.
@@ -337,11 +339,9 @@ def eval_batches(
     """
     m, w, r = layout.micro_batch, layout.world_size, layout.rank
     total = len(stream) if max_sequences is None else min(len(stream), max_sequences)
-    it = islice(stream.epoch(0), total)
-    for _ in range(math.ceil(total / (m * w))):
-        round_pieces = list(islice(it, m * w))
-        mine = round_pieces[r * m : (r + 1) * m]
-        yield collate(mine, masker, mask_seed, 0, stream.pad_id) if mine else None
+    for k in range(math.ceil(total / (m * w))):
+        mine = np.arange(k * m * w + r * m, min(k * m * w + (r + 1) * m, total))  # this rank's part of the round
+        yield collate(stream.pieces(0, mine), masker, mask_seed, 0, stream.pad_id) if len(mine) else None
 
 
 def rank_read_volume(root: Path, manifest: Manifest, seq_len: int, layout: Layout, seed: int = 0,

@@ -65,12 +65,6 @@ def place_outputs(ds_cfg: dict, out: Path) -> list[str]:
     return problems
 
 
-def log_dirs(ds_cfg: dict) -> dict[str, Path]:
-    """The directories the file-writing monitors write to (after place_outputs)."""
-    return {k: Path(ds_cfg[k]["output_path"]) / ds_cfg[k]["job_name"]
-            for k in enabled(ds_cfg) if k in ("tensorboard", "csv_monitor")}
-
-
 class LiveMetrics:
     """Writes the trainer's records through ``engine.monitor`` (a no-op when no monitor is enabled)."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from roberta_ds import records as rec
 from roberta_ds import sanity
 from roberta_ds.records import EVAL_DEFINITIONS, Evaluation, RunSummary, TrainWindow
+from roberta_ds.schedule import format_duration
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
 CURVE_ROWS = 30
@@ -83,14 +84,6 @@ def _fmt(v, digits: int = 4) -> str:
 
 def _lr(v) -> str:
     return "—" if v is None else f"{v:g}"
-
-
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "—"
-    h, rem = divmod(int(round(s)), 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
 
 def facts(run: Run) -> list[tuple[str, str, str]]:
@@ -162,7 +155,7 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("accuracy", _fmt(last_eval.accuracy) if last_eval else "—",
          "held-out masked tokens predicted exactly (argmax) / masked tokens"),
         ("collapse check", col_str, EVAL_DEFINITIONS["collapse"]),
-        ("wall time", _duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
+        ("wall time", format_duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
         ("tokens/s", _fmt(s.tokens_per_s), "tokens / wall time"),
     ]
     return rows

@@ -47,6 +47,15 @@ def parse_duration(text: str) -> float:
     return h * 3600 + mins * 60 + s
 
 
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``"1h 02m 05s"``, ``65`` -> ``"1m 05s"``; None -> an em dash."""
+    if seconds is None:
+        return "—"
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+
+
 @dataclass
 class ClockState:
     """The part of the clock a checkpoint keeps."""

@@ -27,7 +27,7 @@ from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.monitor import LiveMetrics
 from roberta_ds.preemption import StopRequest
 from roberta_ds.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
-from roberta_ds.schedule import SYNC_STEPS, RunClock
+from roberta_ds.schedule import SYNC_STEPS, RunClock, format_duration
 from roberta_ds.state import TrainState
 from roberta_ds.tokenizer import TokenizerInfo
 
@@ -451,13 +451,13 @@ class Trainer:
         parts = []
         if step < self.total_steps:
             nxt = min((step // t.save_steps + 1) * t.save_steps, self.total_steps)  # the last step saves too
-            parts.append(f"checkpoint in {_steps(nxt - step)} (~{_duration((nxt - step) * s_per_step)})")
+            parts.append(f"checkpoint in {_steps(nxt - step)} (~{format_duration((nxt - step) * s_per_step)})")
         if self.run.evaluating and step < self.total_steps:
             if t.eval_time_s is not None and self._next_eval_s is not None:
-                parts.append(f"eval in ~{_duration(max(0.0, self._next_eval_s - self.clock.local_elapsed()))}")
+                parts.append(f"eval in ~{format_duration(max(0.0, self._next_eval_s - self.clock.local_elapsed()))}")
             elif t.eval_steps:
                 nxt = min((step // t.eval_steps + 1) * t.eval_steps, self.total_steps)
-                parts.append(f"eval in {_steps(nxt - step)} (~{_duration((nxt - step) * s_per_step)})")
+                parts.append(f"eval in {_steps(nxt - step)} (~{format_duration((nxt - step) * s_per_step)})")
         return ", ".join(parts)
 
     def _print_header(self) -> None:
@@ -487,14 +487,6 @@ class Trainer:
 def _steps(n: int) -> str:
     return f"{n} step" if n == 1 else f"{n} steps"
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _global_batch_problem(old: dict, now: dict) -> str:
