@@ -12,4 +12,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from roberta_ds.commands.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(destroy_process_group=True))

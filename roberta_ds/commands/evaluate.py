@@ -22,7 +22,7 @@ DESCRIPTION = ("Held-out masked-LM loss, perplexity and accuracy of a saved mode
                "(comparable across runs). JSON on stdout.")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
     import torch.distributed as dist
 
     from roberta_ds.evaluation import evaluate_saved
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        if dist.is_initialized():
+        # As pretrain's main: a process that calls main() again (the tests) keeps its group; DeepSpeed's comm
+        # layer holds on to it, and a destroyed one breaks the next engine built in the same process.
+        if destroy_process_group and dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # the result is all-reduced: rank 0 speaks for all
         text = json.dumps(res, indent=1, ensure_ascii=False)
@@ -45,5 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console_main() -> int:
+    """The console command ``roberta-ds-evaluate`` (and launcher/evaluate.py): the process ends after it."""
+    return main(destroy_process_group=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())
