@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -40,11 +41,27 @@ def init_distributed() -> tuple[int, int, int]:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("LOCAL_SIZE", os.environ["WORLD_SIZE"])))
         if "OMP_NUM_THREADS" not in os.environ or local_world > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+        if local_world == 1:
+            _skip_shm_comm_op()
     else:
         accel.set_device(local_rank)
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=accel.communication_backend_name())
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def _skip_shm_comm_op() -> None:
+    """Do not build DeepSpeed's shared-memory all-reduce op for a process alone on its host.
+
+    On the CPU accelerator DeepSpeed compiles that C++ op (deepspeed_shm_comm) whenever its comm
+    layer starts, whatever the world size: 26 s of a fresh machine's first run on 2 cores (bench/README).
+    It only speeds up collectives between ranks of one host; a single process has none, and gloo
+    serves any cross-host collective. DeepSpeed has no setting for it, so its builder is replaced
+    before the comm layer starts, for this process only.
+    """
+    # importlib, not `import deepspeed.comm.torch as m`: that resolves to the torch package that
+    # deepspeed.comm imports under the same name.
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
 def device() -> torch.device:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,19 @@ def test_ships_the_promised_configs():
     assert "train_batch_size" not in short and short["gradient_clipping"] == 1.0
     assert short["optimizer"]["type"] == "AdamW" and short["optimizer"]["params"]["lr"] > 1e-4
     assert short["scheduler"]["type"] == "WarmupDecayLR" and short["scheduler"]["params"]["total_num_steps"] == "auto"
+
+
+def test_a_process_alone_on_its_host_does_not_build_the_shared_memory_comm_op(tmp_path: Path):
+    # DeepSpeed's CPU comm layer compiles its shared-memory all-reduce op when it starts, whatever the world size
+    # (26 s on a fresh 2-core machine); a single process has no peer on its host to use it with.
+    code = ("from roberta_ds.engine import init_distributed; init_distributed(); "
+            "import deepspeed.comm.comm as c; print('shm op:', c.cdb.shm_comm_op)")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**env, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "shm op: None" in proc.stdout
+    assert not (tmp_path / "ext" / "deepspeed_shm_comm").exists()
 
 
 @pytest.mark.parametrize("config", SHIPPED)
