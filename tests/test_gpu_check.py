@@ -1,0 +1,40 @@
+"""bench/gpu_check.sh, the GPU readiness check, rehearsed on the CPU with the tiny preset (issue 9): every step it
+runs on a GPU runs here too (pack, bf16 ceiling, the launcher on 1 and 2 ranks, the run_mlm-style arm)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from pretrain_helpers import ROOT
+
+
+def test_gpu_check_runs_every_step_on_the_cpu(vocab_dir: Path, tmp_path: Path):
+    work = tmp_path / "gpu_check"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--device", "cpu", "--ranks", "2",
+                           "--tokenizer", str(vocab_dir), "--work", str(work), "--steps", "2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((work / "gpu_check.json").read_text())
+    assert (work / "inews512_part1of8" / "manifest.json").exists()
+    assert result["preset"] == "tiny" and result["length"] == 512 and result["bf16_ceiling_flops_per_s"] > 0
+    arms = {r["arm"]: r for r in result["rows"]}
+    assert set(arms) == {"roberta-ds ZeRO-2, 1 rank", "roberta-ds ZeRO-2, 2 ranks", "run_mlm-style loop, 1 rank"}
+    assert arms["roberta-ds ZeRO-2, 2 ranks"]["world_size"] == 2  # the launcher really started 2 ranks
+    assert arms["roberta-ds ZeRO-2, 1 rank"]["world_size"] == 1
+    for row in result["rows"]:
+        assert row["useful_tokens_per_s"] > 0 and 0 < row["mfu"] < 1, row
+    # The run was bf16 through DeepSpeed, as on a GPU.
+    cfg = json.loads((work / "run_tiny_512_1rank" / "effective_config.json").read_text())
+    assert cfg["precision"] == "bf16" and cfg["deepspeed"]["bf16"]["enabled"] is True, cfg["deepspeed"]["bf16"]
+    assert "2 ranks: " in proc.stdout and "roberta-ds / run_mlm-style: " in proc.stdout
+
+
+def test_gpu_check_without_a_gpu_says_how_to_rehearse(tmp_path: Path):
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "no CUDA GPU is visible" in proc.stderr and "--device cpu" in proc.stderr
