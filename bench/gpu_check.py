@@ -1,7 +1,7 @@
 """GPU readiness in one short run: roberta-ds `base` in bf16 under ZeRO-2 through the deepspeed launcher, against the
 bf16 matmul ceiling and a run_mlm-style loop measured on the same GPU, plus the 2-rank NCCL path when 2 GPUs are there.
 
-    bash bench/gpu_check.sh                       # a GPU machine: base, 512 tokens, bf16 (about 3 minutes on an H200)
+    bash bench/gpu_check.sh                       # a GPU machine: base, 512 tokens, bf16 (meant to take under 5 minutes)
     bash bench/gpu_check.sh --device cpu          # the same steps with the tiny preset on a CPU (what the tests run)
 
 Steps: (1) a vocab built from the embedded inews corpus (or --tokenizer), (2) one eighth of inews packed at 512

@@ -28,7 +28,8 @@ Useful tokens: non-padding tokens trained on. Model FLOPs per step, the usual tr
 values) + 6 x hidden x vocab x (rows through the LM head: every token for the full head, the masked ones for the
 sparse head), tokens = all positions computed (padding included). MFU = model FLOP/s / the matmul ceiling
 measured in this run at the same precision (torch.mm of square matrices, 2048 on a CPU, 8192 on a GPU, median of
-5). Run it alone on the machine.
+5; measured before the arms and after each round of them, the highest taken: a noisy machine measures low, never
+high). Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Setting:
     micro: int = 16
     device: str = "cpu"
     precision: str = "fp32"
+    dropout: float = 0.1
 
     def autocast(self):
         import torch
@@ -77,13 +79,14 @@ class Setting:
             torch.cuda.synchronize()
 
 
-def model_config(shape: str, tok, seq_len: int):
+def model_config(shape: str, tok, seq_len: int, dropout: float = 0.1):
     from roberta_ds.model import ModelConfig, roberta_config
 
     if shape == "256x4":
-        cfg = ModelConfig("tiny", hidden_size=256, num_heads=4, intermediate_size=1024, num_hidden_layers=4)
+        cfg = ModelConfig("tiny", hidden_size=256, num_heads=4, intermediate_size=1024, num_hidden_layers=4,
+                          dropout=dropout)
     else:
-        cfg = ModelConfig(shape)  # a preset (roberta_ds.model.PRESETS)
+        cfg = ModelConfig(shape, dropout=dropout)  # a preset (roberta_ds.model.PRESETS)
     return cfg, roberta_config(cfg, tok, seq_len)
 
 
@@ -166,7 +169,7 @@ def arm_seed(shards: Path, shape: str, seq_len: int, steps: int, setting: Settin
 
     m = read_manifest(shards)
     tok = load_tokenizer(shards / TOKENIZER_DIRNAME)
-    _, hf = model_config(shape, m.tokenizer, 512)
+    _, hf = model_config(shape, m.tokenizer, 512, setting.dropout)
     micro = setting.micro
     docs = _docs((steps + 2) * micro)
     if summary:
@@ -195,7 +198,7 @@ def arm_run_mlm(shards: Path, shape: str, seq_len: int, steps: int, setting: Set
 
     m = read_manifest(shards)
     tok = load_tokenizer(shards / TOKENIZER_DIRNAME)
-    _, hf = model_config(shape, m.tokenizer, seq_len)
+    _, hf = model_config(shape, m.tokenizer, seq_len, setting.dropout)
     micro = setting.micro
     need = (steps + 2) * micro * seq_len
     ids: list[int] = []
@@ -229,7 +232,7 @@ def arm_bare_step(shards: Path, shape: str, seq_len: int, steps: int, setting: S
     from roberta_ds.model import SparseMaskedLM, build_model
 
     m, raw = _packed_batches(shards, seq_len, steps + 2, setting.micro)
-    _, hf = model_config(shape, m.tokenizer, seq_len)
+    _, hf = model_config(shape, m.tokenizer, seq_len, setting.dropout)
     batches = [model_inputs(b) for b in raw]
     dt = _plain_loop(SparseMaskedLM(build_model(hf, seed=0)).train(), batches, steps, setting)
     timed = raw[2:]
@@ -243,7 +246,8 @@ def roberta_ds_argv(shards: Path, out: Path, shape: str, seq_len: int, steps: in
     argv = ["--ds_config", str(ROOT / "ds_configs" / "zero2.json"), "--data_dir", str(shards), "--output_dir",
             str(out), "--max_steps", str(steps + 2), "--log_steps", "2", "--save_steps", str(10**6),
             "--eval_max_sequences", str(setting.micro), "--max_seq_length", str(seq_len),
-            "--ds", f"train_micro_batch_size_per_gpu={setting.micro}", "--ds", "scheduler.params.warmup_num_steps=1"]
+            "--ds", f"train_micro_batch_size_per_gpu={setting.micro}", "--ds", "scheduler.params.warmup_num_steps=1",
+            "--dropout", str(setting.dropout)]
     if setting.precision == "bf16":
         argv += ["--ds", "bf16.enabled=true"]
     if shape == "256x4":
@@ -284,7 +288,7 @@ def run_arm(arm: str, shards: Path, shape: str, seq_len: int, steps: int, settin
     """One arm in a fresh process: its result and its peak RSS (and peak GPU memory on a GPU)."""
     cmd = [sys.executable, __file__, "--_arm", arm, "--shards", str(shards), "--shapes", shape,
            "--lengths", str(seq_len), "--steps", str(steps), "--micro", str(setting.micro), "--device", setting.device,
-           "--precision", setting.precision]
+           "--precision", setting.precision, "--dropout", str(setting.dropout)]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, "TOKENIZERS_PARALLELISM": "false"})
     if proc.returncode != 0:
@@ -304,9 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--micro", type=int, default=16, help="micro batch (sequences per step), every arm")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout, every arm")
     ap.add_argument("--_arm", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    setting = Setting(a.micro, a.device, a.precision)
+    setting = Setting(a.micro, a.device, a.precision, a.dropout)
     if a._arm:  # inside the subprocess
         res = ARMS[a._arm](a.shards, a.shapes, int(a.lengths), a.steps, setting)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -322,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown arm or shape {unknown}: arms are {', '.join(ARMS)}; shapes {', '.join(SHAPES)}")
     ref = "roberta-ds" if "roberta-ds" in chosen else chosen[-1]
 
-    ceiling = matmul_ceiling(a.device, a.precision)
+    ceilings = [matmul_ceiling(a.device, a.precision)]  # the machine's pace drifts: measured again after each round
     table = []
     for shape in a.shapes.split(","):
         for L in (int(x) for x in a.lengths.split(",")):
@@ -331,14 +336,18 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(a.repeats):  # interleaved
                 for arm in arms:
                     runs[arm].append(run_arm(arm, a.shards, shape, L, a.steps, setting))
+                ceilings.append(matmul_ceiling(a.device, a.precision))
             for arm, rs in runs.items():
                 tps = statistics.median(r["useful_tokens"] / r["seconds"] for r in rs)
                 fps = statistics.median(r["flops"] / r["seconds"] for r in rs)
                 table.append({"shape": shape, "L": L, "arm": arm, "useful_tokens_per_s": tps, "model_flops_per_s": fps,
-                              "mfu": fps / ceiling, "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
-                              "repeats": len(rs)})
-    print(f"{a.precision} matmul ceiling on {a.device} (torch.mm, median of 5): {ceiling / 1e9:.1f} GFLOP/s; micro batch "
-          f"{a.micro}, {a.steps} timed steps per arm, median of {a.repeats} interleaved repeats")
+                              "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "repeats": len(rs)})
+    ceiling = max(ceilings)  # the best the machine showed: an upper bound is what MFU divides by
+    for row in table:
+        row["mfu"] = row["model_flops_per_s"] / ceiling
+    print(f"{a.precision} matmul ceiling on {a.device} (torch.mm, median of 5, the highest of {len(ceilings)} "
+          f"measurements between rounds; lowest {min(ceilings) / 1e9:.1f}): {ceiling / 1e9:.1f} GFLOP/s; micro batch "
+          f"{a.micro}, dropout {a.dropout:g}, {a.steps} timed steps per arm, median of {a.repeats} interleaved repeats")
     print(f"{'shape':>6} {'L':>4} {'arm':>13} {'useful tok/s':>13} {'GFLOP/s':>8} {'MFU':>6} {'peak RSS MiB':>13} "
           f"{ref + ' / arm':>17}")
     for row in table:
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{row['shape']:>6} {row['L']:>4} {row['arm']:>13} {row['useful_tokens_per_s']:>13,.0f} "
               f"{row['model_flops_per_s'] / 1e9:>8.1f} {row['mfu']:>6.1%} {row['peak_rss_mib']:>13.0f} "
               f"{ours['useful_tokens_per_s'] / row['useful_tokens_per_s']:>16.2f}x")
-    print(json.dumps({"ceiling_flops_per_s": ceiling, "rows": table}, indent=1))
+    print(json.dumps({"ceiling_flops_per_s": ceiling, "ceilings_flops_per_s": ceilings, "rows": table}, indent=1))
 
 
 if __name__ == "__main__":
