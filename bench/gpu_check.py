@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -77,8 +78,10 @@ def launcher_run(shards: Path, out: Path, a: argparse.Namespace, ranks: int) -> 
            str(ROOT / "launcher" / "pretrain.py"), *args]
     wall = _run(cmd, f"roberta-ds on {ranks} rank(s)", env)
     rate = tt.trainer_rate(out, a.micro * ranks)
+    from transformers import AutoConfig
+
     summary = json.loads((out / "summary.json").read_text())
-    hf = json.loads((out / "final_model" / "config.json").read_text())
+    hf = AutoConfig.from_pretrained(out / "final_model")  # the exported model's config: what was trained
     return {**rate, "wall_s": wall, "world_size": summary.get("world_size"), "hf": hf}
 
 
@@ -120,14 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in sorted({1, ranks}):
         out = a.work / f"run_{a.preset}_{a.length}_{n}rank"
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
+        shutil.rmtree(out, ignore_errors=True)
         r = launcher_run(shards, out, a, n)
-        flops = tt.model_flops(argparse.Namespace(**{k: r["hf"][k] for k in ("hidden_size", "num_hidden_layers",
-                                                                              "vocab_size", "intermediate_size")}),
-                               a.length, r["steps"] * a.micro * n * a.length, r["masked"])
+        flops = tt.model_flops(r["hf"], a.length, r["steps"] * a.micro * n * a.length, r["masked"])
         rows.append({"arm": f"roberta-ds ZeRO-2, {n} rank{'s' if n > 1 else ''}", "ranks": n,
                      "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
                      "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"]})

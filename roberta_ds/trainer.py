@@ -488,7 +488,6 @@ def _steps(n: int) -> str:
     return f"{n} step" if n == 1 else f"{n} steps"
 
 
-
 def _global_batch_problem(old: dict, now: dict) -> str:
     """The global batch must survive a resume (the data position and the schedule are counted in it); say which
     micro batch and accumulation give the saved one at this world size."""
