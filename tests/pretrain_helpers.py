@@ -43,6 +43,12 @@ def run_pretrain(shards: Path, out: Path, config: str = "zero2", steps: int = 12
     return pretrain_main(pretrain_args(shards, out, config, steps, *extra))
 
 
+def single_process_env() -> dict[str, str]:
+    """This process's environment without the launcher's rank variables, so a child process starts its own
+    single-process group instead of joining (or clashing with) the test process's."""
+    return {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+
+
 def deepspeed_command(num_procs: int, args: list[str]) -> tuple[list[str], dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     launcher = Path(sys.executable).parent / "deepspeed"  # the console script users run
@@ -64,8 +70,7 @@ def train_tiny(data_dir: Path, out: Path) -> Path:
     """A 12-step tiny pretraining run through the real launcher script and DeepSpeed engine (a subprocess, so
     each run gets a fresh process group); returns the run directory."""
     cmd = [sys.executable, str(ROOT / "launcher" / "pretrain.py"), *pretrain_args(data_dir, out, "zero2", 12, *TINY_RUN)]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=ROOT, env=single_process_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +21,14 @@ from roberta_ds.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConf
 from roberta_ds.shard_format import read_manifest
 
 from conftest import REPO, pack_corpus
-from pretrain_helpers import launcher_main
+from pretrain_helpers import launcher_main, single_process_env
 
 evaluate_main = launcher_main("evaluate")
 
 
 def _evaluate(*args: str) -> dict:
     """launcher/evaluate.py in a subprocess (it joins a process group); returns its JSON."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = single_process_env()
     proc = subprocess.run([sys.executable, str(REPO / "launcher" / "evaluate.py"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -107,7 +106,7 @@ def test_bad_settings_are_named(tmp_path, capsys):
 
 @pytest.mark.multiproc
 def test_two_processes_match_one(tiny_run: Path, shard_dir: Path):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = single_process_env()
     proc = subprocess.run(
         ["deepspeed", "--num_gpus", "2", "--master_port", "29731", str(REPO / "launcher" / "evaluate.py"), "--model",
          str(tiny_run / "final_model"), "--data_dir", str(shard_dir), "--max_sequences", "32", "--micro_batch", "4"],

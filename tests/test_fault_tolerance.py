@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import ROOT, pretrain_args, run_pretrain, train_records
+from pretrain_helpers import ROOT, pretrain_args, run_pretrain, single_process_env, train_records
 from safetensors.torch import load_file
 
 from roberta_ds.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
@@ -38,7 +38,7 @@ def _args(shards: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = single_process_env()
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.Popen([sys.executable, str(ROOT / "launcher" / "pretrain.py"), *args], cwd=ROOT, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)

@@ -4,16 +4,15 @@ runs on a GPU runs here too (pack, bf16 ceiling, the launcher on 1 and 2 ranks, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-from pretrain_helpers import ROOT
+from pretrain_helpers import ROOT, single_process_env
 
 
 def test_gpu_check_runs_every_step_on_the_cpu(vocab_dir: Path, tmp_path: Path):
     work = tmp_path / "gpu_check"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = single_process_env()
     proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--device", "cpu", "--ranks", "2",
                            "--tokenizer", str(vocab_dir), "--work", str(work), "--steps", "2"],
                           capture_output=True, text=True, env=env, timeout=600)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import ROOT, eval_records, pretrain_args, run_deepspeed, run_pretrain, train_records
+from pretrain_helpers import (ROOT, eval_records, pretrain_args, run_deepspeed, run_pretrain, single_process_env,
+                              train_records)
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
@@ -46,7 +46,7 @@ def test_a_process_alone_on_its_host_does_not_build_the_shared_memory_comm_op(tm
     # (26 s on a fresh 2-core machine); a single process has no peer on its host to use it with.
     code = ("from roberta_ds.engine import init_distributed; init_distributed(); "
             "import deepspeed.comm.comm as c; print('shm op:', c.cdb.shm_comm_op)")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env = single_process_env()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
                           env={**env, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")})
     assert proc.returncode == 0, proc.stderr[-3000:]
