@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 
 import deepspeed
 import torch
@@ -13,41 +12,44 @@ import torch.distributed as dist
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from roberta_ds import launch_env
 
 
 def init_distributed() -> tuple[int, int, int]:
     """Join (or create) the process group; returns (rank, world_size, local_rank).
 
-    Without a launcher DeepSpeed falls back to MPI discovery and fails on a missing mpi4py,
-    so a plain `python launcher/pretrain.py` sets up a single-process group itself.
+    The world comes from whichever launcher started the process (launch_env: deepspeed, torchrun, srun, mpirun);
+    a process started by none is a 1-rank run. Its variables are written as torch.distributed's (RANK, ...), so
+    DeepSpeed never falls back to MPI discovery (which fails on a missing mpi4py).
     """
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    global LAUNCH
+    if dist.is_initialized() and LAUNCH is not None:  # main() called again in one process (tests): same world
+        return dist.get_rank(), dist.get_world_size(), LAUNCH.local_rank
+    world = launch_env.detect()
+    world.export()
+    LAUNCH = world
     if not os.environ.get("ROBERTA_DS_VERBOSE"):
         # DeepSpeed logs every engine setting at INFO; our own log says what matters.
         from deepspeed.utils import logger as ds_logger
 
         ds_logger.setLevel(logging.WARNING)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     accel = get_accelerator()
     if accel.device_name() == "cpu":
-        # Ranks on one CPU host share its cores; oversubscription made ZeRO-3 6x slower (DESIGN.md).
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("LOCAL_SIZE", os.environ["WORLD_SIZE"])))
-        if "OMP_NUM_THREADS" not in os.environ or local_world > 1:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
-        if local_world == 1:
+        # Ranks on one CPU host share its cores; oversubscription made ZeRO-3 6x slower (docs/architecture.md).
+        if "OMP_NUM_THREADS" not in os.environ or world.local_world_size > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, world.local_world_size)))
+        if world.local_world_size == 1:
             _skip_shm_comm_op()
     else:
-        accel.set_device(local_rank)
+        # srun --gpus-per-task shows each task only its own GPU(s): the local rank then counts past them.
+        accel.set_device(world.local_rank % max(1, accel.device_count()))
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=accel.communication_backend_name())
-    return dist.get_rank(), dist.get_world_size(), local_rank
+    return dist.get_rank(), dist.get_world_size(), world.local_rank
+
+
+LAUNCH: launch_env.World | None = None
+"""How this process's world was formed (set by init_distributed; the run's log header names it)."""
 
 
 def _skip_shm_comm_op() -> None:
@@ -86,6 +88,20 @@ def param_groups(model: nn.Module) -> list[dict]:
 def build_engine(model: nn.Module, ds_config: dict):
     engine, _, _, scheduler = deepspeed.initialize(model=model, model_parameters=param_groups(model), config=ds_config)
     return engine, scheduler
+
+
+def optimizer_implementation(engine) -> str:
+    """Which Adam ran: torch's (DeepSpeed's ``torch_adam``, the shipped configs: nothing to compile) or one of
+    DeepSpeed's compiled ops (FusedAdam, DeepSpeedCPUAdam: JIT-built with a compiler on first use)."""
+    opt = getattr(engine, "basic_optimizer", None) or _base_optimizer(engine)
+    kind = type(opt)
+    if kind.__module__.startswith("torch."):
+        foreach = opt.defaults.get("foreach")
+        fused = opt.defaults.get("fused")
+        how = "fused" if fused else "foreach" if foreach else "for-loop" if foreach is False else "torch's default kernel"
+        return f"torch.optim.{kind.__name__} ({how}; no compiled op)"
+    op = {"FusedAdam": "fused_adam", "DeepSpeedCPUAdam": "cpu_adam"}.get(kind.__name__)
+    return f"deepspeed {kind.__name__}" + (f" (compiled op {op})" if op else "")
 
 
 def _base_optimizer(engine):
