@@ -5,7 +5,7 @@ Checked before anything is written, each problem naming the part directory and t
 is a finished pack with a part entry; the parts are 1/N..N/N of one N, each once; one tokenizer identity
 (roberta_ds.tokenizer.TokenizerInfo); the same packing settings (every pack option that shapes the output
 but the input path, the tokenizer path and the shard size); no document in two parts (``--allow_duplicates``
-merges anyway); and every shard re-hashed and re-counted against its part's manifest (data_tools.inspect.verify).
+merges anyway); and every shard re-hashed and re-counted against its part's manifest (data_tools.shard_check.verify).
 
 Then: the shards are hard-linked (copied, and re-hashed, across filesystems) to ``SPLIT/partI-shard-NNNNN.tar``
 (I zero-padded to the width of N), in part order; the tokenizer is copied from the first part; per split the
@@ -29,18 +29,18 @@ import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-import roberta_ds
 from data_tools.config import MergeConfig
-from data_tools.inspect import verify
+from data_tools.shard_check import verify
 from data_tools.pack_job import TOP_UNK, print_summary
 from data_tools.readers import ReadStats
+from roberta_ds.owned_dir import claim_dir
 from roberta_ds.shard_format import (
+    source_stamp,
     MANIFEST_NAME,
     SPLITS,
     TOKENIZER_DIRNAME,
@@ -106,7 +106,9 @@ def run_merge(cfg: MergeConfig, console: Console | None = None) -> Manifest:
         )
 
     out = cfg.output
-    prepare_output(out)
+    if (out / MANIFEST_NAME).exists():
+        raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
+    claim_dir(out, "data_tools merge", {*SPLITS, TOKENIZER_DIRNAME, MANIFEST_NAME + ".tmp"}, flag="--output", what="a data_tools dataset")
     width = len(str(parts[0].of))
     splits: dict[str, SplitInfo] = {}
     placed = Counter()
@@ -165,9 +167,7 @@ def run_merge(cfg: MergeConfig, console: Console | None = None) -> Manifest:
             "format": first.source.get("format"),
             "input": options["input"],
             "options": options,
-            "tool": "data_tools merge",
-            "roberta_ds_version": roberta_ds.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **source_stamp("data_tools merge"),
             "parts": parts_info,
             "padding_note": "each part's last shard of a split may end in one padded sequence "
                             "(ShardInfo.padding_tokens); no other sequence holds [PAD]",
@@ -305,24 +305,6 @@ def merge_corpus(corpora: list[dict], duplicated: int) -> dict:
                              for cat in cats}
     out["duplicates_across_parts"] = duplicated
     return out
-
-
-def prepare_output(out: Path) -> None:
-    """An empty --output; the leftovers of a merge killed before its manifest are removed, anything else refused."""
-    if (out / MANIFEST_NAME).exists():
-        raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
-    if out.exists():
-        ours = {*SPLITS, TOKENIZER_DIRNAME, MANIFEST_NAME + ".tmp"}
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-        if foreign:
-            raise ValueError(f"--output {out} is not empty and not a data_tools dataset (it holds {foreign[:10]}).")
-        for name in ours:  # an interrupted merge: its links and copies are redone
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def place(src: Path, dst: Path, sha256: str) -> bool:

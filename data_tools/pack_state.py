@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from data_tools.shard_writer import HASH_DTYPE, SplitWriter
+from roberta_ds.owned_dir import claim_dir
 from roberta_ds.shard_format import MANIFEST_NAME, SPLITS, TOKENIZER_DIRNAME, ShardInfo, sha256_file
 
 STATE_DIRNAME = ".pack_state"
@@ -56,8 +56,9 @@ class Counters:
 
 
 def prepare_output(out: Path, options: dict) -> dict | None:
-    """The resume state of an unfinished pack made with these ``options``, or None for a fresh start
-    (after removing the leftovers of a run killed before its first checkpoint); refuse anything ambiguous."""
+    """The resume state of an unfinished pack made with these ``options``, or None for a fresh start (after
+    removing the leftovers of our own run killed before its first checkpoint: owned_dir.claim_dir); refuse
+    anything ambiguous, and anything we did not write."""
     state = load_state(out) if out.exists() else None
     if state is not None:
         old = state["options"]
@@ -68,19 +69,11 @@ def prepare_output(out: Path, options: dict) -> dict | None:
                 "Re-run the original command to finish it, or choose a new --output."
             )
         return state
-    if out.exists():
-        if (out / MANIFEST_NAME).exists():
-            clear_state(out)  # leftovers of a finished pack killed while removing its resume state
-            raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
-        manifest_tmp = out / (MANIFEST_NAME + ".tmp")  # write_manifest's, half-written if killed meanwhile
-        ours = {"train", "validation", TOKENIZER_DIRNAME, STATE_DIRNAME, manifest_tmp.name}
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
-        if foreign:
-            raise ValueError(f"--output {out} is not empty and not a data_tools dataset (it holds {foreign[:10]}).")
-        for split in SPLITS:  # leftovers of a run killed before its first checkpoint
-            if (out / split).exists():
-                shutil.rmtree(out / split)
-        manifest_tmp.unlink(missing_ok=True)
+    if (out / MANIFEST_NAME).exists():
+        clear_state(out)  # leftovers of a finished pack killed while removing its resume state
+        raise ValueError(f"{out} already holds a finished dataset (manifest.json); choose a new --output or delete it.")
+    claim_dir(out, "data_tools pack", {*SPLITS, TOKENIZER_DIRNAME, STATE_DIRNAME, MANIFEST_NAME + ".tmp"},
+              flag="--output", what="a data_tools dataset")
     return None
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from roberta_ds import ds_config, monitor, sanity
+from roberta_ds import ds_config, monitor, records, sanity
 from roberta_ds.config import RunConfig
 from roberta_ds.data import Layout, PretrainingData, ShardStream
-from roberta_ds.engine import build_engine, device, init_distributed
+from roberta_ds import engine as engine_setup
+from roberta_ds.engine import build_engine, device, init_distributed, optimizer_implementation
 from roberta_ds.masking import EVAL_MASK_SEED, Masker
 from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
 from roberta_ds.schedule import TIME_SCHEDULERS
@@ -63,7 +64,7 @@ class PretrainRun:
 
     @property
     def ckpt_root(self) -> Path:
-        return self.out / "checkpoints"
+        return self.out / records.CHECKPOINTS_DIRNAME
 
     @property
     def budget_s(self) -> float | None:
@@ -94,6 +95,8 @@ class PretrainRun:
             "total_steps": None if self.budget_s is not None else self.total_steps,
             "time_budget_s": self.budget_s,
             "precision": self.precision,
+            "optimizer_implementation": optimizer_implementation(self.engine),
+            "launcher": engine_setup.LAUNCH.launcher if engine_setup.LAUNCH else None,
         }
 
 
@@ -129,6 +132,8 @@ def memory_report(cfg: RunConfig) -> str:
 
 def build_run(cfg: RunConfig) -> PretrainRun:
     t = cfg.train
+    if t.resume_from_checkpoint is None:
+        records.refuse_used_run_dir(Path(t.output_dir))
     rank, world, _ = init_distributed()
     console = Console(stderr=False, force_terminal=None)
     root = Path(t.data_dir)
@@ -162,7 +167,7 @@ def build_run(cfg: RunConfig) -> PretrainRun:
         # until then the run is in warmup.
         total_steps = PROJECTION_PLACEHOLDER
     ds_cfg = ds_config.resolve(raw, total_steps=total_steps, world_size=world)
-    problems = monitor.place_outputs(ds_cfg, Path(t.output_dir))
+    problems = monitor.place_outputs(ds_cfg, Path(t.output_dir), is_main=rank == 0)
     if problems:
         raise ds_config.DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))
     precision = ds_config.precision(ds_cfg)

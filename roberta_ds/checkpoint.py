@@ -13,7 +13,7 @@ Layout of ``RUN/checkpoints/``::
 Reading a checkpoint back: the fp32 weights are consolidated from DeepSpeed's ZeRO shards (any
 stage), loaded into a fresh RobertaForMaskedLM and, for an export, saved with ``save_pretrained``.
 We do not use ``zero_to_fp32.py --safe_serialization``: it fails on RoBERTa's tied decoder weights
-(DESIGN.md), while ``save_pretrained`` knows the tie.
+(docs/design.md), while ``save_pretrained`` knows the tie.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -29,7 +30,9 @@ import numpy as np
 import torch
 
 from roberta_ds.collective import any_rank
+from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
+from roberta_ds.tokenizer import POSITION_OFFSET, handoff_tokenizer
 
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
@@ -43,18 +46,41 @@ def tag_for(step: int) -> str:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors, numbers and lists only: it loads with torch.load(weights_only=True), which
+    runs no code from the file (a pickle of numpy's or Python's state objects would need the unsafe loader)."""
+    version, words, gauss = random.getstate()
+    key, np_words, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, torch.tensor(words, dtype=torch.int64), gauss],
+             "numpy": [key, torch.from_numpy(np_words.astype(np.int64)), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(int(w) for w in words.tolist()), gauss))
+    key, np_words, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((key, np.asarray(np_words.numpy() if torch.is_tensor(np_words) else np_words, dtype=np.uint32),
+                         pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def load_rng_file(path: Path) -> dict:
+    """Our RNG file, loaded without running code from it. Files written before v0.2 pickled numpy's state tuple;
+    they load only through the unsafe loader, as DeepSpeed's own files do (resume only checkpoints you trust)."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        logging.getLogger(__name__).warning("%s predates weights_only-safe RNG files: loading it as a pickle", path)
+        state = torch.load(path, weights_only=False)
+        version, words, gauss = state["python"]
+        key, np_words, pos, has_gauss, cached = state["numpy"]
+        return {**state, "python": [version, torch.tensor(words, dtype=torch.int64), gauss],
+                "numpy": [key, torch.from_numpy(np.asarray(np_words).astype(np.int64)), pos, has_gauss, cached]}
 
 
 class CheckpointWriteError(RuntimeError):
@@ -115,7 +141,9 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
                if previous else "no earlier checkpoint exists")
         ) from failure
     if rank == 0 and keep > 0:
-        for old in list_checkpoints(ckpt_root)[:-keep]:
+        # Only this run's checkpoints: a directory can also hold another run's (copied in to resume from).
+        mine = [p for p in list_checkpoints(ckpt_root) if read_state(p).get("run_id", "") == state.get("run_id", "")]
+        for old in mine[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
@@ -177,7 +205,7 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     rng_file = tag_dir / f"rng_rank{rank:05d}.pt"
     if not rng_file.exists():
         raise ValueError(f"{rng_file} is missing: the checkpoint is incomplete")
-    set_rng_state(torch.load(rng_file, weights_only=False))
+    set_rng_state(load_rng_file(rng_file))
 
 
 def _load_universal(engine, universal_dir: Path) -> str | None:
@@ -193,6 +221,13 @@ def _load_universal(engine, universal_dir: Path) -> str | None:
     # (our no-decay group came back with weight decay 0.01); they are this run's settings, restore them.
     for group, own in zip(groups, settings):
         group.update(own)
+    # It also hands every ZeRO-3 sub-group's state the one 'step' tensor it read; torch's Adam increments each
+    # state's step in place, so a shared tensor advanced once per sub-group per step and the bias correction
+    # ran ahead (the loss of the first resumed step off by 1e-4). Each state gets its own copy.
+    base = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    for state in getattr(base, "state", {}).values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
     return load_path
 
 
@@ -281,9 +316,10 @@ def model_from_checkpoint(tag_dir: Path):
     return model
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str = "roberta") -> Path:
     """Write a checkpoint (a global_stepN directory, or the newest in a checkpoints/ directory) as a
-    Hugging Face model directory: save_pretrained weights and config, and the tokenizer."""
+    Hugging Face model directory: save_pretrained weights and config, and the tokenizer. ``architecture``
+    "bert" writes a BertForMaskedLM (bert_format.py) for code written for BERT-architecture checkpoints."""
     from transformers import AutoTokenizer
 
     tag_dir = find(checkpoint)
@@ -292,7 +328,29 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
                          "checkpoints/ directory holding them)")
     out = Path(out)
     model = model_from_checkpoint(tag_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    positions, types = model.config.max_position_embeddings - POSITION_OFFSET, model.config.type_vocab_size
+    if architecture == "bert":
+        from roberta_ds.bert_format import roberta_to_bert
+
+        model = roberta_to_bert(model)
+        types = model.config.type_vocab_size
+    # Never over a colleague's files: only into a new or empty directory, or over an export of ours.
+    claim_dir(out, "roberta-ds export", EXPORT_ENTRIES, flag="export directory", what="a roberta-ds export", clean=False)
     model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIRNAME)).save_pretrained(str(out))
+    tok = AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
+    handoff_tokenizer(tok, max_tokens=positions, token_types=types,
+                      normalize=_packed_with_normalization(tag_dir)).save_pretrained(str(out))
+    record_entries(out, "roberta-ds export", EXPORT_ENTRIES | {p.name for p in out.iterdir()} - {MARKER_NAME})
     return out
+
+
+def _packed_with_normalization(tag_dir: Path) -> bool:
+    """Whether the run's shards were packed with the character table (pack's default; --no_normalize turns it off):
+    then the exported tokenizer applies the same table."""
+    source = read_state(tag_dir).get("config", {}).get("data", {}).get("source") or {}
+    return source.get("options", {}).get("normalize", True) is not False
+
+
+EXPORT_ENTRIES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "vocab.txt", "added_tokens.json", "README.md"}
+"""What an export writes (save_pretrained of the model and the tokenizer, and the model card)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
+import uuid
 from pathlib import Path
 
 from roberta_ds.records import Evaluation, TrainWindow
@@ -48,10 +50,15 @@ def enabled(ds_cfg: dict) -> list[str]:
     return [m for m in MONITORS if isinstance(ds_cfg.get(m), dict) and ds_cfg[m].get("enabled") is True]
 
 
-def place_outputs(ds_cfg: dict, out: Path) -> list[str]:
+WANDB_ID_NAME = "wandb_run_id"
+"""RUN/wandb_run_id: the W&B run this run logs to, kept so that a requeued or resumed run continues it."""
+
+
+def place_outputs(ds_cfg: dict, out: Path, *, is_main: bool = True) -> list[str]:
     """Where an enabled monitor writes when the JSON does not say: RUN/tensorboard/RUN_NAME and
     RUN/csv_monitor/RUN_NAME (DeepSpeed's default is ./DeepSpeedJobName in the working directory, shared by
-    every run). Edits ``ds_cfg`` in place; returns the problems (a monitor whose package is missing)."""
+    every run); W&B under RUN/wandb, continuing the run's W&B run across resumes. Edits ``ds_cfg`` in place;
+    returns the problems (a monitor whose package is missing)."""
     problems = []
     for kind in enabled(ds_cfg):
         section = ds_cfg[kind]
@@ -59,10 +66,27 @@ def place_outputs(ds_cfg: dict, out: Path) -> list[str]:
             if not section.get("output_path"):
                 section["output_path"] = str(out.resolve() / kind)
             section.setdefault("job_name", out.resolve().name)
+        if kind == "wandb":
+            _continue_wandb_run(out.resolve(), is_main)
         package, install = _PACKAGES.get(kind, (None, None))
         if package and importlib.util.find_spec(package) is None:
             problems.append(f"{kind}.enabled = true but the {package!r} package is not installed: {install}")
     return problems
+
+
+def _continue_wandb_run(out: Path, is_main: bool) -> None:
+    """DeepSpeed's W&B monitor calls wandb.init(project, group, entity) and nothing else, so every requeue
+    started a new W&B run, writing ./wandb in the working directory. wandb.init also reads WANDB_RUN_ID,
+    WANDB_RESUME and WANDB_DIR: the run's id is kept in RUN/wandb_run_id and passed on every start, and the
+    files go under RUN/. A variable the user set wins."""
+    id_file = out / WANDB_ID_NAME
+    if is_main and not id_file.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(uuid.uuid4().hex[:16] + "\n", encoding="utf-8")
+    if id_file.exists():
+        os.environ.setdefault("WANDB_RUN_ID", id_file.read_text(encoding="utf-8").strip())
+        os.environ.setdefault("WANDB_RESUME", "allow")
+    os.environ.setdefault("WANDB_DIR", str(out))
 
 
 class LiveMetrics:

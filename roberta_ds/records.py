@@ -30,6 +30,21 @@ METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 PROBE_NAME = "probe.json"
 """launcher/probe.py --out RUN/probe.json: the report and the model card show it when present (the demo writes it)."""
+EFFECTIVE_CONFIG_NAME = "effective_config.json"
+CHECKPOINTS_DIRNAME = "checkpoints"
+FINAL_MODEL_DIRNAME = "final_model"
+RUN_ENTRIES = (METRICS_NAME, SUMMARY_NAME, EFFECTIVE_CONFIG_NAME, CHECKPOINTS_DIRNAME, FINAL_MODEL_DIRNAME, "wandb_run_id")
+"""What a pretraining run writes into its --output_dir: a directory holding any of them holds a run."""
+
+
+def refuse_used_run_dir(out: Path) -> None:
+    """A new run (no --resume_from_checkpoint) must not write into another run's directory: its metrics would be
+    appended to the old run's, and checkpoint rotation would mix the two runs' checkpoints."""
+    used = [n for n in RUN_ENTRIES if (out / n).exists() and not ((out / n).is_dir() and not any((out / n).iterdir()))]
+    if used:
+        raise ValueError(
+            f"--output_dir {out} already holds a run ({', '.join(used)}). Continue that run with "
+            "--resume_from_checkpoint auto, or start a new one with another --output_dir; nothing was changed.")
 
 # ---------------------------------------------------------------------------- definitions
 LOSS = "mean cross-entropy (nats) per masked token, weighted by masked tokens, over all ranks"
@@ -210,6 +225,23 @@ class MetricsLog:
         """Resume: records past the checkpoint's step are about to be recomputed identically; drop them."""
         self.records = [r for r in read_metrics(self.path.parent) if r.step <= step] if self.path.exists() else []
         self.path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in self.records), encoding="utf-8")
+
+
+def format_value(v, digits: int = 4) -> str:
+    """A number as the report and the model card print it: thousands separated, "—" for none."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if abs(v) >= 1e3:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}"
+    return str(v)
 
 
 # ---------------------------------------------------------------------------- sums behind the records

@@ -30,7 +30,7 @@ import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -178,6 +178,16 @@ def unigram_line(train_counts: np.ndarray, val_counts: np.ndarray, tok: Tokenize
     return {"nats": nats, "validation_tokens": int(n), "definition": UNIGRAM_DEFINITION}
 
 
+def source_stamp(tool: str) -> dict:
+    """Who wrote a dataset and when: the manifest's source fields every writer (pack, merge) sets alike."""
+    from datetime import datetime, timezone
+
+    import roberta_ds
+
+    return {"tool": tool, "roberta_ds_version": roberta_ds.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def write_manifest(root: Path, manifest: Manifest) -> None:
     """Write atomically: a reader sees either no manifest or a complete one."""
     tmp = root / (MANIFEST_NAME + ".tmp")
@@ -202,7 +212,19 @@ def read_manifest(root: str | Path) -> Manifest:
             f"{path}: shard format version {version}, this roberta-ds reads version {FORMAT_VERSION}. "
             "Re-run `python -m data_tools pack` with this version to rebuild the shards."
         )
-    return Manifest.from_dict(d)
+    manifest = Manifest.from_dict(d)
+    bad = [sh.name for split in manifest.splits.values() for sh in split.shards if not _inside(sh.name)]
+    if bad:
+        raise ShardFormatError(
+            f"{path}: shard names must be plain relative paths inside the dataset (like train/shard-00000.tar); "
+            f"refusing {bad[:5]}, which would read outside {root}. Re-pack, or fix the manifest by hand.")
+    return manifest
+
+
+def _inside(name: str) -> bool:
+    """A relative name with no '..', no absolute or drive part, no backslash: it stays inside the dataset."""
+    p = PurePosixPath(name)
+    return bool(name) and "\\" not in name and not p.is_absolute() and ".." not in p.parts and ":" not in p.parts[0]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

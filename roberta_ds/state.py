@@ -32,6 +32,8 @@ class TrainState:
     last_window_steps: int = 0
     evals: list[Evaluation] = field(default_factory=list)
     clock: ClockState = field(default_factory=ClockState)
+    run_id: str = ""
+    """Names the run across resumes; checkpoint rotation deletes only checkpoints with this id ("" before v0.2)."""
 
     def add_window(self, w: WindowTotals, epoch: int) -> None:
         if self.initial_loss is None:
@@ -63,6 +65,7 @@ class TrainState:
             "last_window": {"loss": self.last_window_loss, "steps": self.last_window_steps},
             "evals": [e.to_dict() for e in self.evals],
             "clock": asdict(self.clock),
+            "run_id": self.run_id,
         }
 
     @classmethod
@@ -81,5 +84,6 @@ class TrainState:
             last_window_steps=window.get("steps", 0),
             evals=[Evaluation.from_dict(e) for e in d.get("evals", [])],
             clock=ClockState(**d.get("clock", {})),
+            run_id=d.get("run_id", ""),
         )
 

@@ -12,17 +12,18 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from roberta_ds import checkpoint, records, sanity
+from roberta_ds import checkpoint, engine, records, sanity
 from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
 from roberta_ds.collective import any_rank
 from roberta_ds.data import model_inputs, to_device
-from roberta_ds.engine import beta_power_reset
+from roberta_ds.engine import beta_power_reset, optimizer_implementation
 from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.monitor import LiveMetrics
 from roberta_ds.preemption import StopRequest
@@ -82,7 +83,7 @@ class Trainer:
         self._resume()
         st = self.state
         if run.is_main:
-            (run.out / "effective_config.json").write_text(json.dumps(run.effective_config(), indent=1,
+            (run.out / records.EFFECTIVE_CONFIG_NAME).write_text(json.dumps(run.effective_config(), indent=1,
                                                                         ensure_ascii=False, default=str))
             self._print_header()
         if st.step == 0 and run.evaluating:
@@ -361,8 +362,10 @@ class Trainer:
         run = self.run
         tag_dir = checkpoint.resolve_resume(self.cfg.resume_from_checkpoint, run.ckpt_root)
         if tag_dir is None:
+            self.state.run_id = uuid.uuid4().hex[:12]  # a new run: its checkpoints carry this id (rotation)
             if run.is_main and self.cfg.resume_from_checkpoint == "auto":
                 run.console.print(f"no checkpoint under {run.ckpt_root}: starting from scratch")
+                self.log.truncate_after(-1)  # records of an attempt killed before its first checkpoint
             return
         saved = checkpoint.read_state(tag_dir)
         self._check_resume_compatible(saved["config"])
@@ -466,8 +469,10 @@ class Trainer:
         arch = run.cfg.model.architecture()
         run.console.print(
             f"roberta-ds: {run.cfg.model.model_size} ({arch}), {run.world} rank(s), precision {run.precision}, "
-            f"ZeRO stage {run.ds_cfg.get('zero_optimization', {}).get('stage', 0)}\n"
-            f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, global batch "
+            f"ZeRO stage {run.ds_cfg.get('zero_optimization', {}).get('stage', 0)}, optimizer "
+            f"{optimizer_implementation(run.engine)}\n"
+            + (f"{engine.LAUNCH.describe()}\n" if engine.LAUNCH is not None else "")
+            + f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, global batch "
             f"{run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation {run.layout.grad_accum} "
             f"x {run.world} rank(s); {d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch "
             f"left over and skipped); "

@@ -8,8 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SHARED = {"roberta_ds", "roberta_ds.shard_format", "roberta_ds.tokenizer", "roberta_ds.cli_args"}
-"""The bottom layer: the shard format and manifest, the tokenizer's identity, config-generated command lines."""
+SHARED = {"roberta_ds", "roberta_ds.shard_format", "roberta_ds.tokenizer", "roberta_ds.cli_args", "roberta_ds.owned_dir"}
+"""The bottom layer: the shard format and manifest, the tokenizer's identity, config-generated command lines, output
+directories that refuse files we did not write."""
 
 
 def imports(path: Path) -> set[str]:

@@ -70,3 +70,28 @@ def test_monitors_carry_the_logged_metrics_across_a_resume(shard_dir: Path, tmp_
     tb = read_tensorboard(out / "tensorboard" / out.name)
     assert_series_match(tb, want, rel=1e-6)  # TensorBoard stores float32
     assert [s for s, _ in tb["Train/Samples/lr"]] == [gb * k for k in range(1, 13)]
+
+
+def test_wandb_offline_continues_one_run_across_a_requeue_and_writes_under_the_run(shard_dir: Path, tmp_path: Path,
+                                                                                 monkeypatch):
+    # W&B's offline mode, as a requeued job meets it: the second start resumes the first's W&B run (the same id),
+    # and W&B's files go under the run directory, not ./wandb in the working directory.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_RUN_ID", "WANDB_RESUME", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    args = ("--ds", "wandb.enabled=true", "--ds", "wandb.project=roberta-ds-test", "--save_steps", "2")
+    assert run_pretrain(shard_dir, out, "zero2", 4, *args, "--stop_at_step", "2") == 0
+    run_id = (out / "wandb_run_id").read_text().strip()
+    for var in ("WANDB_RUN_ID", "WANDB_RESUME", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)  # a requeued job is a new process: nothing carried in the environment
+    import wandb
+
+    wandb.finish()
+    assert run_pretrain(shard_dir, out, "zero2", 4, *args, "--resume_from_checkpoint", "auto") == 0
+    wandb.finish()
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(p.name.endswith(f"-{run_id}") for p in runs), runs
+    assert not (tmp_path / "wandb").exists()
