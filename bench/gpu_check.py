@@ -81,8 +81,9 @@ def launcher_run(shards: Path, out: Path, a: argparse.Namespace, ranks: int) -> 
     from transformers import AutoConfig
 
     summary = json.loads((out / "summary.json").read_text())
+    optimizer = json.loads((out / "effective_config.json").read_text()).get("optimizer_implementation")
     hf = AutoConfig.from_pretrained(out / "final_model")  # the exported model's config: what was trained
-    return {**rate, "wall_s": wall, "world_size": summary.get("world_size"), "hf": hf}
+    return {**rate, "wall_s": wall, "world_size": summary.get("world_size"), "hf": hf, "optimizer": optimizer}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         flops = tt.model_flops(r["hf"], a.length, r["steps"] * a.micro * n * a.length, r["masked"])
         rows.append({"arm": f"roberta-ds ZeRO-2, {n} rank{'s' if n > 1 else ''}", "ranks": n,
                      "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
-                     "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"]})
+                     "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"],
+                     "optimizer_implementation": r["optimizer"]})
+        print(f"{n} rank(s): optimizer {r['optimizer']}", flush=True)
     mlm = tt.run_arm("run_mlm", shards, a.preset, a.length, a.steps, tt.Setting(a.micro, a.device, "bf16"))
     rows.append({"arm": "run_mlm-style loop, 1 rank", "ranks": 1, "world_size": 1,
                  "useful_tokens_per_s": mlm["useful_tokens"] / mlm["seconds"],

@@ -3,6 +3,8 @@ runs on a GPU runs here too (pack, bf16 ceiling, the launcher on 1 and 2 ranks, 
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from pretrain_helpers import ROOT, single_process_env
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_step_on_the_cpu(vocab_dir: Path, tmp_path: Path):
     work = tmp_path / "gpu_check"
     env = single_process_env()
@@ -30,8 +33,12 @@ def test_gpu_check_runs_every_step_on_the_cpu(vocab_dir: Path, tmp_path: Path):
     cfg = json.loads((work / "run_tiny_512_1rank" / "effective_config.json").read_text())
     assert cfg["precision"] == "bf16" and cfg["deepspeed"]["bf16"]["enabled"] is True, cfg["deepspeed"]["bf16"]
     assert "2 ranks: " in proc.stdout and "roberta-ds / run_mlm-style: " in proc.stdout
+    # which Adam ran, printed and recorded: the shipped config's torch AdamW, nothing compiled
+    assert "optimizer torch.optim.AdamW" in proc.stdout
+    assert arms["roberta-ds ZeRO-2, 1 rank"]["optimizer_implementation"].startswith("torch.optim.AdamW")
 
 
+@pytest.mark.slow
 def test_gpu_check_without_a_gpu_says_how_to_rehearse(tmp_path: Path):
     proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--work", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
