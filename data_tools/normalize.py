@@ -18,17 +18,7 @@ from __future__ import annotations
 
 import re
 
-CHAR_TABLE: dict[str, str] = {
-    "\u201c": '"',  # “ left double quotation mark
-    "\u201d": '"',  # ” right double quotation mark
-    "\u2018": "'",  # ‘ left single quotation mark
-    "\u2019": "'",  # ’ right single quotation mark
-    "\u2014": "-",  # — em dash (Chinese "——" becomes "--")
-    "\u2013": "-",  # – en dash
-    "\u2015": "-",  # ― horizontal bar (inews: 58 [UNK])
-    "\u2026": "...",  # … ellipsis
-}
-"""The one place that says which characters are replaced (see the module docstring)."""
+from roberta_ds.tokenizer import CHAR_TABLE  # noqa: E402  (the one table; the exported tokenizer carries it too)
 
 _TRANSLATE = str.maketrans(CHAR_TABLE)
 _TABLE_RE = re.compile("[" + "".join(CHAR_TABLE) + "]")

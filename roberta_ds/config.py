@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from roberta_ds.cli_args import cli
+from roberta_ds.data import SHUFFLE_BUFFER
 from roberta_ds.masking import MaskingConfig
 from roberta_ds.model import ModelConfig
 from roberta_ds.schedule import parse_duration
@@ -51,10 +52,11 @@ class TrainConfig:
     resume_from_checkpoint: str | None = field(default=None, metadata=cli(metavar="auto|PATH"))
     """'auto' (the run's newest checkpoint, if any) or a checkpoint path."""
     init_from: str | None = None
-    """Continue pretraining from a Hugging Face RoBERTa or BERT checkpoint directory."""
+    """Continue pretraining from a Hugging Face RoBERTa or BERT checkpoint: a directory, or a hub id (ORG/NAME) when
+    the hub is reachable."""
     stop_at_step: int | None = None
     """Save and exit after this step without changing the schedule (split a long run into time-boxed jobs)."""
-    shuffle_buffer: int = 100_000
+    shuffle_buffer: int = SHUFFLE_BUFFER
     """Sequences shuffled together, as a window of whole samples (indices only: no data held in memory)."""
     time_budget: str | None = field(default=None, metadata=cli(metavar="DURATION"))
     """Train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak,
@@ -114,8 +116,9 @@ class TrainConfig:
             problems.append(f"--shuffle_buffer {self.shuffle_buffer}: must be >= 1")
         if not Path(self.data_dir).is_dir():
             problems.append(f"--data_dir {self.data_dir}: no such directory (make one with `python -m data_tools pack`)")
-        if self.init_from is not None and not Path(self.init_from).is_dir():
-            problems.append(f"--init_from {self.init_from}: no such directory (a Hugging Face model directory)")
+        if self.init_from is not None and not Path(self.init_from).is_dir() and not _looks_like_hub_id(self.init_from):
+            problems.append(f"--init_from {self.init_from}: no such directory, and not a hub id (ORG/NAME): give a "
+                            "Hugging Face model directory or a hub id such as hfl/chinese-roberta-wwm-ext")
         if problems:
             raise ValueError("invalid settings:\n  " + "\n  ".join(problems))
 
@@ -128,3 +131,9 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return {"train": asdict(self.train), "model": asdict(self.model), "masking": asdict(self.masking)}
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    """ORG/NAME (one slash, no path-like parts): a Hugging Face hub repository id, downloaded by warm_start."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text

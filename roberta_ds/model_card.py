@@ -13,6 +13,7 @@ from pathlib import Path
 from roberta_ds import records
 from roberta_ds.checkpoint import read_state
 from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION, read_manifest
+from roberta_ds.tokenizer import POSITION_OFFSET
 
 CARD_NAME = "README.md"
 
@@ -21,23 +22,13 @@ def _sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return str(v)
-
-
 def model_card(run_dir: str | Path) -> str:
     """The card's text for a finished run directory (RUN/summary.json must exist)."""
     run = Path(run_dir)
     summary = records.read_summary(run)
     if summary is None:
         raise ValueError(f"{run}: no {records.SUMMARY_NAME} (the run has not finished): no model card")
-    config = json.loads((run / "effective_config.json").read_text(encoding="utf-8"))
+    config = json.loads((run / records.EFFECTIVE_CONFIG_NAME).read_text(encoding="utf-8"))
     probe_path = run / records.PROBE_NAME
     probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.exists() else None
     return _card(run.resolve().name, summary, config, probe, summary.warnings)
@@ -96,18 +87,18 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
     rows = [
         ("corpus", f"{source.get('format', '?')}" + (f" ({source['input']})" if source.get("input") else "")),
         ("shard manifest sha256", _sha256(manifest_path) or f"{manifest_path} no longer exists"),
-        ("documents / tokens in the training split", f"{_fmt((summary.data or {}).get('train_documents'))} / "
-                                                     f"{_fmt((summary.data or {}).get('train_tokens'))}"),
-        ("tokenizer", f"vocab {_fmt(tok.get('vocab_size'))}, sha256 {tok.get('sha256', '?')}"),
+        ("documents / tokens in the training split", f"{records.format_value((summary.data or {}).get('train_documents'))} / "
+                                                     f"{records.format_value((summary.data or {}).get('train_tokens'))}"),
+        ("tokenizer", f"vocab {records.format_value(tok.get('vocab_size'))}, sha256 {tok.get('vocab_sha256', '?')}"),
         ("architecture", f"RobertaForMaskedLM, hidden {mdl['hidden_size']}, {mdl['num_hidden_layers']} layers, "
-                         f"{mdl['num_attention_heads']} heads, {mdl['max_position_embeddings'] - 2} positions"),
-        ("training", f"{_fmt(summary.steps)} steps x global batch {_fmt(summary.global_batch)} x "
-                     f"{_fmt(summary.seq_len)} tokens; {_fmt(summary.tokens)} tokens seen"),
+                         f"{mdl['num_attention_heads']} heads, {mdl['max_position_embeddings'] - POSITION_OFFSET} positions"),
+        ("training", f"{records.format_value(summary.steps)} steps x global batch {records.format_value(summary.global_batch)} x "
+                     f"{records.format_value(summary.seq_len)} tokens; {records.format_value(summary.tokens)} tokens seen"),
         ("engine", f"DeepSpeed ZeRO stage {summary.zero_stage}, {summary.precision}, {summary.world_size} rank(s), "
                    f"peak lr {summary.lr:g}"),
         ("training wall time", f"{(summary.train_time_s or 0) / 3600:.2f} h"),
         ("held-out loss", (f"{ev.loss:.4f} nats per masked token (perplexity {ev.perplexity:.2f}, accuracy "
-                           f"{ev.accuracy:.4f}) on {_fmt(ev.sequences)} validation sequences, "
+                           f"{ev.accuracy:.4f}) on {records.format_value(ev.sequences)} validation sequences, "
                            f"{records.EVAL_DEFINITIONS['masking']}") if ev else "not measured"),
         ("unigram line", (f"{ev.unigram_nats:.4f} ({UNIGRAM_DEFINITION}); the model is "
                           f"{ev.unigram_nats - ev.loss:.3f} nats below it") if ev and ev.unigram_nats else "—"),

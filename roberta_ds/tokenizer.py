@@ -1,6 +1,6 @@
 """Loading the WordPiece tokenizer and describing its identity.
 
-Accepted sources (DESIGN.md, "Tokenizer"):
+Accepted sources (docs/design.md, "Tokenizer"):
   * a local tokenizer directory (``save_pretrained`` output, or a folder holding ``vocab.txt``),
   * a bare ``vocab.txt`` file,
   * a hub id such as ``hfl/chinese-bert-wwm-ext`` (only when the hub is reachable).
@@ -12,6 +12,8 @@ then checked against the file's line count.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import shutil
 import tempfile
@@ -21,6 +23,45 @@ from pathlib import Path
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+POSITION_OFFSET = 2
+"""RoBERTa's position ids start after the pad id (transformers' create_position_ids_from_input_ids): a model with P
+position rows takes P - 2 tokens."""
+
+CHAR_TABLE: dict[str, str] = {
+    "\u201c": '"',  # “ left double quotation mark
+    "\u201d": '"',  # ” right double quotation mark
+    "\u2018": "'",  # ‘ left single quotation mark
+    "\u2019": "'",  # ’ right single quotation mark
+    "\u2014": "-",  # — em dash (Chinese "——" becomes "--")
+    "\u2013": "-",  # – en dash
+    "\u2015": "-",  # ― horizontal bar (inews: 58 [UNK])
+    "\u2026": "...",  # … ellipsis
+}
+"""The characters the standard Chinese BERT vocab lacks, each mapped to one it has (data_tools/normalize.py says
+why). The one table: pack applies it before tokenizing, and the exported tokenizer carries it as its normalizer."""
+
+
+def handoff_tokenizer(tokenizer: PreTrainedTokenizerBase, *, max_tokens: int, token_types: int,
+                      normalize: bool = True) -> PreTrainedTokenizerBase:
+    """The tokenizer colleagues load with AutoTokenizer next to an exported model: the CHAR_TABLE normalizer in its
+    tokenizer.json (fine-tuning text is normalised as pretraining text was), ``truncation=True`` stopping at the
+    model's positions, and no token_type_ids when the model has one token type (a pair would index row 1)."""
+    from tokenizers import normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    if normalize:
+        steps = [normalizers.Replace(a, b) for a, b in CHAR_TABLE.items()]
+        backend.normalizer = normalizers.Sequence([*steps, backend.normalizer] if backend.normalizer else steps)
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_types > 1 else ["input_ids", "attention_mask"]
+    # The generic fast class: a BertTokenizer would rebuild its normalizer from do_lower_case & co. on load and drop
+    # the table (transformers 5).
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=max_tokens, model_input_names=names,
+        unk_token=tokenizer.unk_token, sep_token=tokenizer.sep_token, pad_token=tokenizer.pad_token,
+        cls_token=tokenizer.cls_token, mask_token=tokenizer.mask_token)
 
 
 class TokenizerError(ValueError):

@@ -18,16 +18,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, RobertaForMaskedLM
 
+from roberta_ds.bert_format import bert_to_roberta
 from roberta_ds.checkpoint import TIED
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
-
-BERT_HEAD = {
-    "cls.predictions.transform.dense.": "lm_head.dense.",
-    "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
-    "cls.predictions.decoder.": "lm_head.decoder.",
-    "cls.predictions.bias": "lm_head.bias",
-}
-
 
 def _source_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
     """The tensors actually stored in the checkpoint files.
@@ -59,30 +52,31 @@ def _legacy_layer_norm(key: str) -> str:
     return key
 
 
-def _map_bert(sd: dict[str, torch.Tensor], target_positions: int, pad_id: int) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("bert.pooler."):
-            continue  # RobertaForMaskedLM has no pooler
-        if k.startswith("bert."):
-            k = "roberta." + k[len("bert."):]
-        for old, new in BERT_HEAD.items():
-            if k.startswith(old):
-                k = new + k[len(old):]
-        if k == "roberta.embeddings.position_embeddings.weight":
-            shifted = torch.zeros(target_positions, v.shape[1], dtype=v.dtype)
-            n = min(v.shape[0], target_positions - pad_id - 1)
-            shifted[pad_id + 1 : pad_id + 1 + n] = v[:n]
-            v = shifted
-        if k == "roberta.embeddings.token_type_embeddings.weight":
-            v = v[:1]
-        out[k] = v
-    return out
+def resolve_source(source: str) -> Path:
+    """A local model directory for ``source``: the directory itself, or a hub id's snapshot (downloaded once into
+    the Hugging Face cache; offline, the cached copy or an error saying how to bring one)."""
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "pytorch_model.bin", "vocab.txt", "*.txt", "*.model"]
+    try:
+        return Path(snapshot_download(source, allow_patterns=patterns))
+    except LocalEntryNotFoundError as e:
+        raise ValueError(
+            f"--init_from {source}: not a local directory, and the hub cannot be reached from here (offline, or "
+            f"HF_HUB_OFFLINE=1) with no cached copy. On a machine with network: `huggingface-cli download {source} "
+            f"--local-dir DIR`, copy DIR here and pass --init_from DIR") from e
+    except Exception as e:  # noqa: BLE001 - unknown repo, gated model, network error: say which, with the fix
+        raise ValueError(f"--init_from {source}: could not download it from the hub ({type(e).__name__}: {e}); "
+                         "check the id, or download it elsewhere and pass the directory") from e
 
 
 def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInfo, seq_len: int) -> dict:
-    """Load weights into ``model`` in place; return what was loaded, initialised fresh, and dropped."""
-    path = Path(path)
+    """Load weights into ``model`` in place; return what was loaded, initialised fresh, and dropped. ``path`` is a
+    model directory or a hub id (downloaded with huggingface_hub into its cache)."""
+    path = resolve_source(path)
     src_cfg = AutoConfig.from_pretrained(str(path))
     cfg = model.config
     problems = []
@@ -105,7 +99,7 @@ def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInf
 
     sd = _source_state_dict(path, src_cfg.model_type)
     if src_cfg.model_type == "bert":
-        sd = _map_bert(sd, cfg.max_position_embeddings, cfg.pad_token_id)
+        sd = bert_to_roberta(sd, cfg.max_position_embeddings, cfg.pad_token_id)
     elif sd["roberta.embeddings.position_embeddings.weight"].shape[0] != cfg.max_position_embeddings:
         pos = sd["roberta.embeddings.position_embeddings.weight"]
         grown = model.roberta.embeddings.position_embeddings.weight.detach().clone()

@@ -23,6 +23,7 @@ def test_the_export_writes_a_model_card_with_the_runs_numbers(tiny_run: Path):
                  f"{summary['steps']:,} steps x global batch {summary['global_batch']}",
                  f"{summary['tokens']:,} tokens seen",
                  hashlib.sha256(manifest.read_bytes()).hexdigest(),
+                 f"sha256 {config['data']['tokenizer']['vocab_sha256']}",  # the tokenizer's real hash, not "?"
                  f"DeepSpeed ZeRO stage {summary['zero_stage']}, {summary['precision']}",
                  f"{summary['eval']['unigram_nats']:.4f}", "not collapsed",
                  'AutoModelForMaskedLM.from_pretrained("PATH_TO_THIS_DIRECTORY")'):

@@ -97,3 +97,19 @@ def test_legacy_gamma_beta_layer_norm_names_load(vocab_dir: Path, shard_dir: Pat
     model, tok = _fresh(shard_dir)
     report = init_from_pretrained(model, str(src), tok, 128)
     assert report["fresh_tensors"] == [] and not any("gamma" in k for k in report["dropped_tensors"])
+
+
+def test_a_hub_id_without_the_hub_says_how_to_bring_the_model(monkeypatch, tmp_path: Path):
+    # --init_from takes a hub id; offline (no network here, HF_HUB_OFFLINE=1 as on a cluster node) and with nothing
+    # cached, the message says how to get the model onto the machine.
+    from roberta_ds.warm_start import resolve_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ValueError, match=r"--init_from hfl/chinese-roberta-wwm-ext: not a local directory.*"
+                                         r"huggingface-cli download hfl/chinese-roberta-wwm-ext"):
+        resolve_source("hfl/chinese-roberta-wwm-ext")

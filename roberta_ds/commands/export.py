@@ -22,16 +22,26 @@ class ExportCommand:
     """A global_stepN checkpoint directory, or a checkpoints/ directory (its newest checkpoint is used)."""
     out: str = field(metadata=cli(positional=True))
     """Output directory for the Hugging Face model (save_pretrained weights, config and tokenizer)."""
+    architecture: str = "roberta"
+    """roberta (RobertaForMaskedLM, what the run trained), or bert: a BertForMaskedLM drop-in for code written for
+    hfl's BERT-architecture checkpoints (BertModel, BertForSequenceClassification); the same predictions."""
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"--architecture {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+ARCHITECTURES = ("roberta", "bert")
 
 
 def main(argv: list[str] | None = None) -> int:
     from roberta_ds.checkpoint import export_checkpoint, find
     from roberta_ds.model_card import write_checkpoint_model_card
 
-    args = cli_args.parse(ExportCommand, argv, prog("export"),
-                          "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
     try:
-        out = export_checkpoint(args.checkpoint, args.out)
+        args = cli_args.parse(ExportCommand, argv, prog("export"),
+                              "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
+        out = export_checkpoint(args.checkpoint, args.out, architecture=args.architecture)
         card = write_checkpoint_model_card(find(args.checkpoint), out)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
