@@ -24,7 +24,6 @@ from pathlib import Path
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED_VOCAB = ROOT.parent / "shared" / "vocab" / "chinese-bert-vocab.txt"
 
 
 def child(workers: int, out: Path, tokenizer_path: str) -> None:
@@ -70,9 +69,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--child", nargs=2, metavar=("WORKERS", "OUT"))
     a = ap.parse_args()
-    tok_path = a.tokenizer_path or (str(SHARED_VOCAB) if SHARED_VOCAB.exists() else None)
+    tok_path = a.tokenizer_path
     if tok_path is None:
-        sys.exit("no --tokenizer_path and no ../shared vocab: build one with `python -m data_tools build-vocab --format inews`")
+        sys.exit("give --tokenizer_path (a vocab.txt or tokenizer directory, e.g. the standard Chinese BERT vocab); "
+                 "to build one: `python -m data_tools build-vocab --format inews --output VOCAB`")
     if a.child:
         child(int(a.child[0]), Path(a.child[1]), tok_path)
         return

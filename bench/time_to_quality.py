@@ -1,6 +1,6 @@
 """Time to quality: held-out MLM loss against wall time, roberta-ds against a run_mlm-style loop, same run.
 
-    python bench/time_to_quality.py [--budget 12m] [--tokenizer_path ../shared/vocab/chinese-bert-vocab.txt]
+    python bench/time_to_quality.py [--budget 12m] [--tokenizer_path VOCAB]  (default: a vocab built from inews)
 
 Both arms train the same architecture on the inews corpus packed at 128 tokens for the same wall-time
 budget, and are evaluated on the same held-out sequences with the same masks (the validation split
@@ -40,11 +40,19 @@ import torch  # noqa: E402
 
 from roberta_ds.schedule import parse_duration  # noqa: E402
 
-DEFAULT_VOCAB = ROOT.parent / "shared" / "vocab" / "chinese-bert-vocab.txt"
 SEQ_LEN = 128
 RECIPE_CONFIG = ROOT / "ds_configs" / "zero2_short_run.json"
 RECIPE_FLAGS = ["--model_size", "tiny", "--dropout", "0", "--position_init", "sinusoid", "--mask_prob", "0.15"]
 """The short-run recipe's trainer flags (README: "The short-run recipe"); the engine half is RECIPE_CONFIG."""
+
+
+def default_vocab(work: Path) -> str:
+    """No --tokenizer_path: a 21,128-id WordPiece vocab built from inews (as the demo does), once per work dir."""
+    out = work / "tokenizer"
+    if not (out / "tokenizer.json").exists():
+        subprocess.run([sys.executable, "-m", "data_tools", "build-vocab", "--format", "inews", "--output", str(out),
+                        "--vocab_size", "21128"], cwd=ROOT, check=True)
+    return str(out)
 
 
 def pack(work: Path, tokenizer_path: str) -> Path:
@@ -191,8 +199,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", default="12m", help="wall-time budget per arm (default 12m)")
     p.add_argument("--every", default="3m", help="evaluate every this much wall time")
-    p.add_argument("--tokenizer_path", default=str(DEFAULT_VOCAB),
-                   help="vocab.txt or tokenizer directory (default: the standard Chinese BERT vocab in ../shared)")
+    p.add_argument("--tokenizer_path", default=None,
+                   help="vocab.txt or tokenizer directory, e.g. the standard Chinese BERT vocab (default: one built "
+                        "from inews with data_tools build-vocab)")
     p.add_argument("--work", default="runs/bench_ttq", help="working directory (shards are reused)")
     p.add_argument("--eval_sequences", type=int, default=1024, help="held-out sequences per evaluation")
     p.add_argument("--arms", default="roberta-ds,reference", help="which arms to run")
@@ -203,7 +212,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     budget_s, every_s = parse_duration(args.budget), parse_duration(args.every)
-    shards = pack(work, args.tokenizer_path)
+    shards = pack(work, args.tokenizer_path or default_vocab(work))
     from roberta_ds.model import ModelConfig
     from roberta_ds.shard_format import read_manifest
 

@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
             build_vocab(cfg, console)
         elif args.command == "inspect":
-            from data_tools.inspect import inspect
+            from data_tools.shard_check import inspect
 
             inspect(cfg.dir, console)
         elif args.command == "verify":
-            from data_tools.inspect import verify
+            from data_tools.shard_check import verify
 
             problems = verify(cfg.dir, console)
             for line in problems:

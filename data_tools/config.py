@@ -69,15 +69,8 @@ class PackConfig:
 
     def options(self) -> dict:
         """Every option that shapes the output (not --workers, which does not)."""
-        r = self.reader
         return {
-            "format": r.format,
-            "input": None if r.input is None else str(Path(r.input).resolve()),
-            "text_field": list(r.text_field),
-            "doc_sep": r.doc_sep,
-            "categories": list(r.categories),
-            "inews_splits": list(r.inews_splits) if r.format == "inews" else None,
-            "max_files_per_category": r.max_files_per_category,
+            **self.reader.options(),
             "tokenizer_path": self.tokenizer_path,
             "max_seq_length": self.max_seq_length,
             "val_fraction": self.val_fraction,

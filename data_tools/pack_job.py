@@ -22,14 +22,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections import deque
-from datetime import datetime, timezone
 from itertools import islice
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-import roberta_ds
 from data_tools import tokenize_worker
 from data_tools.config import PackConfig
 from data_tools.normalize import CHAR_TABLE
@@ -38,6 +36,7 @@ from data_tools.readers import ReadStats, check_input, read_documents
 from data_tools.sequence_packer import Packer
 from data_tools.shard_writer import SplitWriter
 from roberta_ds.shard_format import (
+    source_stamp,
     TOKENIZER_DIRNAME,
     Manifest,
     SplitInfo,
@@ -167,9 +166,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
             "format": cfg.reader.format,
             "input": options["input"],
             "options": {**options, "workers": cfg.workers, "chunk_docs": cfg.chunk_docs},
-            "tool": "data_tools pack",
-            "roberta_ds_version": roberta_ds.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **source_stamp("data_tools pack"),
             **({"part": {"index": part[0], "of": part[1]}} if cfg.part else {}),
         },
     )

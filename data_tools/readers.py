@@ -16,7 +16,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from roberta_ds.cli_args import cli
@@ -103,6 +103,21 @@ class ReaderConfig:
     inews_splits: tuple[str, ...] = INEWS_SPLITS
     """inews: the package's labelled splits to read, comma-separated (the demo packs train,dev and keeps test
     out for its probe)."""
+
+    def options(self) -> dict:
+        """Every reader option, as a resumed pack compares them and the manifest records them: derived from the
+        fields themselves, so a new option reaches both without being listed anywhere else."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "input":
+                v = None if v is None else str(Path(v).resolve())
+            elif f.name == "inews_splits" and self.format != "inews":
+                v = None
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
 
 
 def read_documents(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:

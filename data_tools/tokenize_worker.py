@@ -124,11 +124,5 @@ def word_start_flags(text: str, tokens: list[str], offsets: list[tuple[int, int]
     )
 
 
-def bare_tokenize_chunk(texts: list[str]) -> int:
-    """Benchmark baseline: the same tokenizer on the same texts, nothing else. Returns token count."""
-    encs = _WORKER["tok"].encode_batch(texts, add_special_tokens=False)
-    return sum(len(e.ids) for e in encs)
-
-
 def tokenizer_json_path(tok_dir: Path) -> str:
     return str(Path(tok_dir) / "tokenizer.json")

@@ -81,7 +81,7 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         wp.save_model(tmp)
         # through from_pretrained: BertTokenizerFast(vocab_file=...) silently builds a 5-token
-        # tokenizer in transformers 5.x (DESIGN.md, "Tokenizer").
+        # tokenizer in transformers 5.x (docs/design.md, "Tokenizer").
         tok = BertTokenizerFast.from_pretrained(tmp, do_lower_case=True, tokenize_chinese_chars=True)
         expected = sum(1 for line in (Path(tmp) / "vocab.txt").open(encoding="utf-8") if line.strip())
         tok.save_pretrained(str(out))

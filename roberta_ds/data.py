@@ -42,6 +42,10 @@ Piece = tuple[str, np.ndarray, "np.ndarray | None"]
 """(sample key, token ids [seq_len], word-start flags [seq_len] or None)."""
 
 
+SHUFFLE_BUFFER = 100_000
+"""Default window (in sequences) the epoch order shuffles sequences inside (--shuffle_buffer)."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """How a global batch is cut into this rank's micro-batches."""
@@ -79,7 +83,7 @@ class ShardStream:
         seq_len: int,
         seed: int,
         shuffle: bool,
-        shuffle_buffer: int = 100_000,
+        shuffle_buffer: int = SHUFFLE_BUFFER,
     ) -> None:
         packed = manifest.max_seq_length
         if seq_len > packed:
@@ -345,7 +349,7 @@ def eval_batches(
 
 
 def rank_read_volume(root: Path, manifest: Manifest, seq_len: int, layout: Layout, seed: int = 0,
-                     shuffle_buffer: int = 100_000, epoch: int = 0) -> dict:
+                     shuffle_buffer: int = SHUFFLE_BUFFER, epoch: int = 0) -> dict:
     """One epoch of one rank's training batches, without a model: what the rank read against what it trains on.
 
     ``share_bytes`` is the bytes of the sequences behind the rank's pieces (ids, and word starts with --wwm);

@@ -183,3 +183,8 @@ def evaluate_saved(cfg: EvalConfig) -> dict:
         "mask_seed": EVAL_MASK_SEED, **res, "eval_time_s": time.perf_counter() - t0,
         "settings": asdict(cfg),
     }
+
+
+if __name__ == "__main__":  # `python -m roberta_ds.evaluation` once ran the command; say where it went instead of doing nothing
+    raise SystemExit("roberta_ds.evaluation is a library module: run the command `roberta-ds-evaluate` "
+                     "(or `python launcher/evaluate.py` from a checkout); --help lists its flags")

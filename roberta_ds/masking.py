@@ -21,11 +21,15 @@ EVAL_MASK_SEED = 20240915
 """Held-out evaluation always masks with this seed at 15 %, so numbers from different runs compare."""
 
 
+MASK_PROB = 0.15
+"""BERT's and RoBERTa's masking rate: the training default and the held-out evaluation's fixed rate."""
+
+
 @dataclass(frozen=True)
 class MaskingConfig:
     """How tokens are chosen and corrupted for the masked-LM objective."""
 
-    mask_prob: float = 0.15
+    mask_prob: float = MASK_PROB
     """Fraction of maskable (non-special) tokens, or of words with --wwm, selected for prediction."""
     replace_mask: float = 0.8
     """Of the selected tokens: fraction replaced by [MASK]."""
@@ -37,14 +41,14 @@ class MaskingConfig:
     def __post_init__(self) -> None:
         problems = []
         if not 0.0 < self.mask_prob < 1.0:
-            problems.append(f"--mask_prob {self.mask_prob}: must be in (0, 1); RoBERTa uses 0.15")
+            problems.append(f"--mask_prob {self.mask_prob}: must be in (0, 1); RoBERTa uses {MASK_PROB}")
         if self.replace_mask < 0 or self.replace_random < 0 or self.replace_mask + self.replace_random > 1:
             problems.append("replace_mask + replace_random must lie in [0, 1]")
         if problems:
             raise ValueError("invalid masking settings:\n  " + "\n  ".join(problems))
 
 
-EVAL_MASKING = MaskingConfig(mask_prob=0.15)
+EVAL_MASKING = MaskingConfig(mask_prob=MASK_PROB)
 """Held-out evaluation masking: token-level 15 %, 80/10/10, whatever the run trained with (with EVAL_MASK_SEED)."""
 
 

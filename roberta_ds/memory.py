@@ -11,12 +11,14 @@ logits over the masked positions only (15 % of the tokens x vocab, 16-bit logits
 
 from __future__ import annotations
 
+from roberta_ds.masking import MASK_PROB
+
 from dataclasses import dataclass
 
 import torch
 
 GIB = 2**30
-MASKED_FRACTION = 0.15
+MASKED_FRACTION = MASK_PROB
 
 
 @dataclass(frozen=True)

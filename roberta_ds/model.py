@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import RobertaConfig, RobertaForMaskedLM
 
-from roberta_ds.tokenizer import TokenizerInfo
+from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo
 
-# hidden, layers, heads, intermediate. base = the original run (DESIGN.md).
+# hidden, layers, heads, intermediate. base = the original run (docs/design.md).
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
     "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
@@ -89,11 +89,11 @@ def roberta_config(cfg: ModelConfig, tok: TokenizerInfo, max_seq_length: int) ->
 
     RobertaConfig defaults to pad id 1 and derives position ids from the pad id
     (positions start at pad_id + 1), so with the BERT vocab pad is 0 and the table needs
-    max_seq_length + 2 rows (DESIGN.md, "Tokenizer").
+    max_seq_length + 2 rows (docs/design.md, "Tokenizer").
     """
     return RobertaConfig(
         vocab_size=tok.vocab_size,
-        max_position_embeddings=max_seq_length + 2,
+        max_position_embeddings=max_seq_length + POSITION_OFFSET,
         type_vocab_size=1,
         hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout,

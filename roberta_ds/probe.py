@@ -234,3 +234,8 @@ def run(encoder: EncoderConfig, budget: BudgetConfig, examples: Examples) -> dic
                  if "pretrained" in arms else None),
         "definitions": DEFINITIONS,
     }
+
+
+if __name__ == "__main__":  # `python -m roberta_ds.probe` once ran the command; say where it went instead of doing nothing
+    raise SystemExit("roberta_ds.probe is a library module: run the command `roberta-ds-probe` "
+                     "(or `python launcher/probe.py` from a checkout); --help lists its flags")

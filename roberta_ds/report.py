@@ -14,13 +14,12 @@ complete in text (the curve is also a table).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from roberta_ds import records as rec
 from roberta_ds import sanity
-from roberta_ds.records import EVAL_DEFINITIONS, Evaluation, RunSummary, TrainWindow
+from roberta_ds.records import EFFECTIVE_CONFIG_NAME, EVAL_DEFINITIONS, format_value, Evaluation, RunSummary, TrainWindow
 from roberta_ds.schedule import format_duration
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
@@ -53,7 +52,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise ValueError(f"{p}: no {rec.METRICS_NAME} (a run directory written by launcher/pretrain.py --output_dir)")
     records = rec.read_metrics(p)
     summary = rec.read_summary(p)
-    config = json.loads((p / "effective_config.json").read_text()) if (p / "effective_config.json").exists() else None
+    config = json.loads((p / EFFECTIVE_CONFIG_NAME).read_text()) if (p / EFFECTIVE_CONFIG_NAME).exists() else None
     run = Run(path=p, name=name or p.resolve().name, records=records, summary=summary, config=config)
     data_dir = config["data"]["data_dir"] if config else None
     if data_dir and Path(data_dir).is_dir():
@@ -66,22 +65,6 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
 
 # ---------------------------------------------------------------------------- the table
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if abs(v) >= 1e3:
-            return f"{v:,.0f}"
-        return f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}"
-    return str(v)
-
-
 def _lr(v) -> str:
     return "—" if v is None else f"{v:g}"
 
@@ -109,7 +92,7 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
     final_loss = either(s.final_window_loss, last_train and last_train.loss)
     epoch_means = either(s.epoch_mean_loss, rec.epoch_means(run.train))  # unfinished run: from the windows
     done = epochs or 0.0
-    epoch_str = ", ".join(f"epoch {k}: {_fmt(v)}" + (" (partial)" if int(k) + 1 > done + 1e-9 else "")
+    epoch_str = ", ".join(f"epoch {k}: {format_value(v)}" + (" (partial)" if int(k) + 1 > done + 1e-9 else "")
                           for k, v in (epoch_means or {}).items()) or "—"
     unigram = unigram_of(run)
     gap = (f" ({unigram - last_eval.loss:.3f} nats below the unigram line)"
@@ -124,39 +107,39 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("status", "finished" if run.summary else "unfinished (no summary.json): figures from metrics.jsonl",
          "whether the run wrote summary.json at its end"),
         ("dataset", dataset, f"corpus format and input of the shards in {data_dir}"),
-        ("documents", _fmt(((m or {}).get("splits", {}).get("train") or {}).get("documents",
+        ("documents", format_value(((m or {}).get("splits", {}).get("train") or {}).get("documents",
                                                                                 (s.data or {}).get("train_documents"))),
          "documents in the shards' training split (manifest)"),
         ("model", arch, "architecture (effective_config.json)"),
-        ("sequences", _fmt(either(s.sequences, last_train and last_train.sequences_seen)),
+        ("sequences", format_value(either(s.sequences, last_train and last_train.sequences_seen)),
          "training sequences processed = steps x global batch"),
-        ("tokens", _fmt(either(s.tokens, last_train and last_train.tokens_seen)),
+        ("tokens", format_value(either(s.tokens, last_train and last_train.tokens_seen)),
          "non-padding tokens processed in training, all ranks"),
-        ("steps", _fmt(steps), "optimizer steps"),
-        ("epochs", _fmt(epochs, 3), "steps / steps per epoch (passes over the training split)"),
-        ("batch", f"{_fmt(either(s.global_batch, c.get('global_batch')))} x "
-                  f"{_fmt(either(s.seq_len, (c.get('data') or {}).get('seq_len')))}",
+        ("steps", format_value(steps), "optimizer steps"),
+        ("epochs", format_value(epochs, 3), "steps / steps per epoch (passes over the training split)"),
+        ("batch", f"{format_value(either(s.global_batch, c.get('global_batch')))} x "
+                  f"{format_value(either(s.seq_len, (c.get('data') or {}).get('seq_len')))}",
          "global batch (sequences per step = micro x accumulation x ranks) x sequence length"),
         ("lr", _lr(either(s.lr, ((ds.get("optimizer") or {}).get("params") or {}).get("lr"))),
          "peak learning rate (DeepSpeed optimizer lr)"),
         ("precision", str(either(s.precision, c.get("precision", "—"))), "training precision"),
-        ("ZeRO stage", _fmt(either(s.zero_stage, (ds.get("zero_optimization") or {}).get("stage"))),
+        ("ZeRO stage", format_value(either(s.zero_stage, (ds.get("zero_optimization") or {}).get("stage"))),
          "DeepSpeed ZeRO stage"),
-        ("ranks", _fmt(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
-        ("initial loss", _fmt(either(s.initial_loss, run.train[0].loss if run.train else None)),
+        ("ranks", format_value(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
+        ("initial loss", format_value(either(s.initial_loss, run.train[0].loss if run.train else None)),
          "training loss of the first optimizer step (nats per masked token)"),
-        ("final loss", _fmt(final_loss) + (f" (last {window} steps)" if window else ""),
+        ("final loss", format_value(final_loss) + (f" (last {window} steps)" if window else ""),
          f"training loss over the last logging window: {rec.LOSS}"),
         ("epoch mean loss", epoch_str, "training loss over all steps of each epoch, weighted by masked tokens"),
-        ("unigram line", _fmt(unigram), UNIGRAM_DEFINITION),
-        ("held-out loss", _fmt(last_eval.loss) + gap if last_eval else "—",
+        ("unigram line", format_value(unigram), UNIGRAM_DEFINITION),
+        ("held-out loss", format_value(last_eval.loss) + gap if last_eval else "—",
          f"cross-entropy (nats) per masked token on the validation split, 15 % masking, fixed seed{ev_where}"),
-        ("perplexity", _fmt(last_eval.perplexity, 2) if last_eval else "—", "exp(held-out loss)"),
-        ("accuracy", _fmt(last_eval.accuracy) if last_eval else "—",
+        ("perplexity", format_value(last_eval.perplexity, 2) if last_eval else "—", "exp(held-out loss)"),
+        ("accuracy", format_value(last_eval.accuracy) if last_eval else "—",
          "held-out masked tokens predicted exactly (argmax) / masked tokens"),
         ("collapse check", col_str, EVAL_DEFINITIONS["collapse"]),
         ("wall time", format_duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
-        ("tokens/s", _fmt(s.tokens_per_s), "tokens / wall time"),
+        ("tokens/s", format_value(s.tokens_per_s), "tokens / wall time"),
     ]
     return rows
 
@@ -192,8 +175,8 @@ def curve_table(run: Run) -> str:
         r, e = by_step.get(st), evals.get(st)
         tokens = (r or e).tokens_seen
         below = f"{unigram - e.loss:.3f}" if e and unigram is not None else ""
-        rows.append([_fmt(st), _fmt(tokens), _fmt(r.loss) if r else "", _fmt(r.window_steps) if r else "",
-                     _fmt(e.loss) if e else "", below])
+        rows.append([format_value(st), format_value(tokens), format_value(r.loss) if r else "", format_value(r.window_steps) if r else "",
+                     format_value(e.loss) if e else "", below])
     return _md_table(["step", "tokens seen", "training loss (window)", "window steps", "held-out loss",
                       "nats below unigram"], rows)
 
@@ -268,9 +251,9 @@ def probe_section(run: Run) -> list[str]:
     if not path.exists():
         return []
     res = json.loads(path.read_text(encoding="utf-8"))
-    rows = [[name, _fmt(a["accuracy"]), _fmt(a["macro_f1"]), _fmt(a["final_train_loss"])]
+    rows = [[name, format_value(a["accuracy"]), format_value(a["macro_f1"]), format_value(a["final_train_loss"])]
             for name, a in res["arms"].items()]
-    rows.append(["majority class", _fmt(res["majority_accuracy"]), "", ""])
+    rows.append(["majority class", format_value(res["majority_accuracy"]), "", ""])
     if res.get("gain"):
         rows.append(["pretrained − scratch", f"{res['gain']['accuracy']:+.4f}", f"{res['gain']['macro_f1']:+.4f}", ""])
     b = res["budget"]
@@ -326,3 +309,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> l
     if note is None:
         written.append(out / "loss.png")
     return written
+
+
+if __name__ == "__main__":  # `python -m roberta_ds.report` once ran the command; say where it went instead of doing nothing
+    raise SystemExit("roberta_ds.report is a library module: run the command `roberta-ds-report` "
+                     "(or `python launcher/report.py` from a checkout); --help lists its flags")

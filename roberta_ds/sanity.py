@@ -1,7 +1,7 @@
 """Sanity checks on a run's numbers: pure functions returning human-readable warning strings.
 
 Why: the original work reported a "final mean loss 0.1924" that was a bookkeeping artifact
-(DESIGN.md); nobody noticed because no check compared it with what is plausible for the data
+(docs/design.md); nobody noticed because no check compared it with what is plausible for the data
 seen. These checks run in the report and, through ``check_records`` / ``check_data`` /
 ``check_run``, in the trainer's log. Each warning says what was seen and what it may mean.
 Warnings are deterministic strings (they name steps and values), so a caller that checks
@@ -20,7 +20,7 @@ from roberta_ds.shard_format import Manifest, ShardFormatError, read_manifest
 
 # Lowest training loss (nats per masked token) we believe for a given amount of training data.
 # A healthy Chinese BERT-base reaches a held-out MLM loss of roughly 1.3-2.0 nats after billions
-# of tokens (DESIGN.md); far below that after far less data means broken bookkeeping, a leak or
+# of tokens (docs/design.md); far below that after far less data means broken bookkeeping, a leak or
 # memorisation of a tiny corpus repeated many times. (tokens seen upper bound, floor)
 LOSS_FLOORS: tuple[tuple[float, float], ...] = ((1e7, 2.5), (1e8, 1.5), (1e9, 1.0), (math.inf, 0.5))
 

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase, RobertaForMaskedLM
 from roberta_ds import checkpoint
 from roberta_ds.checkpoint import HF_CONFIG_NAME, STATE_NAME
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
-from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
+from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, load_tokenizer, tokenizer_info
 
 
 @dataclass
@@ -33,7 +33,7 @@ class LoadedModel:
     @property
     def max_seq_length(self) -> int:
         # RoBERTa positions start at pad_id + 1 (model.roberta_config docstring).
-        return self.mlm.config.max_position_embeddings - 2
+        return self.mlm.config.max_position_embeddings - POSITION_OFFSET
 
     def tokenizer_info(self) -> TokenizerInfo:
         return tokenizer_info(self.tokenizer, str(self.path))

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     from roberta_ds.checkpoint import CheckpointWriteError, export_checkpoint, tag_for
     from roberta_ds.model_card import write_model_card
     from roberta_ds.preemption import EXIT_REQUEUE
+    from roberta_ds.records import FINAL_MODEL_DIRNAME
     from roberta_ds.trainer import PREEMPTED, SafetyStop, Trainer
 
     try:
@@ -47,9 +48,10 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
         if trainer.stopped == PREEMPTED:
             return EXIT_REQUEUE  # checkpoint saved: requeue the job, it resumes with --resume_from_checkpoint auto
         if summary is not None and run.is_main:  # None: stopped at --stop_at_step, to be resumed
-            export_checkpoint(run.ckpt_root / tag_for(summary.steps), run.out / "final_model")
-            write_model_card(run.out, run.out / "final_model")
-            run.console.print(f"exported Hugging Face model to {run.out / 'final_model'} (model card: README.md)")
+            final = run.out / FINAL_MODEL_DIRNAME
+            export_checkpoint(run.ckpt_root / tag_for(summary.steps), final)
+            write_model_card(run.out, final)
+            run.console.print(f"exported Hugging Face model to {final} (model card: README.md)")
     except ValueError as e:  # bad settings or data: one message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ class ReportCommand:
 
 def main(argv: list[str] | None = None) -> int:
     from roberta_ds.model_card import write_model_card
-    from roberta_ds.records import SUMMARY_NAME
+    from roberta_ds.records import FINAL_MODEL_DIRNAME, SUMMARY_NAME
     from roberta_ds.report import write_report
 
     args = cli_args.parse(ReportCommand, argv, prog("report"),
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for run in map(Path, args.runs):  # refresh the model cards: a probe may have run since the export
-        if (run / "final_model").is_dir() and (run / SUMMARY_NAME).exists():
-            written.append(write_model_card(run, run / "final_model"))
+        if (run / FINAL_MODEL_DIRNAME).is_dir() and (run / SUMMARY_NAME).exists():
+            written.append(write_model_card(run, run / FINAL_MODEL_DIRNAME))
     report = written[0].read_text(encoding="utf-8")
     warn = report.split("## Warnings\n\n", 1)[1].split("\n\n## ", 1)[0]
     print(f"wrote {', '.join(str(w) for w in written)}\nwarnings:\n{warn}")
