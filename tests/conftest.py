@@ -1,13 +1,21 @@
-"""Shared fixtures: a tiny real Chinese corpus, a vocab built from it, and shards packed from it,
-all through the real data_tools CLI (no network, no ../shared)."""
+"""Shared fixtures: a tiny real Chinese corpus, a vocab built from it, shards packed from it and runs trained on
+them, all through the real data_tools CLI and DeepSpeed engine (no network, no ../shared).
+
+Expensive artefacts are built once per test run and shared read-only (``shared_artefact``): under pytest-xdist
+the first worker builds each one under a file lock and the others read it. Every shared artefact is fingerprinted;
+a test that writes into one fails, naming the files it changed (tests that need to write copy it first).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from data_tools.cli import main as data_tools_main
 from data_tools.readers import clean_inews, inews_pickles
@@ -45,30 +53,99 @@ def pack_corpus(docs: list[str], out: Path, vocab: Path, *extra_args: str) -> Pa
     return out
 
 
+def _fingerprint(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+_SHARED: dict[Path, dict[str, tuple[int, int]]] = {}
+"""Every shared artefact of this process and its fingerprint when it was handed out."""
+_BUILT: dict[str, Path] = {}
+
+
+def shared_artefact(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The directory ``name`` built once for the whole test run by ``build(dir)`` and shared read-only."""
+    if name in _BUILT:
+        return _BUILT[name]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = factory.getbasetemp().parent / "shared"  # the run's temp root, common to all workers
+        root.mkdir(exist_ok=True)
+        out, done = root / name, root / f"{name}.done"
+        with FileLock(str(root / f"{name}.lock")):
+            if not done.exists():
+                if out.exists():  # a worker failed halfway: build again
+                    import shutil
+
+                    shutil.rmtree(out)
+                out.mkdir()
+                build(out)
+                done.touch()
+    else:
+        out = factory.mktemp(name, numbered=False)
+        build(out)
+    _SHARED[out] = _fingerprint(out)
+    _BUILT[name] = out
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _shared_artefacts_stay_unchanged(request: pytest.FixtureRequest):
+    """Fail the test that wrote into a shared artefact: the tests after it would read its writes."""
+    yield
+    for root, before in _SHARED.items():
+        after = _fingerprint(root)
+        if after != before:
+            _SHARED[root] = after  # blame this test only
+            changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            pytest.fail(f"{request.node.nodeid} changed the shared artefact {root} ({changed[:8]}): copy it "
+                        "(shutil.copytree) before writing", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that start several processes are slow by nature: out of the inner loop (pytest -m "not slow").
+    # Under pytest-xdist (--dist loadgroup) they share one group: one multi-rank run at a time, beside the other
+    # worker's in-process tests, instead of two runs of several ranks on the same cores.
+    for item in items:
+        if item.get_closest_marker("multiproc"):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("ranks"))
+    # Longest first, so that the two workers finish together: the multi-rank group, the op builds, the other slow
+    # tests, then the fast ones (the order within each kind is the files' order).
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("multiproc"):
+            return 0
+        if "compiled" in item.name:
+            return 1
+        return 2 if item.get_closest_marker("slow") else 3
+
+    items.sort(key=weight)
+
+
 @pytest.fixture(scope="session")
 def zh_docs() -> list[str]:
     return load_zh_docs()
 
 
-@pytest.fixture(scope="session")
-def vocab_dir(zh_docs: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("vocab")
+def _build_vocab(docs: list[str], root: Path, size: int) -> Path:
     src = root / "corpus.jsonl"
-    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs), encoding="utf-8")
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     out = root / "tokenizer"
     rc = data_tools_main(
-        ["build-vocab", "--format", "jsonl", "--input", str(src), "--output", str(out), "--vocab_size", "4000"]
+        ["build-vocab", "--format", "jsonl", "--input", str(src), "--output", str(out), "--vocab_size", str(size)]
     )
     assert rc == 0
     return out
 
 
 @pytest.fixture(scope="session")
+def vocab_dir(zh_docs: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_artefact(tmp_path_factory, "vocab", lambda root: _build_vocab(zh_docs, root, 4000)) / "tokenizer"
+
+
+@pytest.fixture(scope="session")
 def shard_dir(zh_docs: list[str], vocab_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shards")
-    return pack_corpus(
-        zh_docs, root / "data", vocab_dir, "--max_seq_length", "128", "--val_fraction", "0.1", "--wwm"
-    )
+    return shared_artefact(tmp_path_factory, "shards", lambda root: pack_corpus(
+        zh_docs, root / "data", vocab_dir, "--max_seq_length", "128", "--val_fraction", "0.1", "--wwm")) / "data"
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,19 +153,40 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def tiny_run(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One finished tiny run on shard_dir (metrics.jsonl, summary.json, checkpoints/, final_model/)."""
+    """One finished tiny run on shard_dir (metrics.jsonl, summary.json, checkpoints/, final_model/), read-only."""
     from pretrain_helpers import train_tiny
 
-    return train_tiny(shard_dir, tmp_path_factory.mktemp("tiny_run") / "run")
+    return shared_artefact(tmp_path_factory, "tiny_run", lambda root: train_tiny(shard_dir, root / "run")) / "run"
 
 
 @pytest.fixture(scope="session")
 def other_shards(zh_docs: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same documents packed with a different (smaller) vocab: for mismatch tests."""
-    root = tmp_path_factory.mktemp("other")
-    src = root / "corpus.jsonl"
-    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs[:150]), encoding="utf-8")
-    vocab = root / "tokenizer"
-    assert data_tools_main(["build-vocab", "--format", "jsonl", "--input", str(src), "--output", str(vocab),
-                            "--vocab_size", "2500"]) == 0
-    return pack_corpus(zh_docs[:150], root / "data", vocab, "--max_seq_length", "128", "--val_fraction", "0.1")
+
+    def build(root: Path) -> None:
+        vocab = _build_vocab(zh_docs[:150], root, 2500)
+        pack_corpus(zh_docs[:150], root / "data", vocab, "--max_seq_length", "128", "--val_fraction", "0.1")
+
+    return shared_artefact(tmp_path_factory, "other", build) / "data"
+
+
+TWO_RANK_ARGS = ("--dropout", "0", "--eval_steps", "4", "--eval_max_sequences", "40")
+"""The 2-rank reference runs: 8 steps, no dropout (the RNG streams of different world sizes differ), evaluations."""
+
+
+@pytest.fixture(scope="session")
+def two_rank_run(shard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``two_rank_run(config)``: a finished `deepspeed --num_gpus 2` run (micro batch 8, so global batch 16) with
+    TWO_RANK_ARGS, built on first use and shared read-only by the tests that compare other launches with it."""
+    from pretrain_helpers import pretrain_args, run_deepspeed
+
+    def get(config: str) -> Path:
+        def build(root: Path) -> None:
+            args = pretrain_args(shard_dir, root / "run", config, 8, *TWO_RANK_ARGS,
+                                 "--ds", "train_micro_batch_size_per_gpu=8")
+            proc = run_deepspeed(2, args)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+        return shared_artefact(tmp_path_factory, f"two_ranks_{config}", build) / "run"
+
+    return get

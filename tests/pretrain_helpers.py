@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roberta_ds import records
+from roberta_ds import launch_env, records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def run_pretrain(shards: Path, out: Path, config: str = "zero2", steps: int = 12
 def single_process_env() -> dict[str, str]:
     """This process's environment without the launcher's rank variables, so a child process starts its own
     single-process group instead of joining (or clashing with) the test process's."""
-    return {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    return {k: v for k, v in os.environ.items() if k not in launch_env.TORCH_VARS}
 
 
 def deepspeed_command(num_procs: int, args: list[str]) -> tuple[list[str], dict]:
@@ -67,11 +67,9 @@ TINY_RUN = ("--log_steps", "4", "--eval_steps", "6", "--eval_max_sequences", "32
 
 
 def train_tiny(data_dir: Path, out: Path) -> Path:
-    """A 12-step tiny pretraining run through the real launcher script and DeepSpeed engine (a subprocess, so
-    each run gets a fresh process group); returns the run directory."""
-    cmd = [sys.executable, str(ROOT / "launcher" / "pretrain.py"), *pretrain_args(data_dir, out, "zero2", 12, *TINY_RUN)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=single_process_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    """A 12-step tiny pretraining run through the pretrain command and the real DeepSpeed engine, in this process
+    (the tests about processes start their own); returns the run directory."""
+    assert run_pretrain(data_dir, out, "zero2", 12, *TINY_RUN) == 0
     return out
 
 
@@ -83,3 +81,83 @@ def train_records(run: Path) -> list[dict]:
 def eval_records(run: Path) -> list[dict]:
     """The run's evaluations (records.Evaluation), as the dicts metrics.jsonl holds."""
     return [r.to_dict() for r in records.evaluations(records.read_metrics(run))]
+
+
+# ----------------------------------------------------------------------------- several ranks without a launcher
+# Tests about what several ranks compute (not about a launcher) start their ranks from a fork server that has
+# imported torch, transformers and DeepSpeed once: each rank is a separate process with the torch.distributed
+# variables a launcher sets (launch_env reads them as "environment"), without paying ~6 s of imports per rank and
+# per launcher process. The launchers themselves are tested with the real deepspeed, torchrun and srun paths.
+
+_PRELOAD = ["roberta_ds.commands.pretrain", "roberta_ds.commands.evaluate", "roberta_ds.build", "roberta_ds.trainer",
+            "roberta_ds.evaluation", "roberta_ds.checkpoint"]
+_CONTEXT = None
+
+
+def _fork_context():
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(_PRELOAD)
+    return _CONTEXT
+
+
+def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
+    for k in launch_env.TORCH_VARS:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    try:
+        rc = launcher_main(command)(argv, destroy_process_group=True)
+    except BaseException:  # noqa: BLE001 - the rank's traceback goes to its log, its status to the parent
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int = 600) -> subprocess.CompletedProcess:
+    """``command`` (pretrain or evaluate) on ``num`` ranks of one host, one process each; returns the exit status
+    (the worst rank's), rank 0's output as stdout and the other ranks' as stderr."""
+    import tempfile
+
+    ctx = _fork_context()
+    port = _free_port()
+    logs = [tempfile.mktemp(prefix=f"rank{r}-", suffix=".log") for r in range(num)]
+    procs = []
+    for r in range(num):
+        env = {"RANK": str(r), "WORLD_SIZE": str(num), "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(num),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        p = ctx.Process(target=_rank_main, args=(command, argv, env, logs[r]))
+        p.start()
+        procs.append(p)
+    for p in procs:
+        p.join(timeout)
+    codes = []
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+        codes.append(p.exitcode)
+    texts = [Path(log).read_text(errors="replace") if Path(log).exists() else "" for log in logs]
+    for log in logs:
+        Path(log).unlink(missing_ok=True)
+    worst = max(codes, key=lambda c: (c != 0, abs(c or 0)))
+    return subprocess.CompletedProcess(["ranks", command], worst, texts[0], "".join(texts[1:]))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -56,6 +56,7 @@ def test_every_command_has_a_console_script():
         assert callable(getattr(importlib.import_module(module), attr)), target
 
 
+@pytest.mark.slow
 def test_the_installed_console_scripts_answer_help():
     # `pip install -e .` (the README's setup) puts them beside this interpreter
     bin_dir = Path(sys.executable).parent

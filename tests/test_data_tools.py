@@ -148,6 +148,7 @@ def test_plain_webdataset_reads(shard_dir: Path) -> None:
     assert ws is not None and ws.shape == ids.shape
 
 
+@pytest.mark.slow
 def test_workers_and_resume_give_identical_output(zh_docs, vocab_dir, tmp_path) -> None:
     docs = zh_docs[:150]
     args = ("--max_seq_length", "128", "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--wwm")
@@ -315,6 +316,7 @@ def test_unigram_line_matches_the_shards(shard_dir: Path) -> None:
     assert 3.0 < m.unigram_nats < np.log(tok.vocab_size)  # better than uniform, far from perfect
 
 
+@pytest.mark.slow
 def test_build_vocab_is_byte_identical_across_runs_and_thread_counts(zh_docs, tmp_path) -> None:
     """tokenizers' WordPiece trainer numbers its ##-tokens in hash-map order (huggingface/tokenizers#1794);
     build-vocab pins them, so the same corpus and options give the same bytes, whatever the thread count."""
@@ -515,6 +517,7 @@ def rerun_and_check(argv: list[str], out: Path, reference: Path, capsys, resumes
     assert_same_pack(reference, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", [20, 100, 140])
 def test_pack_killed_while_reading_finishes_byte_identical(doc, kill_corpus, vocab_dir, uninterrupted, tmp_path,
                                                            capsys) -> None:
@@ -539,6 +542,7 @@ def test_pack_killed_while_reading_finishes_byte_identical(doc, kill_corpus, voc
     ("train/shard-00002.tar", 40000),  # after 2 checkpoints, before the one this shard completes
     ("validation/shard-00001.tar", 5000),  # final flush: train/shard-00003.tar is complete, in no checkpoint
 ])
+@pytest.mark.slow
 def test_pack_killed_while_writing_a_shard_finishes_byte_identical(shard, at_byte, kill_corpus, vocab_dir,
                                                                    uninterrupted, tmp_path, capsys) -> None:
     out = tmp_path / "data"
@@ -554,6 +558,7 @@ def test_pack_killed_while_writing_a_shard_finishes_byte_identical(shard, at_byt
     rerun_and_check(argv, out, uninterrupted, capsys, None if state is None else state["documents_consumed"])
 
 
+@pytest.mark.slow
 def test_pack_killed_while_writing_the_manifest_finishes_byte_identical(kill_corpus, vocab_dir, uninterrupted, tmp_path,
                                                                         capsys) -> None:
     out = tmp_path / "data"
@@ -570,6 +575,7 @@ def test_pack_killed_while_writing_the_manifest_finishes_byte_identical(kill_cor
     rerun_and_check(argv, out, uninterrupted, capsys, pack_state.load_state(out)["documents_consumed"])
 
 
+@pytest.mark.slow
 def test_pack_killed_after_writing_the_manifest_before_removing_its_state_finishes_byte_identical(
         kill_corpus, vocab_dir, uninterrupted, tmp_path, capsys) -> None:
     out = tmp_path / "data"
@@ -579,6 +585,7 @@ def test_pack_killed_after_writing_the_manifest_before_removing_its_state_finish
     rerun_and_check(argv, out, uninterrupted, capsys, pack_state.load_state(out)["documents_consumed"])
 
 
+@pytest.mark.slow
 def test_pack_without_checkpoints_killed_while_writing_the_manifest_finishes_byte_identical(
         kill_corpus, vocab_dir, tmp_path, capsys) -> None:
     # shards bigger than the corpus: no shard completes before the final flush, so no checkpoint exists
@@ -599,6 +606,7 @@ def test_pack_without_checkpoints_killed_while_writing_the_manifest_finishes_byt
     assert mg == mw and got == want
 
 
+@pytest.mark.slow
 def test_pack_killed_while_removing_its_state_keeps_the_finished_dataset(kill_corpus, vocab_dir, uninterrupted,
                                                                          tmp_path, capsys) -> None:
     # After manifest.json is in place the pack deletes .pack_state file by file: kill it after each deletion,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +20,19 @@ from roberta_ds.saved_model import load_masked_lm
 from roberta_ds.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConfig, sample_rng
 from roberta_ds.shard_format import read_manifest
 
-from conftest import REPO, pack_corpus
-from pretrain_helpers import launcher_main, single_process_env
+from conftest import pack_corpus
+from pretrain_helpers import launcher_main, run_ranks
 
 evaluate_main = launcher_main("evaluate")
 
 
 def _evaluate(*args: str) -> dict:
-    """launcher/evaluate.py in a subprocess (it joins a process group); returns its JSON."""
-    env = single_process_env()
-    proc = subprocess.run([sys.executable, str(REPO / "launcher" / "evaluate.py"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    """The evaluate command's main() in this process (as pretrain's, it keeps the process group); returns its JSON."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert evaluate_main(list(args)) == 0
+    text = out.getvalue()
+    return json.loads(text[text.index("{"):])
 
 
 def test_metrics_from_sums_hand_case():
@@ -106,12 +106,9 @@ def test_bad_settings_are_named(tmp_path, capsys):
 
 @pytest.mark.multiproc
 def test_two_processes_match_one(tiny_run: Path, shard_dir: Path):
-    env = single_process_env()
-    proc = subprocess.run(
-        ["deepspeed", "--num_gpus", "2", "--master_port", "29731", str(REPO / "launcher" / "evaluate.py"), "--model",
-         str(tiny_run / "final_model"), "--data_dir", str(shard_dir), "--max_sequences", "32", "--micro_batch", "4"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_ranks(2, ["--model", str(tiny_run / "final_model"), "--data_dir", str(shard_dir), "--max_sequences", "32",
+                         "--micro_batch", "4"], command="evaluate", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout[proc.stdout.index("{\n"):]
     two = json.loads(out[: out.index("\n}") + 2])
     assert two["world_size"] == 2

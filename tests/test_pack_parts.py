@@ -13,8 +13,10 @@ import pytest
 
 from data_tools import pack_state
 from data_tools.cli import main
-from data_tools.inspect import raw_samples
+from data_tools.shard_check import raw_samples
 from roberta_ds.shard_format import decode_sample, read_manifest
+
+pytestmark = pytest.mark.slow  # packs several parts and merges them: the whole suite runs these
 
 ARGS = ("--max_seq_length", "128", "--val_fraction", "0.1", "--shard_size_mb", "0.07", "--wwm")
 """Several shards per part and split, so a part's last shard (the padded one) is not its only one."""

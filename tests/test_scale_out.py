@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import pretrain_args, run_deepspeed, run_pretrain, train_records
+from pretrain_helpers import pretrain_args, run_pretrain, run_ranks, train_records
 
 EXACT = ("--dropout", "0", "--save_steps", "2", "--save_total_limit", "0")
 """No dropout: the RNG streams of different world sizes differ; every step the same otherwise."""
@@ -24,9 +24,9 @@ def test_resume_on_another_world_size_continues_the_uninterrupted_losses(shard_d
     # the reference: 1 rank, micro batch 16, checkpoints every 2 steps
     assert run_pretrain(shard_dir, ref, config, 8, *EXACT) == 0
     # 1 -> 2: the reference's step-4 checkpoint on 2 ranks of micro batch 8 (the same global batch), to step 6
-    proc = run_deepspeed(2, pretrain_args(shard_dir, up, config, 8, *EXACT, "--ds", "train_micro_batch_size_per_gpu=8",
-                                          "--resume_from_checkpoint", str(ref / "checkpoints" / "global_step4"),
-                                          "--stop_at_step", "6"))
+    proc = run_ranks(2, pretrain_args(shard_dir, up, config, 8, *EXACT, "--ds", "train_micro_batch_size_per_gpu=8",
+                                      "--resume_from_checkpoint", str(ref / "checkpoints" / "global_step4"),
+                                      "--stop_at_step", "6"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "universal checkpoint" in proc.stdout and "DP world size" not in proc.stdout + proc.stderr
     # 2 -> 1: the 2-rank run's step-6 checkpoint on 1 rank, to the end

@@ -27,6 +27,7 @@ def test_parse_duration():
         parse_duration("12 minutes")
 
 
+@pytest.mark.slow
 def test_time_budget_ends_annealed_on_time_and_resumes_with_its_clock(shard_dir: Path, tmp_path: Path):
     run = tmp_path / "run"
     args = budget_args(shard_dir, run, "--time_budget", f"{BUDGET_S:g}s", "--eval_time", "5s",
