@@ -8,8 +8,9 @@ unpadded (or right-padded) input, with these differences in the weights:
     row i;
   * the MLM head: ``cls.predictions.transform.dense / LayerNorm / decoder / bias`` <->
     ``lm_head.dense / layer_norm / decoder / bias``;
-  * token types: ours has one; a BERT export gets two equal rows, so a pair's second segment (token type 1,
-    which BERT tokenizers send) is read exactly as ours reads it.
+  * token types: a run has one unless it was warm-started from a checkpoint with more (hfl's have two, kept);
+    a BERT export of a one-type run gets two equal rows, so a pair's second segment (token type 1, which BERT
+    tokenizers send) is read exactly as ours reads it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ BERT_HEAD = {
 
 
 def bert_to_roberta(sd: dict[str, torch.Tensor], target_positions: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """A BERT state dict in our names, position rows shifted; token types keep row 0 (ours has one type)."""
+    """A BERT state dict in our names, position rows shifted; every token-type row kept (a warm start gives the
+    model as many token types as its source, so hfl's trained second segment row survives)."""
     out = {}
     for k, v in sd.items():
         if k.startswith("bert.pooler."):
@@ -40,8 +42,6 @@ def bert_to_roberta(sd: dict[str, torch.Tensor], target_positions: int, pad_id: 
             n = min(v.shape[0], target_positions - pad_id - 1)
             shifted[pad_id + 1 : pad_id + 1 + n] = v[:n]
             v = shifted
-        if k == "roberta.embeddings.token_type_embeddings.weight":
-            v = v[:1]
         out[k] = v
     return out
 
@@ -58,7 +58,8 @@ def roberta_to_bert(model):
         num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
         hidden_act=cfg.hidden_act, hidden_dropout_prob=cfg.hidden_dropout_prob,
         attention_probs_dropout_prob=cfg.attention_probs_dropout_prob, max_position_embeddings=positions,
-        type_vocab_size=2, initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps,
+        type_vocab_size=max(2, cfg.type_vocab_size), initializer_range=cfg.initializer_range,
+        layer_norm_eps=cfg.layer_norm_eps,
         pad_token_id=pad, tie_word_embeddings=True)
     bert = BertForMaskedLM(bert_cfg)
     inverse = {new: old for old, new in BERT_HEAD.items()}
@@ -71,8 +72,8 @@ def roberta_to_bert(model):
                 k = theirs + k[len(ours):]
         if k == "bert.embeddings.position_embeddings.weight":
             v = v[pad + 1 : pad + 1 + positions]
-        if k == "bert.embeddings.token_type_embeddings.weight":
-            v = v[:1].expand(2, -1)
+        if k == "bert.embeddings.token_type_embeddings.weight" and v.shape[0] == 1:
+            v = v.expand(2, -1)  # one type trained: the second segment reads as the first
         sd[k] = v.detach().clone()
     missing, unexpected = bert.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k not in ("cls.predictions.decoder.weight", "bert.embeddings.position_ids",

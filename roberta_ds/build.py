@@ -22,7 +22,7 @@ from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
 from roberta_ds.schedule import TIME_SCHEDULERS
 from roberta_ds.shard_format import TOKENIZER_DIRNAME, Manifest, read_manifest
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
-from roberta_ds.warm_start import init_from_pretrained
+from roberta_ds.warm_start import init_from_pretrained, source_token_types
 
 PROJECTION_PLACEHOLDER = 10**9
 """total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
@@ -175,6 +175,8 @@ def build_run(cfg: RunConfig) -> PretrainRun:
 
     # Model: fresh, or warm-started from a Hugging Face directory.
     hf_config = roberta_config(cfg.model, tok, seq_len)
+    if t.init_from:  # keep every tensor of the source: its segment rows too (pretraining itself uses type 0)
+        hf_config.type_vocab_size = max(hf_config.type_vocab_size, source_token_types(t.init_from))
     mlm = build_model(hf_config, t.seed, cfg.model.position_init)
     warm_start_report = init_from_pretrained(mlm, t.init_from, tok, seq_len) if t.init_from else None
     engine, scheduler = build_engine(SparseMaskedLM(mlm), ds_cfg)

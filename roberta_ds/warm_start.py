@@ -6,7 +6,7 @@ are mapped onto RobertaForMaskedLM:
   * position embeddings shift by one row: RoBERTa numbers positions from pad_id + 1, so
     token i uses row i + 1 (with pad 0), where BERT used row i;
   * ``cls.predictions.transform.dense / LayerNorm / decoder / bias`` -> ``lm_head.dense / layer_norm / decoder / bias``;
-  * token-type embeddings keep row 0 (we use one segment type).
+  * token-type embeddings: every row (the run's model gets the source's number of token types).
 Tensors the source lacks (e.g. the MLM head) keep their fresh initialisation and are reported.
 """
 
@@ -73,6 +73,12 @@ def resolve_source(source: str) -> Path:
                          "check the id, or download it elsewhere and pass the directory") from e
 
 
+def source_token_types(source: str) -> int:
+    """How many token types (segment rows) the --init_from checkpoint has: the run's model gets as many, so that
+    every tensor of the source is kept (hfl's BERT-architecture checkpoints have 2)."""
+    return int(getattr(AutoConfig.from_pretrained(str(resolve_source(source))), "type_vocab_size", 1) or 1)
+
+
 def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInfo, seq_len: int) -> dict:
     """Load weights into ``model`` in place; return what was loaded, initialised fresh, and dropped. ``path`` is a
     model directory or a hub id (downloaded with huggingface_hub into its cache)."""
@@ -107,6 +113,12 @@ def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInf
         grown[:n] = pos[:n]
         sd["roberta.embeddings.position_embeddings.weight"] = grown
     target = model.state_dict()
+    partial = {}
+    tt = "roberta.embeddings.token_type_embeddings.weight"
+    if tt in sd and tt in target and sd[tt].shape[0] > target[tt].shape[0]:
+        # a model built with fewer token types than its source (not by build_run, which matches the source)
+        partial[tt] = f"rows {target[tt].shape[0]}..{sd[tt].shape[0] - 1} dropped: the model has {target[tt].shape[0]} token type(s)"
+        sd[tt] = sd[tt][: target[tt].shape[0]]
     loadable = {k: v for k, v in sd.items() if k in target and target[k].shape == v.shape}
     missing, _ = model.load_state_dict(loadable, strict=False)
     model.tie_weights()
@@ -116,4 +128,5 @@ def init_from_pretrained(model: RobertaForMaskedLM, path: str, tok: TokenizerInf
         "loaded_tensors": len(loadable),
         "fresh_tensors": sorted(k for k in missing if k not in TIED),
         "dropped_tensors": sorted(k for k in sd if k not in loadable),
+        "partly_loaded": partial,
     }

@@ -113,3 +113,24 @@ def test_a_hub_id_without_the_hub_says_how_to_bring_the_model(monkeypatch, tmp_p
     with pytest.raises(ValueError, match=r"--init_from hfl/chinese-roberta-wwm-ext: not a local directory.*"
                                          r"huggingface-cli download hfl/chinese-roberta-wwm-ext"):
         resolve_source("hfl/chinese-roberta-wwm-ext")
+
+
+def test_a_bert_source_keeps_its_second_segment_row_through_pretraining_and_export(vocab_dir: Path, shard_dir: Path,
+                                                                                   tmp_path: Path):
+    # hfl's checkpoints are BERT-architecture with two token types; the run keeps both rows (the second is trained
+    # there for sentence pairs), and the export's tokenizer then returns token_type_ids for pairs.
+    src = _bert(vocab_dir, tmp_path / "bert", with_head=True)
+    bert = BertForMaskedLM.from_pretrained(src)
+    assert bert.config.type_vocab_size == 2
+    run = tmp_path / "run"
+    assert run_pretrain(shard_dir, run, "zero2", 4, "--init_from", str(src)) == 0
+    from transformers import AutoModelForMaskedLM
+
+    out = AutoModelForMaskedLM.from_pretrained(run / "final_model")
+    assert out.config.type_vocab_size == 2
+    row1_src = bert.bert.embeddings.token_type_embeddings.weight[1]
+    row1_out = out.roberta.embeddings.token_type_embeddings.weight[1]
+    # unused in pretraining: only AdamW's decoupled weight decay (4 steps at lr <= 2e-3) touched it
+    assert torch.allclose(row1_out, row1_src, rtol=1e-3, atol=1e-6)
+    tok = AutoTokenizer.from_pretrained(run / "final_model")
+    assert int(tok("今天", "明天", return_tensors="pt")["token_type_ids"].max()) == 1
