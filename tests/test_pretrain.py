@@ -80,14 +80,21 @@ def test_the_compiled_fused_adam_op_builds_trains_and_resumes_bitwise(shard_dir:
     fused_adam, the loss falls, and a run resumed from a checkpoint ends with the uninterrupted run's exact weights.
     The op keeps beta^t in C++ state, which engine.beta_power_reset puts back on pow() before every step."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    extra = ("--save_steps", "4", "--ds", "optimizer.params.torch_adam=false")
-    assert run_pretrain(shard_dir, straight, "zero2", 10, *extra) == 0
+    # 30 steps, resumed at 20: repeated multiplication and pow() give the same beta^t for the first ten or so
+    # steps, so a shorter run would not show what the reset is for (it passed without the reset at 10 steps).
+    extra = ("--save_steps", "20", "--ds", "optimizer.params.torch_adam=false")
+    assert run_pretrain(shard_dir, straight, "zero2", 30, *extra) == 0
     used = json.loads((straight / "effective_config.json").read_text())["optimizer_implementation"]
     assert used == "deepspeed FusedAdam (compiled op fused_adam)"
     first, last = _falls(straight)
     assert last < first - 0.3, f"fused_adam: loss did not fall ({first:.3f} -> {last:.3f})"
-    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--stop_at_step", "6") == 0
-    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--resume_from_checkpoint", "auto") == 0
+    assert run_pretrain(shard_dir, resumed, "zero2", 30, *extra, "--stop_at_step", "20") == 0
+    # The resume in a new process, as after a restart: the op's C++ state is per process, so an in-process resume
+    # would continue its beta^t products where the stopped run left them and hide what a restart changes.
+    proc = subprocess.run([sys.executable, str(ROOT / "launcher" / "pretrain.py"),
+                           *pretrain_args(shard_dir, resumed, "zero2", 30, *extra, "--resume_from_checkpoint", "auto")],
+                          cwd=ROOT, env=single_process_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [(r["step"], r["loss"]) for r in train_records(straight)] == [(r["step"], r["loss"]) for r in
                                                                         train_records(resumed)]
     wa = load_file(straight / "final_model" / "model.safetensors")
@@ -133,7 +140,7 @@ def test_exact_resume_reproduces_losses_and_weights(shard_dir: Path, tmp_path: P
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     extra = ("--save_steps", "4", "--eval_steps", "5", "--eval_max_sequences", "32")  # dropout stays 0.1
     assert run_pretrain(shard_dir, straight, "zero2", 10, *extra) == 0
-    assert run_pretrain(shard_dir, resumed, "zero2", 10, *extra, "--stop_at_step", "6") == 0
+    assert run_pretrain(shard_dir, resumed, "zero2", 30, *extra, "--stop_at_step", "20") == 0
     assert not (resumed / "final_model").exists()
     assert json.loads((resumed / "checkpoints" / "global_step6" / "roberta_ds_state.json").read_text())[
         "data_cursor"] == {"epoch": 0, "step_in_epoch": 6, "global_batch": 16, "seq_len": 128}
