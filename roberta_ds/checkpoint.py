@@ -344,6 +344,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str
     return out
 
 
+def adopt_legacy_export(out: Path) -> None:
+    """A run's own final_model/ written before exports carried their marker (v0.1): only export files in it, so
+    it is this run's export; mark it, so that re-running the finished run exports over it as before."""
+    if out.is_dir() and not (out / MARKER_NAME).exists():
+        names = {p.name for p in out.iterdir()}
+        if names and names <= EXPORT_ENTRIES:
+            record_entries(out, "roberta-ds export", names)
+
+
 def _packed_with_normalization(tag_dir: Path) -> bool:
     """Whether the run's shards were packed with the character table (pack's default; --no_normalize turns it off):
     then the exported tokenizer applies the same table."""

@@ -133,3 +133,16 @@ def test_our_rng_files_load_without_the_unsafe_loader(tiny_run: Path):
     assert files
     state = torch.load(files[0], weights_only=True)  # raises on anything but tensors and plain containers
     assert set(state) >= {"python", "numpy", "torch"}
+
+
+def test_re_running_a_run_finished_before_export_markers_exports_over_its_own_final_model(shard_dir: Path,
+                                                                                            tiny_run: Path,
+                                                                                            tmp_path: Path):
+    from roberta_ds.owned_dir import MARKER_NAME
+    from pretrain_helpers import TINY_RUN
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "final_model" / MARKER_NAME).unlink()  # as a v0.1 export: no marker
+    assert run_pretrain(shard_dir, run, "zero2", 12, *TINY_RUN, "--resume_from_checkpoint", "auto") == 0
+    assert (run / "final_model" / MARKER_NAME).exists()

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     import torch.distributed as dist
 
     from roberta_ds.build import build_run
-    from roberta_ds.checkpoint import CheckpointWriteError, export_checkpoint, tag_for
+    from roberta_ds.checkpoint import CheckpointWriteError, adopt_legacy_export, export_checkpoint, tag_for
     from roberta_ds.model_card import write_model_card
     from roberta_ds.preemption import EXIT_REQUEUE
     from roberta_ds.records import FINAL_MODEL_DIRNAME
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
             return EXIT_REQUEUE  # checkpoint saved: requeue the job, it resumes with --resume_from_checkpoint auto
         if summary is not None and run.is_main:  # None: stopped at --stop_at_step, to be resumed
             final = run.out / FINAL_MODEL_DIRNAME
+            adopt_legacy_export(final)
             export_checkpoint(run.ckpt_root / tag_for(summary.steps), final)
             write_model_card(run.out, final)
             run.console.print(f"exported Hugging Face model to {final} (model card: README.md)")
