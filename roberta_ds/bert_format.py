@@ -25,6 +25,18 @@ BERT_HEAD = {
 }
 
 
+TO_OURS = {"bert.": "roberta.", **BERT_HEAD}
+"""Name prefixes, BERT's -> ours (the first that matches is replaced); TO_BERT is the inverse."""
+TO_BERT = {ours: theirs for theirs, ours in TO_OURS.items()}
+
+
+def renamed(key: str, prefixes: dict[str, str]) -> str:
+    for old, new in prefixes.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
 def bert_to_roberta(sd: dict[str, torch.Tensor], target_positions: int, pad_id: int) -> dict[str, torch.Tensor]:
     """A BERT state dict in our names, position rows shifted; every token-type row kept (a warm start gives the
     model as many token types as its source, so hfl's trained second segment row survives)."""
@@ -32,11 +44,7 @@ def bert_to_roberta(sd: dict[str, torch.Tensor], target_positions: int, pad_id: 
     for k, v in sd.items():
         if k.startswith("bert.pooler."):
             continue  # RobertaForMaskedLM has no pooler
-        if k.startswith("bert."):
-            k = "roberta." + k[len("bert."):]
-        for old, new in BERT_HEAD.items():
-            if k.startswith(old):
-                k = new + k[len(old):]
+        k = renamed(k, TO_OURS)
         if k == "roberta.embeddings.position_embeddings.weight":
             shifted = torch.zeros(target_positions, v.shape[1], dtype=v.dtype)
             n = min(v.shape[0], target_positions - pad_id - 1)
@@ -62,14 +70,9 @@ def roberta_to_bert(model):
         layer_norm_eps=cfg.layer_norm_eps,
         pad_token_id=pad, tie_word_embeddings=True)
     bert = BertForMaskedLM(bert_cfg)
-    inverse = {new: old for old, new in BERT_HEAD.items()}
     sd = {}
     for k, v in model.state_dict().items():
-        if k.startswith("roberta."):
-            k = "bert." + k[len("roberta."):]
-        for ours, theirs in inverse.items():
-            if k.startswith(ours):
-                k = theirs + k[len(ours):]
+        k = renamed(k, TO_BERT)
         if k == "bert.embeddings.position_embeddings.weight":
             v = v[pad + 1 : pad + 1 + positions]
         if k == "bert.embeddings.token_type_embeddings.weight" and v.shape[0] == 1:

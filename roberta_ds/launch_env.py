@@ -64,7 +64,8 @@ def _require(env: dict, keys: tuple[str, ...], launcher: str, hint: str) -> None
                           f"tell its place in the run. {hint}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on this host now (a 1-rank run's rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -91,7 +92,7 @@ def _torch_style(env: dict) -> World:
                           "device on its host is its own. Set LOCAL_RANK, or start the ranks with a launcher.")
     local_world = env.get("LOCAL_WORLD_SIZE", env.get("LOCAL_SIZE"))
     return World(launcher, rank, world, local_rank, int(local_world) if local_world else world,
-                 env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT") or 0) or _free_port())
+                 env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT") or 0) or free_port())
 
 
 def first_host(nodelist: str) -> str:
@@ -193,4 +194,4 @@ def detect(environ: dict | None = None) -> World:
         raise LaunchError(f"Slurm allocated {ntasks} tasks (SLURM_NTASKS) but this process is not an srun task "
                           "(no SLURM_PROCID/SLURM_STEP_ID): start it with `srun python launcher/pretrain.py ...` "
                           "(one task per GPU), or with the deepspeed or torchrun launcher")
-    return World("none", 0, 1, 0, 1, "127.0.0.1", int(env.get("MASTER_PORT") or 0) or _free_port())
+    return World("none", 0, 1, 0, 1, "127.0.0.1", int(env.get("MASTER_PORT") or 0) or free_port())

@@ -21,11 +21,10 @@ def _describe(out: Path, names: list[str]) -> str:
     return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
-def claim_dir(out: Path, command: str, entries: set[str], *, flag: str, what: str, keep: set[str] = frozenset(),
-              clean: bool = True) -> None:
+def claim_dir(out: Path, command: str, entries: set[str], *, flag: str, what: str, clean: bool = True) -> None:
     """Make ``out`` the output of ``command``: refuse anything in it we did not write; remove our own leftovers
-    (the marker's entries, except ``keep``: what the caller resumes from) unless ``clean`` is off (a re-export
-    overwrites its own files in place); then write the marker naming ``entries``."""
+    (the marker's entries) unless ``clean`` is off (a re-export overwrites its own files in place); then write
+    the marker naming ``entries``."""
     marker = out / MARKER_NAME
     # a marker half-written by a run killed at its very start is ours too
     present = sorted(p.name for p in out.iterdir() if p.name != MARKER_NAME + ".tmp") if out.exists() else []
@@ -40,7 +39,7 @@ def claim_dir(out: Path, command: str, entries: set[str], *, flag: str, what: st
             raise ValueError(
                 f"{flag} {out} holds files roberta-ds did not write ({_describe(out, foreign)}) beside its own; "
                 "nothing was changed. Move them out, or choose a new directory.")
-        for name in sorted(ours - {MARKER_NAME} - set(keep)) if clean else ():
+        for name in sorted(ours - {MARKER_NAME}) if clean else ():
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)

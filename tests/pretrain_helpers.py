@@ -131,7 +131,7 @@ def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int
     import tempfile
 
     ctx = _fork_context()
-    port = _free_port()
+    port = launch_env.free_port()
     logs = [tempfile.mktemp(prefix=f"rank{r}-", suffix=".log") for r in range(num)]
     procs = []
     for r in range(num):
@@ -154,10 +154,3 @@ def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int
     worst = max(codes, key=lambda c: (c != 0, abs(c or 0)))
     return subprocess.CompletedProcess(["ranks", command], worst, texts[0], "".join(texts[1:]))
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
