@@ -125,32 +125,58 @@ def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> 
     os._exit(rc)
 
 
+class Child:
+    """A command's ``main()`` running in a process of its own, forked from the fork server: what the tests use of
+    ``subprocess.Popen`` (pid, poll, wait, send_signal), with the same exit statuses (-N for a signal N)."""
+
+    def __init__(self, process) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"{self.pid}", timeout)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
+def start_command(command: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Child:
+    """``command``'s main(argv) in a new process (alone in its world unless ``env`` sets the torch.distributed
+    variables), its stdout and stderr written to ``log``."""
+    env = {"OMP_NUM_THREADS": "1", **(env or {})}
+    process = _fork_context().Process(target=_rank_main, args=(command, argv, env, str(log)))
+    process.start()
+    return Child(process)
+
+
 def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int = 600) -> subprocess.CompletedProcess:
     """``command`` (pretrain or evaluate) on ``num`` ranks of one host, one process each; returns the exit status
     (the worst rank's), rank 0's output as stdout and the other ranks' as stderr."""
     import tempfile
 
-    ctx = _fork_context()
     port = launch_env.free_port()
-    logs = [tempfile.mktemp(prefix=f"rank{r}-", suffix=".log") for r in range(num)]
-    procs = []
-    for r in range(num):
-        env = {"RANK": str(r), "WORLD_SIZE": str(num), "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(num),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        p = ctx.Process(target=_rank_main, args=(command, argv, env, logs[r]))
-        p.start()
-        procs.append(p)
-    for p in procs:
-        p.join(timeout)
+    logs = [Path(tempfile.mktemp(prefix=f"rank{r}-", suffix=".log")) for r in range(num)]
+    procs = [start_command(command, argv, logs[r], {
+        "RANK": str(r), "WORLD_SIZE": str(num), "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(num),
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in range(num)]
     codes = []
     for p in procs:
-        if p.is_alive():
+        try:
+            codes.append(p.wait(timeout))
+        except subprocess.TimeoutExpired:
             p.kill()
-            p.join()
-        codes.append(p.exitcode)
-    texts = [Path(log).read_text(errors="replace") if Path(log).exists() else "" for log in logs]
+            codes.append(p.wait())
+    texts = [log.read_text(errors="replace") if log.exists() else "" for log in logs]
     for log in logs:
-        Path(log).unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
     worst = max(codes, key=lambda c: (c != 0, abs(c or 0)))
     return subprocess.CompletedProcess(["ranks", command], worst, texts[0], "".join(texts[1:]))
-

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from collections import Counter
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import ROOT, pretrain_args, run_pretrain, single_process_env, train_records
+from pretrain_helpers import ROOT, pretrain_args, run_pretrain, start_command, train_records
 from safetensors.torch import load_file
 
 from roberta_ds.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
@@ -37,11 +36,10 @@ def _args(shards: Path, out: Path, *extra: str) -> list[str]:
     return pretrain_args(shards, out, "zero2", STEPS, "--log_steps", "2", *extra)
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = single_process_env()
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.Popen([sys.executable, str(ROOT / "launcher" / "pretrain.py"), *args], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+def _start(args: list[str], log: Path):
+    """The pretrain command alone in a process of its own (forked from the tests' fork server, which imported torch,
+    transformers and DeepSpeed once), its output in ``log``: signals and kill -9 hit a real, separate process."""
+    return start_command("pretrain", args, log)
 
 
 def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 300, poll: float = 0.05) -> None:
@@ -203,10 +201,10 @@ def uneven_shards(zh_docs, vocab_dir: Path, tmp_path_factory: pytest.TempPathFac
     """The test corpus in shards of very different sizes (full ones and a small remainder)."""
     from conftest import pack_corpus
 
-    out = pack_corpus(zh_docs, tmp_path_factory.mktemp("uneven") / "data", vocab_dir, "--max_seq_length", "128",
-                      "--val_fraction", "0.1", "--shard_size_mb", "0.58")
+    out = pack_corpus(zh_docs[:160], tmp_path_factory.mktemp("uneven") / "data", vocab_dir, "--max_seq_length",
+                      "128", "--val_fraction", "0.1", "--shard_size_mb", "0.25")
     sizes = [s.sequences for s in read_manifest(out).splits["train"].shards]
-    assert len(sizes) >= 2 and max(sizes) > 3 * min(sizes), sizes  # 2,304 and 676 sequences
+    assert len(sizes) >= 2 and max(sizes) > 3 * min(sizes), sizes  # 1,024 and 128 sequences
     return out
 
 
@@ -241,7 +239,7 @@ def test_two_processes_with_two_loader_workers_each_finish_epochs_over_uneven_sh
     args = ["--ds_config", str(ROOT / "ds_configs" / "zero2.json"), "--data_dir", str(uneven_shards),
             "--output_dir", str(run), "--model_size", "tiny", "--num_train_epochs", "2", "--num_workers", "2",
             "--log_steps", "5", "--ds", "train_micro_batch_size_per_gpu=32", "--ds", "scheduler.params.warmup_num_steps=2"]
-    # micro batch 32: 2 x 46 steps instead of 2 x 186 at 8, the same uneven shards, ranks and workers
+    # micro batch 32 on 2 ranks: 2 epochs of 18 steps over the uneven shards, with 2 loader workers per rank
     proc = run_ranks(2, args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
@@ -251,7 +249,7 @@ def test_two_processes_with_two_loader_workers_each_finish_epochs_over_uneven_sh
 @pytest.mark.multiproc
 def test_sigterm_to_one_rank_of_two_stops_both_at_the_same_step(shard_dir: Path, tmp_path: Path):
     import psutil
-    from pretrain_helpers import deepspeed_command, run_deepspeed
+    from pretrain_helpers import deepspeed_command, run_ranks
 
     run, steps = tmp_path / "run", 12
     args = pretrain_args(shard_dir, run, "zero2", steps, "--log_steps", "2", "--save_steps", "100",
@@ -271,7 +269,7 @@ def test_sigterm_to_one_rank_of_two_stops_both_at_the_same_step(shard_dir: Path,
     assert sorted(p.name for p in saved[0].glob("rng_rank*.pt")) == ["rng_rank00000.pt", "rng_rank00001.pt"]
     assert step % 5 == 0  # the ranks agree every 5 steps
     assert _flat(f"stopped at step {step} of {steps} (a signal on another rank), checkpoint saved") in text
-    resumed = run_deepspeed(2, [*args, "--resume_from_checkpoint", "auto"])
+    resumed = run_ranks(2, [*args, "--resume_from_checkpoint", "auto"])  # the resume is not about the launcher
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (run / "final_model").exists()
 
@@ -314,7 +312,7 @@ def test_a_damaged_shard_stops_both_ranks_of_two_without_a_hang(shard_dir: Path,
 def test_sigkill_of_one_rank_during_a_checkpoint_write_ends_the_job_and_resume_skips_the_partial(shard_dir: Path,
                                                                                                tmp_path: Path):
     import psutil
-    from pretrain_helpers import deepspeed_command, run_deepspeed
+    from pretrain_helpers import deepspeed_command, run_ranks
 
     run, steps = tmp_path / "run", 16
     tag = run / "checkpoints" / "global_step8"
@@ -326,7 +324,7 @@ def test_sigkill_of_one_rank_during_a_checkpoint_write_ends_the_job_and_resume_s
     rank1[0].kill()
     assert proc.wait(timeout=120) != 0  # the launcher ends the job: no rank waits forever for the dead one
     complete = (tag / STATE_NAME).exists()
-    resumed = run_deepspeed(2, [*args, "--resume_from_checkpoint", "auto"])
+    resumed = run_ranks(2, [*args, "--resume_from_checkpoint", "auto"])  # the resume is not about the launcher
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     chosen = 8 if complete else 4
     assert _flat(f"resumed from {run / 'checkpoints' / f'global_step{chosen}'} at step {chosen}") in _flat(resumed.stdout)
