@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def trainer_step(b):
             t0 = time.perf_counter()
-            trainer._train_step([b], window)
+            trainer._step([b], window)
             return (time.perf_counter() - t0,)
 
         for b in raw[:2]:  # warm-up

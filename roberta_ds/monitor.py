@@ -110,11 +110,15 @@ class LiveMetrics:
                   if getattr(rec, field, None) is not None]
         self.monitor.write_events(events)
 
-    def resumed(self, samples: int) -> None:
-        """Continue the series from a checkpoint at ``samples``: drop what was written after it (rank 0 holds the
-        writers; on other ranks they are None)."""
+    def header(self, warnings: list[str]) -> None:
+        """Nothing: the run's settings reach the monitors through DeepSpeed's own config."""
+
+    def resumed(self, tag_dir, state) -> None:
+        """Continue the series from the checkpoint at ``state.sequences_seen`` samples: drop what was written after
+        it (rank 0 holds the writers; on other ranks they are None)."""
         if not self.enabled:
             return
+        samples = state.sequences_seen
         csv_mon = getattr(self.monitor, "csv_monitor", None)
         if csv_mon is not None and csv_mon.log_dir:
             for path in sorted(Path(csv_mon.log_dir).glob("*.csv")):

@@ -2,7 +2,7 @@
 run to stop; the loop finishes the current step, saves a complete checkpoint and exits with EXIT_REQUEUE.
 
 The handler only records the request: everything else happens in the training loop at a step boundary,
-where all ranks agree (an all-reduce every CHECK_STEPS steps on several ranks), so no rank saves alone
+where all ranks agree (an all-reduce every collective.AGREE_STEPS steps on several ranks), so no rank saves alone
 and no collective is left waiting. A second signal while the checkpoint is written is noted and ignored,
 so it cannot cut the save short (SIGKILL still can: resume then picks the newest complete checkpoint).
 """
@@ -13,13 +13,11 @@ import signal
 import sys
 import threading
 
-from roberta_ds.collective import any_rank
+from roberta_ds.collective import AGREE_STEPS, any_rank
 
 SIGNALS = ("SIGTERM", "SIGUSR1")
 EXIT_REQUEUE = 75
 """Exit status of a preempted run that saved its checkpoint (EX_TEMPFAIL): requeue the job and it resumes."""
-CHECK_STEPS = 5
-"""With several ranks, the ranks agree on a stop request every this many steps (a 1-element all-reduce)."""
 
 
 class StopRequest:
@@ -52,9 +50,9 @@ class StopRequest:
 
     def agreed(self, step: int, world: int) -> bool:
         """Whether the run stops after ``step``: on one rank, as soon as a signal came; on several, when any
-        rank got one, checked every CHECK_STEPS steps so that all ranks stop after the same step."""
+        rank got one, checked every AGREE_STEPS steps so that all ranks stop after the same step."""
         if world == 1:
             return self.signal_name is not None
-        if step % CHECK_STEPS:
+        if step % AGREE_STEPS:
             return False
         return any_rank(self.signal_name is not None)

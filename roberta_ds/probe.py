@@ -1,21 +1,28 @@
-"""Downstream probe: did pretraining help? Fine-tune a classifier from the pretrained encoder and,
-with the same architecture, tokenizer, seed, data order, learning rate and step budget, from random
-initialisation; report accuracy and macro-F1 of both on the same test set.
+"""Downstream probe: did pretraining help? Fine-tune the exported model the way colleagues do (stock
+``AutoTokenizer`` and ``AutoModelForSequenceClassification`` through ``transformers.Trainer``) and, with the same
+architecture, tokenizer, seeds, data and step budget, the same classifier from random initialisation; report
+accuracy and macro-F1 of both on the same test set, for each task, each share of the training data and each seed,
+with the mean and spread over seeds.
 
-The core only: it takes (text, label) examples (Examples). Reading labelled files is
-data_tools.labelled's job, and the command line is launcher/probe.py, which composes the two.
-Labels are strings; their ids are the sorted order.
+Tasks: ``single`` classifies each text (inews: 3 news classes); ``pair`` is title-article matching (a title and an
+article body: is this its article?), built from the same labelled articles (data_tools.labelled), so the
+sentence-pair path of the hand-off runs every time.
+
+The core only: it takes examples (Task). Reading labelled files is data_tools.labelled's job, and the command line
+is launcher/probe.py, which composes the two. Labels are strings; their ids are the sorted order.
 """
 
 from __future__ import annotations
 
+import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, RobertaConfig, RobertaForSequenceClassification
+from transformers import PreTrainedTokenizerBase
 
 from roberta_ds.cli_args import cli
 from roberta_ds.model import PRESETS, ModelConfig, roberta_config
@@ -25,7 +32,11 @@ DEFINITIONS = {
     "macro_f1": "unweighted mean over labels (present in gold or predictions) of per-label F1 = 2PR/(P+R), "
                 "F1 = 0 where P+R = 0",
     "majority_accuracy": "accuracy of always predicting the most frequent training label",
-    "budget": "optimizer steps x batch size, identical for both arms",
+    "budget": "optimizer steps x batch size, identical for every arm, share and seed",
+    "spread": "over the fine-tuning seeds: mean, sample standard deviation (n - 1), min and max; the gain is "
+              "pretrained - scratch for each seed (same seed, same training subset), then summarised the same way",
+    "train_fraction": "share of the task's training examples fine-tuned on: a subset drawn with each seed, the same "
+                      "for both arms",
 }
 
 
@@ -67,10 +78,30 @@ class BudgetConfig:
     weight_decay: float = 0.01
     """AdamW weight decay."""
     seed: int = 42
-    """Seeds the split, the head initialisation, dropout and the data order; same for both arms."""
+    """The first fine-tuning seed: it seeds the test split (without --test), the pairs, the training subset, the
+    initialisation, dropout and the data order; the same for both arms."""
+    repeats: int = 1
+    """Fine-tune every arm with this many seeds (seed, seed + 1, ...); the table shows mean and spread."""
+    train_fractions: tuple[str, ...] = ("1",)
+    """Shares of the training examples to fine-tune on, e.g. 0.1,1 (a subset drawn with each seed)."""
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.repeats)]
+
+    @property
+    def fractions(self) -> list[float]:
+        return [float(f) for f in self.train_fractions]
 
     def __post_init__(self) -> None:
         problems = []
+        if self.repeats < 1:
+            problems.append(f"--repeats {self.repeats}: must be >= 1")
+        try:
+            if not self.train_fractions or not all(0 < f <= 1 for f in self.fractions):
+                raise ValueError
+        except ValueError:
+            problems.append(f"--train_fractions {','.join(self.train_fractions)}: shares in (0, 1], e.g. 0.1,1")
         for name in ("max_length", "max_steps", "batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name} {getattr(self, name)}: must be >= 1")
@@ -82,26 +113,31 @@ class BudgetConfig:
             raise ValueError("invalid probe budget:\n  " + "\n  ".join(problems))
 
 
+Example = tuple  # (text, label) or (text, text_pair, label)
+
+
 @dataclass
-class Examples:
+class Task:
     """Labelled examples to fine-tune and test on, and where they came from (reported as given)."""
 
-    train: list[tuple[str, str]]
-    """(text, label) pairs to fine-tune on."""
-    test: list[tuple[str, str]]
-    """(text, label) pairs to measure on; every label must occur in train."""
+    name: str
+    """single (one text per example) or pair (two)."""
+    train: list[Example]
+    """(text, label) or (text, text_pair, label) examples to fine-tune on."""
+    test: list[Example]
+    """The same, to measure on; every label must occur in train."""
     split: str = ""
     """How train and test were obtained, in words."""
     input: dict = field(default_factory=dict)
     """What reading them counted (encodings, problems)."""
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    # Literal "[SEP]" in a headline is text, as in pretraining (data_tools.tokenize_worker.corpus_tokenizer);
-    # the [CLS]/[SEP] the tokenizer adds itself are inserted by id and unaffected.
-    enc = tokenizer(texts, max_length=max_length, truncation=True, padding="max_length", return_tensors="pt",
-                    return_token_type_ids=False, split_special_tokens=True)
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+           text_pairs: list[str] | None = None) -> dict[str, list]:
+    """The stock tokenizer call a colleague makes (truncation at max_length; pairs as two segments), unpadded:
+    the collator pads each batch. Literal "[SEP]" in a headline is text, as in pretraining
+    (data_tools.tokenize_worker.corpus_tokenizer); the [CLS]/[SEP] the tokenizer adds are inserted by id."""
+    return dict(tokenizer(texts, text_pairs, max_length=max_length, truncation=True, split_special_tokens=True))
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -126,112 +162,187 @@ def classification_metrics(gold: list[int], pred: list[int]) -> dict:
 
 
 # ---------------------------------------------------------------------------- training
-def _classifier(config: RobertaConfig, num_labels: int, encoder_state: dict | None, seed: int):
-    d = {k: v for k, v in config.to_dict().items() if k not in ("id2label", "label2id")}
-    cfg = RobertaConfig.from_dict({**d, "num_labels": num_labels, "problem_type": None})
-    torch.manual_seed(seed)  # same head (and, from scratch, same encoder) init for a given seed
-    model = RobertaForSequenceClassification(cfg)
-    if encoder_state is not None:
-        missing, unexpected = model.roberta.load_state_dict(encoder_state, strict=False)
-        # The MLM's encoder has no pooler (RobertaForSequenceClassification does not use one either).
-        bad = [k for k in missing if not k.startswith("pooler.")]
-        if bad or unexpected:
-            raise ValueError(f"pretrained encoder does not fit: missing {bad}, unexpected {unexpected}")
-    return model
+class _Features(torch.utils.data.Dataset):
+    """Tokenized examples with their label ids, as Trainer reads a dataset."""
+
+    def __init__(self, tokenizer, examples: list[Example], label_ids: dict[str, int], max_length: int) -> None:
+        texts = [e[0] for e in examples]
+        pairs = [e[1] for e in examples] if examples and len(examples[0]) == 3 else None
+        self.enc = encode(tokenizer, texts, max_length, pairs)
+        self.labels = [label_ids[e[-1]] for e in examples]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**{k: v[i] for k, v in self.enc.items()}, "labels": self.labels[i]}
 
 
-def train_and_test(model, train: dict, test: dict, budget: BudgetConfig) -> dict:
-    n = train["labels"].shape[0]
-    g = torch.Generator().manual_seed(budget.seed)  # the same example order for both arms
-    opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
-    warm = max(1, budget.max_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (budget.max_steps - s) / max(1, budget.max_steps - warm))))
-    torch.manual_seed(budget.seed)  # dropout
-    model.train()
-    t0, order, pos, losses = time.perf_counter(), torch.randperm(n, generator=g), 0, []
-    for _ in range(budget.max_steps):
-        if pos + budget.batch_size > n:
-            order, pos = torch.randperm(n, generator=g), 0
-        idx = order[pos : pos + budget.batch_size]
-        pos += budget.batch_size
-        out = model(input_ids=train["input_ids"][idx], attention_mask=train["attention_mask"][idx],
-                    labels=train["labels"][idx])
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(out.loss.detach())
-    train_time = time.perf_counter() - t0
-    model.eval()
-    preds = []
-    with torch.no_grad():
-        for i in range(0, test["labels"].shape[0], 256):
-            logits = model(input_ids=test["input_ids"][i : i + 256],
-                           attention_mask=test["attention_mask"][i : i + 256]).logits
-            preds += logits.argmax(-1).tolist()
-    last = torch.stack(losses[-max(1, len(losses) // 10):]).mean().item()
-    return {**classification_metrics(test["labels"].tolist(), preds), "final_train_loss": last,
-            "final_train_loss_definition": "mean cross-entropy over the last 10 % of steps",
-            "train_time_s": train_time, "epochs": budget.max_steps * budget.batch_size / n}
+@dataclass
+class _Source:
+    """Where both arms' classifiers come from: a Hugging Face model directory (the export) or, with --model none,
+    a config and tokenizer only."""
+
+    tokenizer: PreTrainedTokenizerBase
+    config: object
+    """The encoder's transformers config."""
+    model_dir: Path | None
+    """The exported model the pretrained arm loads (None: no pretrained arm)."""
+    architecture_from: str
+
+    def classifier(self, arm: str, labels: list[str], seed: int):
+        from transformers import AutoModelForSequenceClassification, set_seed
+
+        set_seed(seed)  # the head's (and, from scratch, the encoder's) initialisation
+        ids = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+               "label2id": {y: i for i, y in enumerate(labels)}}
+        if arm == "pretrained":
+            return AutoModelForSequenceClassification.from_pretrained(self.model_dir, **ids)
+        config = type(self.config).from_dict({**self.config.to_dict(), **ids, "problem_type": None})
+        return AutoModelForSequenceClassification.from_config(config)
 
 
-def run(encoder: EncoderConfig, budget: BudgetConfig, examples: Examples) -> dict:
-    """Both arms (only scratch with --model none) on the same examples and budget; the result as one dict."""
-    from roberta_ds.saved_model import load_masked_lm
-    from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
+def _source(encoder: EncoderConfig, budget: BudgetConfig, workdir: Path) -> _Source:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from roberta_ds.tokenizer import POSITION_OFFSET, handoff_tokenizer, load_tokenizer, tokenizer_info
 
     if encoder.model == "none":
-        tokenizer = load_tokenizer(encoder.tokenizer)
-        config = roberta_config(ModelConfig(model_size=encoder.model_size),
-                                tokenizer_info(tokenizer, encoder.tokenizer), budget.max_length)
-        encoder_state, arch_from = None, f"--model_size {encoder.model_size}"
-    else:
-        loaded = load_masked_lm(encoder.model)
-        if encoder.tokenizer:
-            conflicts = tokenizer_info(load_tokenizer(encoder.tokenizer), encoder.tokenizer).conflicts(
-                loaded.tokenizer_info())
-            if conflicts:
-                raise ValueError("--tokenizer differs from the model's tokenizer:\n  " + "\n  ".join(conflicts))
-        if budget.max_length > loaded.max_seq_length:
-            raise ValueError(f"--max_length {budget.max_length} exceeds the model's {loaded.max_seq_length} positions")
-        tokenizer, config = loaded.tokenizer, loaded.mlm.config
-        encoder_state = {k: v.detach().clone() for k, v in loaded.mlm.roberta.state_dict().items()}
-        arch_from = str(loaded.path)
+        tok = load_tokenizer(encoder.tokenizer)
+        config = roberta_config(ModelConfig(model_size=encoder.model_size), tokenizer_info(tok, encoder.tokenizer),
+                                budget.max_length)
+        tok = handoff_tokenizer(tok, max_tokens=budget.max_length, token_types=config.type_vocab_size)
+        return _Source(tok, config, None, f"--model_size {encoder.model_size}")
+    model_dir = Path(encoder.model)
+    if not (model_dir / "config.json").exists():  # a checkpoint: export it, as a colleague would receive it
+        from roberta_ds.checkpoint import export_checkpoint
 
-    train_pairs, test_pairs = examples.train, examples.test
-    labels = sorted({y for _, y in train_pairs})
-    unseen = sorted({y for _, y in test_pairs} - set(labels))
-    if unseen:
-        raise ValueError(f"test labels {unseen} never occur in the training data")
-    lid = {y: i for i, y in enumerate(labels)}
+        try:
+            model_dir = export_checkpoint(model_dir, workdir / "export")
+        except (RuntimeError, OSError) as e:
+            raise ValueError(f"--model {encoder.model}: {e}") from e
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    if encoder.tokenizer:
+        conflicts = tokenizer_info(load_tokenizer(encoder.tokenizer), encoder.tokenizer).conflicts(
+            tokenizer_info(tok, str(model_dir)))
+        if conflicts:
+            raise ValueError("--tokenizer differs from the model's tokenizer:\n  " + "\n  ".join(conflicts))
+    positions = config.max_position_embeddings - POSITION_OFFSET
+    if budget.max_length > positions:
+        raise ValueError(f"--max_length {budget.max_length} exceeds the model's {positions} positions")
+    return _Source(tok, config, model_dir, str(encoder.model))
 
-    def tensors(pairs):
-        d = encode(tokenizer, [t for t, _ in pairs], budget.max_length)
-        d["labels"] = torch.tensor([lid[y] for _, y in pairs])
-        return d
 
-    train, test = tensors(train_pairs), tensors(test_pairs)
-    counts = np.bincount(train["labels"].numpy(), minlength=len(labels))
-    majority = float((test["labels"] == int(counts.argmax())).float().mean())
+def fine_tune(model, tokenizer, train: _Features, test: _Features, budget: BudgetConfig, seed: int,
+              workdir: Path) -> dict:
+    """One arm, one seed: transformers.Trainer with AdamW, linear warmup over 10 % of the steps then linear decay,
+    gradient clipping at 1.0; then the test set's predictions."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
-    arms = {}
-    if encoder_state is not None:
-        arms["pretrained"] = train_and_test(_classifier(config, len(labels), encoder_state, budget.seed), train, test,
-                                            budget)
-    arms["scratch"] = train_and_test(_classifier(config, len(labels), None, budget.seed), train, test, budget)
+    args = TrainingArguments(
+        output_dir=str(workdir), max_steps=budget.max_steps, per_device_train_batch_size=budget.batch_size,
+        per_device_eval_batch_size=max(64, budget.batch_size), learning_rate=budget.lr,
+        weight_decay=budget.weight_decay, warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0,
+        seed=seed, data_seed=seed, logging_steps=max(1, budget.max_steps // 10), save_strategy="no",
+        report_to="none", disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
+    trainer.remove_callback(PrinterCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    train_time = time.perf_counter() - t0
+    preds = trainer.predict(test).predictions
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {**classification_metrics(test.labels, np.asarray(preds).argmax(-1).tolist()),
+            "final_train_loss": float(logged[-1]) if logged else float("nan"),
+            "final_train_loss_definition": "Trainer's mean training loss over its last logging window "
+                                           "(the last 10 % of the steps)",
+            "train_time_s": train_time, "epochs": budget.max_steps * budget.batch_size / len(train)}
+
+
+def _subset(examples: list[Example], fraction: float, seed: int) -> list[Example]:
+    if fraction >= 1:
+        return examples
+    keep = np.random.default_rng(seed).permutation(len(examples))[: max(1, math.ceil(fraction * len(examples)))]
+    return [examples[i] for i in sorted(keep)]
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation, min and max (DEFINITIONS["spread"])."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": len(v)}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per training share: each arm's metrics and the per-seed gain, over the seeds (DEFINITIONS["spread"])."""
+    out = {}
+    for fraction in sorted({r["train_fraction"] for r in runs}):
+        at = [r for r in runs if r["train_fraction"] == fraction]
+        arms = sorted({r["arm"] for r in at}, key=["pretrained", "scratch"].index)
+        by = {(r["arm"], r["seed"]): r for r in at}
+        row = {arm: {m: spread([r[m] for r in at if r["arm"] == arm]) for m in ("accuracy", "macro_f1")}
+               for arm in arms}
+        if len(arms) == 2:
+            seeds = sorted({r["seed"] for r in at})
+            row["gain"] = {m: spread([by["pretrained", s][m] - by["scratch", s][m] for s in seeds])
+                           for m in ("accuracy", "macro_f1")}
+        row["train_examples"] = at[0]["train_examples"]
+        out[f"{fraction:g}"] = row
+    return out
+
+
+def run(encoder: EncoderConfig, budget: BudgetConfig, tasks: list[Task], progress=print) -> dict:
+    """Every task x training share x seed x arm (only scratch with --model none) under the same budget; the result
+    as one dict. ``progress`` gets a line per fine-tuning run."""
+    with tempfile.TemporaryDirectory(prefix="roberta-ds-probe-") as tmp:
+        workdir = Path(tmp)
+        source = _source(encoder, budget, workdir)
+        arms = (["pretrained"] if source.model_dir is not None else []) + ["scratch"]
+        results = {}
+        for task in tasks:
+            labels = sorted({e[-1] for e in task.train})
+            unseen = sorted({e[-1] for e in task.test} - set(labels))
+            if unseen:
+                raise ValueError(f"{task.name} task: test labels {unseen} never occur in the training data")
+            ids = {y: i for i, y in enumerate(labels)}
+            test = _Features(source.tokenizer, task.test, ids, budget.max_length)
+            counts = np.bincount([ids[e[-1]] for e in task.train], minlength=len(labels))
+            runs = []
+            for fraction in budget.fractions:
+                for seed in budget.seeds:
+                    train = _Features(source.tokenizer, _subset(task.train, fraction, seed), ids, budget.max_length)
+                    for arm in arms:
+                        r = fine_tune(source.classifier(arm, labels, seed), source.tokenizer, train, test, budget,
+                                      seed, workdir / "trainer")
+                        runs.append({"arm": arm, "seed": seed, "train_fraction": fraction,
+                                     "train_examples": len(train), **r})
+                        progress(f"probe {task.name}, {fraction:g} of the training examples ({len(train):,}), seed "
+                                 f"{seed}, {arm}: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} "
+                                 f"({r['train_time_s']:.0f} s)")
+            results[task.name] = {
+                "labels": labels, "train_examples": len(task.train), "test_examples": len(task.test),
+                "split": task.split, "input": task.input,
+                "majority_accuracy": float(np.mean([ids[e[-1]] == int(counts.argmax()) for e in task.test])),
+                "summary": summarize(runs), "runs": runs,
+            }
+    config = source.config.to_dict()
+    first = results[tasks[0].name]
+    top = first["summary"][f"{max(budget.fractions):g}"]
     return {
-        "model": encoder.model, "architecture_from": arch_from,
-        "architecture": {k: config.to_dict()[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                             "intermediate_size", "vocab_size")},
-        "labels": labels, "train_examples": len(train_pairs), "test_examples": len(test_pairs),
-        "split": examples.split, "input": examples.input,
+        "model": encoder.model, "architecture_from": source.architecture_from, "fine_tuning": "transformers.Trainer",
+        "architecture": {k: config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                "intermediate_size", "vocab_size")},
         "budget": {"max_steps": budget.max_steps, "batch_size": budget.batch_size, "lr": budget.lr,
-                   "max_length": budget.max_length, "seed": budget.seed},
-        "majority_accuracy": majority, "arms": arms,
-        "gain": ({k: arms["pretrained"][k] - arms["scratch"][k] for k in ("accuracy", "macro_f1")}
-                 if "pretrained" in arms else None),
+                   "max_length": budget.max_length, "seed": budget.seed, "seeds": budget.seeds,
+                   "train_fractions": budget.fractions},
+        "tasks": results,
+        # The first task at the largest share, as earlier probe.json files had it (means over the seeds).
+        "labels": first["labels"], "train_examples": first["train_examples"], "test_examples": first["test_examples"],
+        "split": first["split"], "input": first["input"], "majority_accuracy": first["majority_accuracy"],
+        "arms": {arm: {m: top[arm][m]["mean"] for m in ("accuracy", "macro_f1")} for arm in arms},
+        "gain": {m: top["gain"][m]["mean"] for m in ("accuracy", "macro_f1")} if "gain" in top else None,
         "definitions": DEFINITIONS,
     }
 

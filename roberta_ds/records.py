@@ -227,6 +227,16 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in self.records), encoding="utf-8")
 
 
+def format_spread(stat: dict, signed: bool = False) -> str:
+    """A metric over several seeds ({"mean", "std", "min", "max", "n"}) as the probe's table, the report and the
+    model card print it: "mean ± std [min, max]", or the value alone for one seed."""
+    fmt = "{:+.4f}" if signed else "{:.4f}"
+    text = fmt.format(stat["mean"])
+    if stat["n"] > 1:
+        text += f" ± {stat['std']:.4f} [{fmt.format(stat['min'])}, {fmt.format(stat['max'])}]"
+    return text
+
+
 def format_value(v, digits: int = 4) -> str:
     """A number as the report and the model card print it: thousands separated, "—" for none."""
     if v is None:
@@ -362,6 +372,29 @@ class RunSummary:
     @property
     def last_eval(self) -> Evaluation | None:
         return None if self.eval is None else Evaluation.from_dict(self.eval)
+
+    @classmethod
+    def from_state(cls, state, config: dict, **more) -> RunSummary:
+        """The numbers of a run at a point (state.TrainState) under its effective config (effective_config.json,
+        also in each checkpoint): the finished run's summary, or what a checkpoint had done when it saved.
+        ``more`` adds what only the end of a run knows (elapsed time, data counts, warm start)."""
+        from roberta_ds.ds_config import peak_lr, zero_stage
+
+        ds, data = config.get("deepspeed", {}), config.get("data", {})
+        per_epoch = data.get("steps_per_epoch")
+        return cls(**{**dict(
+            steps=state.step, epochs_completed=state.step / per_epoch if per_epoch else None,
+            sequences=state.sequences_seen, tokens=state.tokens_seen, global_batch=config.get("global_batch"),
+            seq_len=data.get("seq_len"), world_size=config.get("world_size"), precision=config.get("precision"),
+            zero_stage=zero_stage(ds), lr=peak_lr(ds), initial_loss=state.initial_loss,
+            final_window_loss=state.last_window_loss, final_window_steps=state.last_window_steps,
+            epoch_mean_loss=state.epoch_mean_loss(), skipped_steps=state.skipped_steps,
+            dropped_sequences_per_epoch=data.get("dropped_sequences_per_epoch"),
+            eval=state.last_eval.to_dict() if state.last_eval else None,
+            eval_initial=state.evals[0].to_dict() if state.evals else None,
+            train_time_s=state.train_time_s, elapsed_s=state.clock.elapsed_s,
+            time_budget_s=config.get("time_budget_s"),
+            tokens_per_s=state.tokens_seen / max(state.train_time_s, 1e-9)), **more})
 
     def write(self, run_dir: Path) -> None:
         (Path(run_dir) / SUMMARY_NAME).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False, default=str),

@@ -251,6 +251,34 @@ def probe_section(run: Run) -> list[str]:
     if not path.exists():
         return []
     res = json.loads(path.read_text(encoding="utf-8"))
+    if "tasks" not in res:
+        return _probe_section_v1(res)
+    b = res["budget"]
+    parts = ["## Downstream probe: did pretraining help?\n\n"
+             f"Fine-tuned this run's export with transformers.Trainer (stock AutoTokenizer and "
+             f"AutoModelForSequenceClassification: pretrained) and, with the same architecture, tokenizer, data and "
+             f"budget ({b['max_steps']} steps x {b['batch_size']}, lr {b['lr']:g}, {b['max_length']} tokens), the "
+             f"same classifier from random initialisation (scratch), with seeds {', '.join(map(str, b['seeds']))}. "
+             f"Accuracy: {res['definitions']['accuracy']}; macro-F1: {res['definitions']['macro_f1']}; cells: "
+             f"{res['definitions']['spread']}."]
+    for name, task in res["tasks"].items():
+        rows = []
+        for share, row in task["summary"].items():
+            label = f"{float(share):.0%} ({row['train_examples']:,})"
+            rows += [[label, arm, rec.format_spread(row[arm]["accuracy"]), rec.format_spread(row[arm]["macro_f1"])]
+                     for arm in ("pretrained", "scratch") if arm in row]
+            if "gain" in row:
+                rows.append([label, "pretrained − scratch", rec.format_spread(row["gain"]["accuracy"], True),
+                             rec.format_spread(row["gain"]["macro_f1"], True)])
+        rows.append(["", "majority class", format_value(task["majority_accuracy"]), ""])
+        parts.append(f"### {name} task\n\n{task['train_examples']:,} training and {task['test_examples']:,} test "
+                     f"examples, {len(task['labels'])} labels ({task['split']}).\n\n"
+                     + _md_table(["share of train", "arm", "accuracy", "macro-F1"], rows))
+    return parts
+
+
+def _probe_section_v1(res: dict) -> list[str]:
+    """A probe.json written before the probe ran on Trainer with seeds and tasks (one classifier, one seed)."""
     rows = [[name, format_value(a["accuracy"]), format_value(a["macro_f1"]), format_value(a["final_train_loss"])]
             for name, a in res["arms"].items()]
     rows.append(["majority class", format_value(res["majority_accuracy"]), "", ""])

@@ -8,7 +8,7 @@ warmup/decay schedule to the time budget for exactly this reason.
 How: the DeepSpeed JSON keeps the one definition of the schedule (``WarmupDecayLR`` or
 ``WarmupCosineLR``: peak lr, warmup steps, warmup shape). With ``--time_budget`` its
 ``total_num_steps: "auto"`` is the *projected* number of steps that fit in the budget, re-estimated
-every ``SYNC_STEPS`` steps from the measured step rate, so the decay reaches zero when the time runs
+every ``collective.AGREE_STEPS`` steps from the measured step rate, so the decay reaches zero when the time runs
 out; the run stops at the first sync point past the budget. Every rank uses rank 0's clock (one
 broadcast per sync point), so all ranks change the lr and stop at the same step.
 
@@ -25,9 +25,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-SYNC_STEPS = 10
-"""Steps between clock synchronisations (one scalar broadcast from rank 0, a host sync on GPUs)."""
 
 TIME_SCHEDULERS = ("WarmupDecayLR", "WarmupCosineLR")
 """DeepSpeed schedulers whose decay is defined by total_num_steps, which a time budget projects."""

@@ -71,6 +71,7 @@ def test_probe_pretrained_vs_scratch_on_a_tiny_set(tiny_run, zh_docs, tmp_path, 
                                                     - res["arms"]["scratch"]["accuracy"])
     assert res["architecture"]["hidden_size"] == 128 and res["majority_accuracy"] == 0.5
     assert "pretrained - scratch" in out and "the same for every arm" in out
+    assert res["fine_tuning"] == "transformers.Trainer" and set(res["tasks"]) == {"single"}  # no articles: no pairs
     # --model none: only the from-scratch arm, architecture from --model_size, tokenizer from --tokenizer.
     rc = probe_main(["--model", "none", "--tokenizer", str(tiny_run / "final_model"), "--model_size", "tiny",
                      "--train", str(f), "--test_fraction", "0.25", "--max_steps", "10", "--batch_size", "16",
@@ -117,7 +118,7 @@ def test_literal_special_token_text_in_examples_is_text(vocab_dir):
     from roberta_ds.tokenizer import load_tokenizer
 
     tok = load_tokenizer(vocab_dir)
-    ids = encode(tok, ["今天[SEP]天气[PAD]好"], 24)["input_ids"][0].tolist()
+    ids = encode(tok, ["今天[SEP]天气[PAD]好"], 24)["input_ids"][0]
     real = ids[: ids.index(tok.sep_token_id) + 1]
     assert real[0] == tok.cls_token_id and real.count(tok.sep_token_id) == 1 and tok.pad_token_id not in real
 
@@ -138,3 +139,71 @@ def test_inews_labelled_splits_read_like_the_corpus(capsys):
     assert "--train inews:validation: the inews package has splits train, dev, test" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--inews_splits test,val: choose from train,dev,test"):
         list(read_documents(ReaderConfig(format="inews", inews_splits=("test", "val")), ReadStats()))
+
+
+def _thucnews_tree(zh_docs: list[str], root: Path) -> Path:
+    """A THUCNews-layout tree, <category>/<n>.txt with a title line and a body, two categories of 30 articles."""
+    for i, d in enumerate(zh_docs[:60]):
+        title, _, body = d.partition("\n")
+        (root / ("体育" if i % 2 else "财经")).mkdir(parents=True, exist_ok=True)
+        (root / ("体育" if i % 2 else "财经") / f"{i}.txt").write_text(f"{title}\n\u3000\u3000{body}\n", "utf-8")
+    return root
+
+
+def test_the_pair_task_matches_titles_to_articles_of_the_same_class(zh_docs, tmp_path):
+    from data_tools.labelled import LabelledConfig, read_titled, title_article_pairs
+
+    tree = _thucnews_tree(zh_docs, tmp_path / "tree")
+    articles = read_titled(tree)
+    assert len(articles) == 60 and all(t and b for t, b, _ in articles)
+    label_of_body = {b: y for _, b, y in articles}
+    own = {t: b for t, b, _ in articles}
+    pairs = title_article_pairs(articles, seed=5)
+    assert pairs == title_article_pairs(articles, seed=5) and pairs != title_article_pairs(articles, seed=6)
+    assert len(pairs) == 120 and sum(y == "match" for *_, y in pairs) == 60  # balanced
+    for title, body, y in pairs:
+        assert (body == own[title]) == (y == "match")
+        # the negative is another article of the same class: the class alone cannot tell them apart
+        assert label_of_body[body] == label_of_body[own[title]]
+    with pytest.raises(ValueError, match="no article bodies; the pair task"):
+        read_titled(tmp_path / "lines.txt")
+    # --tasks auto (the default): the pair task whenever the sources are articles
+    (tmp_path / "lines.txt").write_text("标题\t1\n", encoding="utf-8")
+    assert LabelledConfig(train=str(tree)).task_names() == ("single", "pair")
+    assert LabelledConfig(train="inews:train", test="inews:test").task_names() == ("single", "pair")
+    assert LabelledConfig(train=str(tmp_path / "lines.txt")).task_names() == ("single",)
+
+
+def test_probe_runs_the_pair_task_with_seeds_and_shares_from_a_checkpoint(tiny_run, zh_docs, tmp_path, capsys):
+    """The pair path colleagues use (Trainer on two segments), from a checkpoint exported on the way, with two
+    seeds and two training shares: the summary is the runs' mean and spread, the gain per seed."""
+    tree = _thucnews_tree(zh_docs, tmp_path / "tree")
+    rc = probe_main(["--model", str(tiny_run / "checkpoints"), "--train", str(tree), "--test_fraction", "0.3",
+                     "--tasks", "pair", "--max_steps", "6", "--batch_size", "8", "--max_length", "48", "--repeats", "2",
+                     "--train_fractions", "0.5,1", "--out", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert set(res["tasks"]) == {"pair"} and res["budget"]["seeds"] == [42, 43]
+    pair = res["tasks"]["pair"]
+    assert pair["labels"] == ["match", "mismatch"] and pair["test_examples"] == 2 * 18  # 30 % of 60 articles
+    assert len(pair["runs"]) == 2 * 2 * 2  # shares x seeds x arms
+    half = pair["summary"]["0.5"]
+    assert half["train_examples"] == 42  # half of the 84 training pairs
+    acc = [r["accuracy"] for r in pair["runs"] if r["train_fraction"] == 0.5 and r["arm"] == "pretrained"]
+    assert half["pretrained"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
+    assert half["pretrained"]["accuracy"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+    gains = [a["accuracy"] - b["accuracy"] for a, b in zip(
+        *[[r for r in pair["runs"] if r["train_fraction"] == 0.5 and r["arm"] == arm] for arm in ("pretrained", "scratch")])]
+    assert half["gain"]["accuracy"]["mean"] == pytest.approx(sum(gains) / 2)
+    assert "pair task: 84 train / 36 test examples" in out and " ± " in out
+    assert "probe pair, 0.5 of the training examples (42), seed 43, scratch: accuracy" in out
+
+
+def test_bad_probe_tasks_and_shares_are_named(tmp_path, capsys):
+    (tmp_path / "l.txt").write_text("a\tx\n", encoding="utf-8")
+    assert probe_main(["--model", "none", "--tokenizer", "t", "--train", str(tmp_path / "l.txt"), "--tasks", "pair",
+                       "--train_fractions", "0,1.5", "--repeats", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--tasks pair: " in err and "no article bodies" in err
+    assert "--train_fractions 0,1.5: shares in (0, 1]" in err and "--repeats 0: must be >= 1" in err

@@ -34,8 +34,8 @@ def test_time_budget_ends_annealed_on_time_and_resumes_with_its_clock(shard_dir:
                        "--save_steps", "20", "--save_total_limit", "0")
     assert pretrain_main(args) == 0
     summary = json.loads((run / "summary.json").read_text())
-    # It stopped at the first sync point (every 10 steps) past the budget, or at the projected last step
-    # when that came first (then less than 10 steps' time early).
+    # It stopped at the first agreement point (every 5 steps) past the budget, or at the projected last step
+    # when that came first (then less than 5 steps' time early).
     assert BUDGET_S - 1.0 <= summary["elapsed_s"] < BUDGET_S + 3.0, summary["elapsed_s"]
     assert summary["steps"] >= 30
     train = train_records(run)

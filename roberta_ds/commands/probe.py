@@ -1,9 +1,12 @@
-"""Did pretraining help? Fine-tune a classifier from a pretrained encoder and from scratch, same budget.
+"""Did pretraining help? Fine-tune the exported model and the same classifier from scratch with
+transformers.Trainer, same budget, on a single-text task and (from articles) a sentence-pair task.
 
     python launcher/probe.py --model RUN/final_model --train headlines.txt --test_fraction 0.2 --out probe.json
+    python launcher/probe.py --model RUN/final_model --train inews:train --test inews:test --repeats 3 \
+        --train_fractions 0.1,1
     python launcher/probe.py --model none --tokenizer SHARDS/tokenizer --model_size tiny --train T --test S
 
-parse -> read the labelled data (data_tools.labelled) -> fine-tune both arms (roberta_ds.probe) -> table + JSON.
+parse -> read the labelled data (data_tools.labelled) -> fine-tune every arm (roberta_ds.probe) -> table + JSON.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from pathlib import Path
 
 from data_tools import labelled
 from roberta_ds import cli_args, probe
+from roberta_ds.records import format_spread
 from roberta_ds.commands import prog
 
-DESCRIPTION = ("Fine-tune a classifier from a pretrained encoder and from scratch with the same budget; "
-               "report accuracy and macro-F1 of both.")
+DESCRIPTION = ("Fine-tune the exported model and the same classifier from scratch (transformers.Trainer, the same "
+               "budget, seeds and data); report accuracy and macro-F1 of both, with their spread over seeds.")
 
 
 @dataclass
@@ -40,28 +44,44 @@ class ProbeConfig:
 
 
 def table(res: dict) -> str:
-    rows = [("arm", "accuracy", "macro-F1", "final train loss", "train time")]
-    for name, a in res["arms"].items():
-        rows.append((name, f"{a['accuracy']:.4f}", f"{a['macro_f1']:.4f}", f"{a['final_train_loss']:.4f}",
-                     f"{a['train_time_s']:.0f} s"))
-    rows.append(("majority class", f"{res['majority_accuracy']:.4f}", "", "", ""))
-    if res["gain"]:
-        rows.append(("pretrained - scratch", f"{res['gain']['accuracy']:+.4f}", f"{res['gain']['macro_f1']:+.4f}", "", ""))
-    w = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    """One block per task: a row per training share and arm, and the gain, over the seeds."""
     b = res["budget"]
-    head = (f"probe: {res['train_examples']:,} train / {res['test_examples']:,} test examples, "
-            f"{len(res['labels'])} labels ({res['split']}); budget {b['max_steps']} steps x batch {b['batch_size']}, "
-            f"lr {b['lr']:g}, {b['max_length']} tokens, seed {b['seed']}, the same for every arm")
-    return head + "\n" + "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+    seeds = b["seeds"]
+    lines = [f"probe: fine-tuned with transformers.Trainer, {b['max_steps']} steps x batch {b['batch_size']}, lr "
+             f"{b['lr']:g}, {b['max_length']} tokens, the same for every arm; seeds {', '.join(map(str, seeds))}"
+             + (" (cells: mean ± standard deviation [min, max] over the seeds)" if len(seeds) > 1 else "")]
+    for name, task in res["tasks"].items():
+        rows = [("share of train", "arm", "accuracy", "macro-F1")]
+        for share, row in task["summary"].items():
+            label = f"{float(share):.0%} ({row['train_examples']:,})"
+            for arm in ("pretrained", "scratch"):
+                if arm in row:
+                    rows.append((label, arm, format_spread(row[arm]["accuracy"]), format_spread(row[arm]["macro_f1"])))
+            if "gain" in row:
+                rows.append((label, "pretrained - scratch", format_spread(row["gain"]["accuracy"], True),
+                             format_spread(row["gain"]["macro_f1"], True)))
+        rows.append(("", "majority class", f"{task['majority_accuracy']:.4f}", ""))
+        w = [max(len(r[i]) for r in rows) for i in range(4)]
+        text = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+        lines += ["", f"{name} task: {task['train_examples']:,} train / {task['test_examples']:,} test examples, "
+                      f"{len(task['labels'])} labels ({task['split']})", text[0], "-" * len(text[0]), *text[1:]]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = cli_args.parse(ProbeConfig, argv, prog=prog("probe"), description=DESCRIPTION)
-        data = labelled.load(cfg.data, seed=cfg.budget.seed)  # before loading the model: bad input fails fast
-        examples = probe.Examples(data.train, data.test, split=data.split, input=data.input_counts())
-        res = {**probe.run(cfg.encoder, cfg.budget, examples), "settings": cfg.settings()}
+        # read before loading the model: bad input fails fast
+        tasks = []
+        for name in cfg.data.task_names():
+            if name == "single":
+                data = labelled.load(cfg.data, seed=cfg.budget.seed)
+                tasks.append(probe.Task("single", data.train, data.test, split=data.split, input=data.input_counts()))
+            else:
+                train, test, how = labelled.load_pairs(cfg.data, seed=cfg.budget.seed)
+                tasks.append(probe.Task("pair", train, test, split=how))
+        res = {**probe.run(cfg.encoder, cfg.budget, tasks, progress=lambda line: print(line, flush=True)),
+               "settings": cfg.settings()}
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,146 @@
+"""What a user watching a run sees (rank 0): the header, a line per logging window and per evaluation, warnings
+once each, and on a terminal a live view (progress, the last window, the last held-out result, when the next
+checkpoint and evaluation come). Not on a terminal (a cluster log file), only the plain lines.
+
+A listener of the trainer's events (header, window, evaluation, resumed), as the monitors are
+(monitor.LiveMetrics): a new metric is a records field plus one line in each view that shows it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from roberta_ds import engine
+from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
+from roberta_ds.cadence import Cadence
+from roberta_ds.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
+from roberta_ds.schedule import format_duration
+
+
+class LiveView:
+    def __init__(self, run: PretrainRun, cadence: Cadence) -> None:
+        self.run, self.cadence = run, cadence
+        self.console = run.console
+        self.shown = run.is_main
+        self._warned: set[str] = set()
+        self._last_eval = "no held-out result yet"
+        self._progress = Progress(
+            TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("loss {task.fields[loss]} (last window)"), TextColumn("lr {task.fields[lr]:.2e}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"), TextColumn("{task.fields[sps]:,.1f} samples/s"),
+            TimeRemainingColumn(), TextColumn("| {task.fields[last_eval]} |"), TextColumn("{task.fields[upcoming]}"),
+            console=run.console, disable=not run.is_main or not run.console.is_terminal, transient=True,
+        )
+        self._task = None
+
+    # ------------------------------------------------------------------ the loop's span
+    def __enter__(self) -> LiveView:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def start(self, step: int) -> None:
+        self._task = self._progress.add_task("pretrain", total=self.cadence.total_steps, completed=step, loss="-",
+                                             lr=0.0, tps=0.0, sps=0.0, last_eval=self._last_eval, upcoming="")
+
+    # ------------------------------------------------------------------ events
+    def header(self, warnings: list[str]) -> None:
+        run, t = self.run, self.run.cfg.train
+        if not self.shown:
+            return
+        d = run.data
+        stage = run.ds_cfg.get("zero_optimization", {}).get("stage", 0)
+        self.console.print(
+            f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), precision "
+            f"{run.precision}, ZeRO stage {stage}, optimizer {engine.optimizer_implementation(run.engine)}\n"
+            + (f"{engine.LAUNCH.describe()}\n" if engine.LAUNCH is not None else "")
+            + f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, global batch "
+            f"{run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation {run.layout.grad_accum} "
+            f"x {run.world} rank(s); {d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch "
+            f"left over and skipped); "
+            + (f"{self.cadence.total_steps} steps in all\n" if run.budget_s is None else
+               f"time budget {t.time_budget} (the step count follows the clock)\n")
+            + f"effective configs (all of them): {run.out / EFFECTIVE_CONFIG_NAME}"
+        )
+        self.console.print("effective DeepSpeed config: " + json.dumps(run.ds_cfg, sort_keys=True))
+        self.warn(warnings)
+        if run.warm_start_report:
+            self.console.print(f"warm start from {t.init_from}: {run.warm_start_report}")
+
+    def resumed(self, tag_dir, state) -> None:
+        if state.last_eval is not None:
+            self._last_eval = f"held-out {state.last_eval.loss:.4f} at step {state.last_eval.step}"
+        if self.shown:
+            self.console.print(f"resumed from {tag_dir} at step {state.step}")
+
+    def window(self, rec: TrainWindow) -> None:
+        if self.shown:
+            self.console.print(
+                f"step {rec.step}{self._of_total()} epoch {rec.epoch}: loss {rec.loss:.4f} (mean over last "
+                f"{rec.window_steps} step(s), {rec.window_masked_tokens:,} masked tokens) acc {rec.accuracy:.3f} "
+                f"lr {rec.lr:.2e} {rec.tokens_per_s:,.0f} tokens/s {rec.samples_per_s:.1f} samples/s"
+                + (f" grad norm {rec.grad_norm:.3g}" if rec.grad_norm is not None else "")
+                + (f" skipped(overflow) {rec.skipped_steps}" if rec.skipped_steps else "")
+            )
+        if self._task is not None:
+            s_per_step = self.run.layout.global_batch / max(rec.samples_per_s, 1e-9)
+            self._progress.update(self._task, completed=rec.step, total=self.cadence.total_steps,
+                                  loss=f"{rec.loss:.4f}", lr=rec.lr, tps=rec.tokens_per_s, sps=rec.samples_per_s,
+                                  upcoming=self._upcoming(rec.step, s_per_step))
+            self._progress.refresh()  # on a terminal: show each window when it closes (a no-op elsewhere)
+
+    def evaluation(self, ev: Evaluation) -> None:
+        self._last_eval = f"held-out {ev.loss:.4f} at step {ev.step}"
+        if self.shown:
+            b = ev.below_unigram
+            gap = "" if b is None else f", {abs(b):.3f} nats {'below' if b >= 0 else 'above'} the unigram line"
+            col = ev.collapse
+            col = "" if col is None else f", token cosine {col['token_cosine']:.3f}" + (" COLLAPSED" if col["collapsed"] else "")
+            self.console.print(
+                f"eval step {ev.step}: held-out loss {ev.loss:.4f} (mean over {ev.masked_tokens:,} masked "
+                f"tokens in {ev.sequences:,} sequences{gap}), perplexity {ev.perplexity:.2f}, "
+                f"accuracy {ev.accuracy:.4f}{col}"
+            )
+        if self._task is not None:
+            self._progress.update(self._task, last_eval=self._last_eval)
+            self._progress.refresh()
+
+    def stopped(self, step: int, why: str) -> None:
+        if self.shown:
+            self.console.print(f"stopped at step {step} of {self.cadence.total_steps} ({why}), checkpoint saved; "
+                               "continue with --resume_from_checkpoint auto")
+
+    def warn(self, warnings: list[str]) -> None:
+        """Each warning once per run, as it first appears."""
+        for w in warnings:
+            if w not in self._warned and self.shown:
+                self._warned.add(w)
+                self.console.print(f"[yellow]warning:[/] {w}")
+
+    # ------------------------------------------------------------------ helpers
+    def _of_total(self) -> str:
+        run, total = self.run, self.cadence.total_steps
+        if run.budget_s is None:
+            return f"/{total}"
+        if total == PROJECTION_PLACEHOLDER:
+            return ""
+        return f"/~{total} ({self.cadence.clock.agreed_s / 60:.1f} of {run.budget_s / 60:.1f} min)"
+
+    def _upcoming(self, step: int, s_per_step: float) -> str:
+        """When the next checkpoint and evaluation come, in steps and (at the last window's pace) time."""
+        c, parts = self.cadence, []
+        if (n := c.steps_to_save(step)) is not None:
+            parts.append(f"checkpoint in {_steps(n)} (~{format_duration(n * s_per_step)})")
+        if (s := c.seconds_to_eval(step)) is not None:
+            parts.append(f"eval in ~{format_duration(s)}")
+        elif (n := c.steps_to_eval(step)) is not None:
+            parts.append(f"eval in {_steps(n)} (~{format_duration(n * s_per_step)})")
+        return ", ".join(parts)
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
