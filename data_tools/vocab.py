@@ -8,10 +8,11 @@ assumed). CJK characters are split one per token and text is lowercased, as in C
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -22,28 +23,45 @@ from data_tools.readers import ReadStats, check_input, read_documents
 from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
 
 
-def pinned_alphabet(wp, cfg: VocabConfig) -> tuple[list[str], list[str]]:
+_RUN = re.compile(r"\S{2,}")
+"""Two or more characters without whitespace: after the BERT normalizer puts spaces around every CJK character,
+the only places where a character can follow another inside a word."""
+
+
+def character_counts(texts: Iterable[str], wp) -> tuple[Counter[str], set[str]]:
+    """How often each character occurs in the words the trainer will see, and which characters occur inside a word
+    (not first), in one streaming pass. The counts are per distinct character (thousands of entries, whatever the
+    corpus size), counted in C (``Counter.update`` on a string): the words of BERT's pre-tokenizer are the
+    normalized text's non-whitespace characters, so nothing is pre-tokenized except runs of 2+ non-space
+    characters (numbers, Latin words, punctuation clusters), where the pre-tokenizer decides what is inside a word."""
+    norm, pre = wp.normalizer, wp.pre_tokenizer
+    counts: Counter[str] = Counter()
+    inner: set[str] = set()
+    for text in texts:
+        s = norm.normalize_str(text)
+        counts.update(s)
+        for run in _RUN.findall(s):
+            for word, _ in pre.pre_tokenize_str(run):
+                if len(word) > 1:
+                    inner.update(word[1:])
+    for ch in [c for c in counts if c.isspace()]:
+        del counts[ch]
+    return counts, inner
+
+
+def pinned_alphabet(counts: Counter[str], inner: set[str], vocab_size: int) -> tuple[list[str], list[str]]:
     """The characters the vocab keeps and the ``##c`` continuation tokens, both chosen and ordered here.
 
     Why: the ``tokenizers`` BPE trainer behind WordPiece is not deterministic: it cuts the alphabet to
     ``limit_alphabet`` by frequency with ties in hash-map order, creates the ``##c`` continuation tokens
     in hash-map order, and breaks ties between merges of equal count by those ids. Two runs on the same
     corpus gave vocabularies of 19,885 and 19,889 tokens (huggingface/tokenizers#1794, fixed upstream
-    only by an open PR). Here the alphabet is the ``cfg.vocab_size`` most frequent characters (ties by
+    only by an open PR). Here the alphabet is the ``vocab_size`` most frequent characters (ties by
     code point) and the continuation tokens are ``##c`` for each of them seen inside a word, sorted;
     handed to the trainer as its initial alphabet and as leading tokens, they get fixed ids and the
     training is byte-identical from run to run. They are the tokens the trainer would have made itself.
     """
-    norm, pre = wp.normalizer, wp.pre_tokenizer
-    counts: Counter[str] = Counter()
-    inner: set[str] = set()
-    for doc in read_documents(cfg.reader, ReadStats()):
-        text, _ = normalize(doc.text, cfg.normalize)
-        for word, _ in pre.pre_tokenize_str(norm.normalize_str(text)):
-            counts.update(word)
-            if len(word) > 1:
-                inner.update(word[1:])
-    alphabet = sorted(sorted(counts, key=lambda c: (-counts[c], c))[: cfg.vocab_size])
+    alphabet = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:vocab_size])
     keep = set(alphabet)
     return alphabet, ["##" + c for c in sorted(inner & keep)]
 
@@ -63,7 +81,8 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
                 yield text
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
-    alphabet, continuations = pinned_alphabet(wp, cfg)
+    alphabet, continuations = pinned_alphabet(*character_counts(texts(), wp), cfg.vocab_size)
+    stats = ReadStats()  # the trainer's pass reads the corpus again: count that one
     wp.train_from_iterator(
         texts(),
         vocab_size=cfg.vocab_size,
