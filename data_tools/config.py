@@ -7,9 +7,10 @@ before any command runs, so `--help` stays fast and never imports transformers o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from data_tools.quality import QualityFilters
 from data_tools.readers import ReaderConfig
 from roberta_ds.cli_args import cli
 
@@ -38,6 +39,16 @@ class PackConfig:
     """Map curly quotes, dashes and the ellipsis to in-vocab equivalents (CHAR_TABLE in data_tools/normalize.py)."""
     chunk_docs: int = 64
     """Documents per pool task: bigger amortises IPC, smaller evens out the load."""
+    min_chars: int = 0
+    """Quality filter: drop documents shorter than this many characters after normalisation (0: keep all)."""
+    max_non_han: float = 1.0
+    """Quality filter: drop documents whose non-space characters are more than this share not Han (1: keep all;
+    0.7 drops English, code and navigation pages and keeps Chinese news with numbers and names)."""
+    max_repeated_lines: float = 1.0
+    """Quality filter: drop documents in which more than this share of the lines repeat an earlier line (Gopher
+    uses 0.3; 1: keep all)."""
+    max_repeated_paragraphs: float = 1.0
+    """Quality filter: the same for paragraphs, blocks between blank lines (Gopher uses 0.3; 1: keep all)."""
     part: str | None = field(default=None, metadata=cli(metavar="I/N"))
     """I/N: pack only part I of N (1-based, e.g. 2/3) for packing on several machines; a document's part is its
     content hash modulo N, so duplicates share a part and the train/validation split is unchanged. Every part
@@ -64,8 +75,12 @@ class PackConfig:
             problems.append(f"--max_files_per_category {self.reader.max_files_per_category}: must be >= 1")
         if self.reader.doc_sep not in ("line", "blank"):
             problems.append(f"--doc_sep {self.reader.doc_sep!r}: must be 'line' or 'blank'")
+        problems += self.quality().problems()
         if problems:
             raise ValueError("invalid pack options:\n  " + "\n  ".join(problems))
+
+    def quality(self) -> QualityFilters:
+        return QualityFilters(self.min_chars, self.max_non_han, self.max_repeated_lines, self.max_repeated_paragraphs)
 
     def options(self) -> dict:
         """Every option that shapes the output (not --workers, which does not)."""
@@ -78,6 +93,8 @@ class PackConfig:
             "shard_size_mb": self.shard_size_mb,
             "normalize": self.normalize,
             "part": None if self.part is None else "{}/{}".format(*parse_part(self.part)),
+            # only when set: a pack started before the filters existed resumes with the same options
+            **({"quality": asdict(self.quality())} if self.quality().active else {}),
         }
 
     def partition(self) -> tuple[int, int] | None:

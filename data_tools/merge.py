@@ -295,6 +295,14 @@ def merge_corpus(corpora: list[dict], duplicated: int) -> dict:
     unk = sum((Counter(dict(map(tuple, c.get("top_unk_chars", [])))) for c in corpora), Counter())
     out["top_unk_chars"] = [[ch, n] for ch, n in sorted(unk.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_UNK]]
     out["top_unk_chars_note"] = f"summed from each part's top {TOP_UNK}: a lower bound per character"
+    if "quality_filters" in out:  # each part filtered its own documents: sum the drops, keep examples from each
+        q = [c.get("quality_filters", {}) for c in corpora]
+        out["quality_filters"] = {
+            **out["quality_filters"],
+            "dropped": {r: sum(x.get("dropped", {}).get(r, 0) for x in q) for r in out["quality_filters"]["dropped"]},
+            "examples": {r: [e for x in q for e in x.get("examples", {}).get(r, [])][:EXAMPLES]
+                         for r in out["quality_filters"].get("examples", {})},
+        }
     if "normalization" in out:
         out["normalization"] = {**out["normalization"],
                                 "replacements": sum(c["normalization"]["replacements"] for c in corpora)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from dataclasses import asdict
 from collections import deque
 from itertools import islice
 
@@ -32,6 +33,7 @@ from data_tools import tokenize_worker
 from data_tools.config import PackConfig
 from data_tools.normalize import CHAR_TABLE
 from data_tools.pack_state import Checkpoints, Counters, prepare_output
+from data_tools.quality import REASONS
 from data_tools.readers import ReadStats, check_input, read_documents
 from data_tools.sequence_packer import Packer
 from data_tools.shard_writer import SplitWriter
@@ -48,6 +50,11 @@ from roberta_ds.shard_format import (
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 
 TOP_UNK = 20
+FILTER_EXAMPLES, EXAMPLE_CHARS = 3, 80
+
+
+def _filtered_text(c: Counters) -> str:
+    return "".join(f", {n} dropped as {reason}" for reason, n in sorted(c.filtered.items()))
 
 
 def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
@@ -85,14 +92,18 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     threshold = int(cfg.val_fraction * 2.0**64)
     part = cfg.partition() or (1, 1)
     stats = ReadStats()
-    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm, part)
+    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm, part,
+                 cfg.quality())
 
-    chunk_categories: deque[list[str | None]] = deque()  # per chunk in flight, in order: results come in order
+    # per chunk in flight, in order (results come in order): categories, and the raw texts while filters are on
+    chunk_meta: deque[tuple[list[str | None], list[str | None]]] = deque()
+    keep_texts = cfg.quality().active
 
     def chunks():
         it = islice(read_documents(cfg.reader, stats), consumed, None)
         while batch := list(islice(it, cfg.chunk_docs)):
-            chunk_categories.append([d.meta.get("category") for d in batch])
+            chunk_meta.append(([d.meta.get("category") for d in batch],
+                               [d.text if keep_texts else None for d in batch]))
             yield [d.text for d in batch]
 
     t0 = time.perf_counter()
@@ -105,12 +116,19 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     with progress, _Pool(cfg.workers, init_args) as pool:
         task = progress.add_task("pack", total=None, docs=0, dps=0, toks=0, tps=0)
         for results in pool.map_ordered(chunks()):
-            for r, category in zip(results, chunk_categories.popleft(), strict=True):
+            categories, texts = chunk_meta.popleft()
+            for r, category, text in zip(results, categories, texts, strict=True):
                 consumed += 1
                 if not tokenize_worker.in_part(r.hash, part):
                     counters.documents_other_parts += 1
                     continue
                 counters.normalization_replacements += r.replaced
+                if r.dropped is not None:
+                    counters.filtered[r.dropped] += 1
+                    examples = counters.filter_examples.setdefault(r.dropped, [])
+                    if len(examples) < FILTER_EXAMPLES:
+                        examples.append(" ".join(text.split())[:EXAMPLE_CHARS])
+                    continue
                 if r.ids is None or len(r.ids) == 0:
                     counters.documents_empty += 1
                     continue
@@ -141,7 +159,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         raise ValueError(
             f"no documents packed: --input {options['input']} ({cfg.reader.format}) gave "
             f"{c['documents_read']} documents: {counters.documents_empty} empty after normalisation, "
-            f"{counters.duplicates_dropped} duplicates{others}; files read {c['files_read']}, empty {c['empty_files']}, "
+            f"{counters.duplicates_dropped} duplicates{others}{_filtered_text(counters)}; files read {c['files_read']}, empty {c['empty_files']}, "
             f"binary skipped {c['binary_files_skipped']}; unreadable rows {c['unreadable_rows']}"
         )
     splits = {}
@@ -194,6 +212,12 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
     )
     if cfg.part:
         d["documents_other_parts"] = c.documents_other_parts
+    if cfg.quality().active:
+        d["quality_filters"] = {"settings": asdict(cfg.quality()),
+                                "dropped": {r: c.filtered[r] for r in REASONS},
+                                "examples": {r: c.filter_examples.get(r, []) for r in REASONS},
+                                "definitions": "data_tools/quality.py; examples: the first characters of the first "
+                                               f"{FILTER_EXAMPLES} documents each filter dropped"}
     if stats.categories:
         d["categories"] = {cat: {"read": n, "kept": c.category_kept[cat]} for cat, n in sorted(stats.categories.items())}
     return d
@@ -210,6 +234,8 @@ def print_summary(console: Console, m: Manifest) -> None:
         ("documents dropped: empty after normalisation", c["documents_empty"]),
         ("documents dropped: exact duplicates", c["duplicates_dropped"]),
     ]
+    for reason, n in c.get("quality_filters", {}).get("dropped", {}).items():
+        rows.append((f"documents dropped: quality filter, {reason}", n))
     if "part" in m.source:  # pack --part I/N
         p = m.source["part"]
         rows.append((f"documents in other parts (this is part {p['index']} of {p['of']})", c["documents_other_parts"]))

@@ -44,8 +44,12 @@ class Counters:
     unk_chars: Counter = field(default_factory=Counter)
     category_kept: Counter = field(default_factory=Counter)
     """thucnews: documents kept (packed) per category."""
+    filtered: Counter = field(default_factory=Counter)
+    """Documents dropped by each quality filter (data_tools.quality.REASONS)."""
+    filter_examples: dict = field(default_factory=dict)
+    """The first few documents each quality filter dropped (their first characters), for the manifest."""
 
-    _COUNTERS = ("unk_chars", "category_kept")
+    _COUNTERS = ("unk_chars", "category_kept", "filtered")
 
     def to_state(self) -> dict:
         return {k: dict(v) if k in self._COUNTERS else v for k, v in vars(self).items()}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from data_tools.normalize import normalize
+from data_tools.quality import QualityFilters
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -40,6 +41,8 @@ class DocResult:
     word_starts: np.ndarray | None
     """bool per token: starts a jieba word (only with --wwm)."""
     unk_chars: dict[str, int] | None
+    dropped: str | None = None
+    """The quality filter the document failed (data_tools.quality.REASONS; then not tokenized)."""
 
 
 def doc_hash(text: str) -> int:
@@ -59,10 +62,12 @@ def corpus_tokenizer(tokenizer_json: str) -> Tokenizer:
 
 
 def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool,
-                part: tuple[int, int] = (1, 1)) -> None:
-    """``part``: (I, N) of ``pack --part I/N``; documents of other parts are hashed, not tokenized."""
+                part: tuple[int, int] = (1, 1), quality: QualityFilters = QualityFilters()) -> None:
+    """``part``: (I, N) of ``pack --part I/N``; documents of other parts are hashed, not tokenized. Documents that
+    fail a ``quality`` filter are hashed, not tokenized."""
     _WORKER.update(
-        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm, part=part
+        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm, part=part,
+        quality=quality,
     )
     if wwm:
         import jieba
@@ -84,12 +89,15 @@ def process_chunk(texts: list[str]) -> list[DocResult]:
     normed = [normalize(t, w["table"]) for t in texts]
     hashes = [doc_hash(t) if t else 0 for t, _ in normed]
     mine = [bool(t) and in_part(h, w["part"]) for (t, _), h in zip(normed, hashes)]
-    todo = [t for (t, _), m in zip(normed, mine) if m]
+    quality = w.get("quality")
+    dropped = [quality.verdict(raw, t) if m and quality is not None and quality.active else None
+               for raw, (t, _), m in zip(texts, normed, mine)]
+    todo = [t for (t, _), m, d in zip(normed, mine, dropped) if m and d is None]
     encs = iter(w["tok"].encode_batch(todo, add_special_tokens=False) if todo else [])
     out = []
-    for (text, replaced), h, m in zip(normed, hashes, mine):
-        if not m:
-            out.append(DocResult(h, replaced, None, None, None))
+    for (text, replaced), h, m, d in zip(normed, hashes, mine, dropped):
+        if not m or d is not None:
+            out.append(DocResult(h, replaced, None, None, None, d))
             continue
         enc = next(encs)
         ids = np.asarray(enc.ids, dtype=w["dtype"])
