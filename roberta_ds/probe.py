@@ -197,7 +197,16 @@ class _Source:
         ids = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                "label2id": {y: i for i, y in enumerate(labels)}}
         if arm == "pretrained":
-            return AutoModelForSequenceClassification.from_pretrained(self.model_dir, **ids)
+            # transformers' load report lists the MLM head left out and the classifier head initialised: expected
+            # here, and 18 lines per run
+            from transformers.utils import logging as hf_logging
+
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                return AutoModelForSequenceClassification.from_pretrained(self.model_dir, **ids)
+            finally:
+                hf_logging.set_verbosity(level)
         config = type(self.config).from_dict({**self.config.to_dict(), **ids, "problem_type": None})
         return AutoModelForSequenceClassification.from_config(config)
 
