@@ -34,6 +34,34 @@ def whole_split_pass(shards: Path) -> dict:
             "bytes_read": sum(s.bytes for s in m.splits["train"].shards)}
 
 
+def rank_read_volume(root: Path, manifest, seq_len: int, layout, seed: int = 0, shuffle_buffer: int | None = None,
+                     epoch: int = 0) -> dict:
+    """One epoch of one rank's training batches, without a model: what the rank read against what it trains on.
+
+    ``share_bytes`` is the bytes of the sequences behind the rank's pieces (ids, and word starts with --wwm);
+    ``bytes_read`` what its reader read, headers included. This benchmark and tests/test_scale_out.py use it.
+    """
+    from roberta_ds.data import SHUFFLE_BUFFER, PretrainingData, ShardStream
+    from roberta_ds.masking import Masker, MaskingConfig
+
+    shuffle_buffer = SHUFFLE_BUFFER if shuffle_buffer is None else shuffle_buffer
+    stream = ShardStream(root, manifest, "train", seq_len, seed, True, shuffle_buffer)
+    data = PretrainingData(stream, layout, Masker(MaskingConfig(), manifest.tokenizer), seed)
+    t0, pieces, tokens = time.process_time(), 0, 0
+    for micro_batches in data.steps(epoch):
+        for mb in micro_batches:
+            pieces += mb["input_ids"].shape[0]
+            tokens += mb["n_tokens"]
+    cpu = time.process_time() - t0
+    r = stream.reader
+    # the bytes of the pieces it trains on: ids, and one word-start bit per token with --wwm
+    share = pieces * seq_len * r.dtype.itemsize + (pieces * -(-seq_len // 8) if manifest.wwm else 0)
+    return {"world_size": layout.world_size, "rank": layout.rank, "steps": data.steps_per_epoch, "pieces": pieces,
+            "tokens": tokens, "reads": r.rows_read, "bytes_read": r.bytes_read, "share_bytes": share,
+            "read_ratio": r.bytes_read / max(share, 1), "cpu_s": cpu, "read_cpu_s": stream.read_cpu_s,
+            "split_bytes": sum(s.bytes for s in manifest.splits["train"].shards)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shards", type=Path, required=True, help="a data_tools pack output directory")
@@ -42,7 +70,7 @@ def main() -> None:
     ap.add_argument("--seq_len", type=int, default=None, help="training length (default: the packed length)")
     a = ap.parse_args()
 
-    from roberta_ds.data import Layout, rank_read_volume
+    from roberta_ds.data import Layout
     from roberta_ds.shard_format import read_manifest
 
     m = read_manifest(a.shards)

@@ -145,22 +145,11 @@ def read_labelled(path: str | Path, stats: ReadStats | None = None) -> Pairs:
     p = Path(path)
     stats = stats if stats is not None else ReadStats()
     pairs: Pairs = []
-    if p.is_dir():
-        for cat in sorted(d for d in p.iterdir() if d.is_dir()):
-            for f in sorted(cat.glob("*.txt")):
-                data = _read_bytes(f)
-                if not data:
-                    stats.empty_files += 1
-                    continue
-                if is_binary(data):
-                    stats.binary_files_skipped += 1
-                    stats.note(f"binary file skipped: {f}")
-                    continue
-                raw, enc = decode_bytes(data, stats, str(f))
-                stats.encodings[enc] += 1
-                text, _ = normalize(raw)
-                if text:
-                    pairs.append((text, cat.name))
+    if p.is_dir():  # a THUCNews tree, read by pack's own reader: label = category
+        for doc in read_documents(ReaderConfig(format="thucnews", input=p), stats):
+            text, _ = normalize(doc.text)
+            if text:
+                pairs.append((text, doc.meta["category"]))
         if not pairs:
             raise ValueError(f"{p}: no <category>/*.txt files with text")
         return pairs
@@ -201,14 +190,9 @@ def read_titled(path: str | Path, stats: ReadStats | None = None) -> Titled:
     if str(path).startswith(INEWS_PREFIX):
         docs = read_documents(ReaderConfig(format="inews", inews_splits=(str(path)[len(INEWS_PREFIX):],)), ReadStats())
         raw = [(d.text, str(d.meta["label"])) for d in docs]
-    elif Path(path).is_dir():
-        stats = stats if stats is not None else ReadStats()
-        raw = []
-        for cat in sorted(d for d in Path(path).iterdir() if d.is_dir()):
-            for f in sorted(cat.glob("*.txt")):
-                data = _read_bytes(f)
-                if data and not is_binary(data):
-                    raw.append((decode_bytes(data, stats, str(f))[0], cat.name))
+    elif Path(path).is_dir():  # a THUCNews tree, read by pack's own reader
+        docs = read_documents(ReaderConfig(format="thucnews", input=Path(path)), stats or ReadStats())
+        raw = [(d.text, d.meta["category"]) for d in docs]
     else:
         raise ValueError(f"{path}: text<TAB>label lines have no article bodies; the pair task (title-article "
                          "matching) needs a THUCNews tree or inews:SPLIT (or run --tasks single)")

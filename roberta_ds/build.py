@@ -123,11 +123,8 @@ def memory_report(cfg: RunConfig) -> str:
     seq_len = t.max_seq_length or manifest.max_seq_length
     raw = ds_config.load_ds_config(t.ds_config, t.ds_overrides)
     micro, _ = ds_config.batch_layout(raw)
-    explicit = [p for p in ("bf16", "fp16") if raw.get(p, {}).get("enabled") is True]
-    auto = any(raw.get(p, {}).get("enabled") == ds_config.AUTO for p in ("bf16", "fp16"))
-    precision = explicit[0] if explicit else ("bf16/fp16" if auto else "fp32")
     hf_config = roberta_config(cfg.model, manifest.tokenizer, seq_len)
-    return report(hf_config, cfg.model.model_size, seq_len, micro, precision, t.estimate_memory)
+    return report(hf_config, cfg.model.model_size, seq_len, micro, ds_config.precision(raw), t.estimate_memory)
 
 
 def build_run(cfg: RunConfig) -> PretrainRun:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from roberta_ds.masking import IGNORE_INDEX, Masker, MaskingConfig, sample_rng
+from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
 from roberta_ds.shard_format import Manifest
 from roberta_ds.shard_reader import ShardReader
 
@@ -346,27 +346,3 @@ def eval_batches(
     for k in range(math.ceil(total / (m * w))):
         mine = np.arange(k * m * w + r * m, min(k * m * w + (r + 1) * m, total))  # this rank's part of the round
         yield collate(stream.pieces(0, mine), masker, mask_seed, 0, stream.pad_id) if len(mine) else None
-
-
-def rank_read_volume(root: Path, manifest: Manifest, seq_len: int, layout: Layout, seed: int = 0,
-                     shuffle_buffer: int = SHUFFLE_BUFFER, epoch: int = 0) -> dict:
-    """One epoch of one rank's training batches, without a model: what the rank read against what it trains on.
-
-    ``share_bytes`` is the bytes of the sequences behind the rank's pieces (ids, and word starts with --wwm);
-    ``bytes_read`` what its reader read, headers included. The read-volume benchmark and test use this.
-    """
-    stream = ShardStream(root, manifest, "train", seq_len, seed, True, shuffle_buffer)
-    data = PretrainingData(stream, layout, Masker(MaskingConfig(), manifest.tokenizer), seed)
-    t0, pieces, tokens = time.process_time(), 0, 0
-    for micro_batches in data.steps(epoch):
-        for mb in micro_batches:
-            pieces += mb["input_ids"].shape[0]
-            tokens += mb["n_tokens"]
-    cpu = time.process_time() - t0
-    r = stream.reader
-    # the bytes of the pieces it trains on: ids, and one word-start bit per token with --wwm
-    share = pieces * seq_len * r.dtype.itemsize + (pieces * -(-seq_len // 8) if manifest.wwm else 0)
-    return {"world_size": layout.world_size, "rank": layout.rank, "steps": data.steps_per_epoch, "pieces": pieces,
-            "tokens": tokens, "reads": r.rows_read, "bytes_read": r.bytes_read, "share_bytes": share,
-            "read_ratio": r.bytes_read / max(share, 1), "cpu_s": cpu, "read_cpu_s": stream.read_cpu_s,
-            "split_bytes": sum(s.bytes for s in manifest.splits["train"].shards)}

@@ -104,11 +104,13 @@ def peak_lr(cfg: dict) -> float | None:
 
 
 def precision(cfg: dict) -> str:
-    """'bf16', 'fp16' or 'fp32' after resolution."""
+    """'bf16', 'fp16' or 'fp32' after resolution; before it, 'bf16/fp16' while an "auto" is still undecided."""
     if cfg.get("bf16", {}).get("enabled") is True:
         return "bf16"
     if cfg.get("fp16", {}).get("enabled") is True:
         return "fp16"
+    if any(cfg.get(p, {}).get("enabled") == AUTO for p in ("bf16", "fp16")):
+        return "bf16/fp16"
     return "fp32"
 
 

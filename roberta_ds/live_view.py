@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from roberta_ds import engine
 from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
 from roberta_ds.cadence import Cadence
+from roberta_ds.ds_config import zero_stage
 from roberta_ds.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
 from roberta_ds.schedule import format_duration
 
@@ -53,10 +54,9 @@ class LiveView:
         if not self.shown:
             return
         d = run.data
-        stage = run.ds_cfg.get("zero_optimization", {}).get("stage", 0)
         self.console.print(
             f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), precision "
-            f"{run.precision}, ZeRO stage {stage}, optimizer {engine.optimizer_implementation(run.engine)}\n"
+            f"{run.precision}, ZeRO stage {zero_stage(run.ds_cfg)}, optimizer {engine.optimizer_implementation(run.engine)}\n"
             + (f"{engine.LAUNCH.describe()}\n" if engine.LAUNCH is not None else "")
             + f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, global batch "
             f"{run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation {run.layout.grad_accum} "

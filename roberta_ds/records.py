@@ -82,7 +82,7 @@ SUMMARY_DEFINITIONS = {
     "initial_loss": "loss of the first optimizer step",
     "final_window_loss": "loss over the last logging window (final_window_steps steps)",
     "epoch_mean_loss": "loss over all steps of each epoch (partial for an unfinished epoch)",
-    "eval": "held-out loss/perplexity/accuracy on the validation split at a fixed 15 % masking, seed EVAL_MASK_SEED",
+    "eval": f"held-out loss/perplexity/accuracy on the validation split, masking {EVAL_DEFINITIONS['masking']}",
     "tokens": "non-padding tokens processed in training, all ranks",
     "tokens_per_s": "tokens / training wall time (excluding evaluation, checkpointing and start-up)",
 }

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from roberta_ds import records as rec
 from roberta_ds import sanity
+from roberta_ds.ds_config import peak_lr, zero_stage
+from roberta_ds.masking import EVAL_MASKING
 from roberta_ds.records import EFFECTIVE_CONFIG_NAME, EVAL_DEFINITIONS, format_value, Evaluation, RunSummary, TrainWindow
 from roberta_ds.schedule import format_duration
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
@@ -114,29 +116,29 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("sequences", format_value(either(s.sequences, last_train and last_train.sequences_seen)),
          "training sequences processed = steps x global batch"),
         ("tokens", format_value(either(s.tokens, last_train and last_train.tokens_seen)),
-         "non-padding tokens processed in training, all ranks"),
+         rec.SUMMARY_DEFINITIONS["tokens"]),
         ("steps", format_value(steps), "optimizer steps"),
         ("epochs", format_value(epochs, 3), "steps / steps per epoch (passes over the training split)"),
         ("batch", f"{format_value(either(s.global_batch, c.get('global_batch')))} x "
                   f"{format_value(either(s.seq_len, (c.get('data') or {}).get('seq_len')))}",
          "global batch (sequences per step = micro x accumulation x ranks) x sequence length"),
-        ("lr", _lr(either(s.lr, ((ds.get("optimizer") or {}).get("params") or {}).get("lr"))),
+        ("lr", _lr(either(s.lr, peak_lr(ds))),
          "peak learning rate (DeepSpeed optimizer lr)"),
         ("precision", str(either(s.precision, c.get("precision", "—"))), "training precision"),
-        ("ZeRO stage", format_value(either(s.zero_stage, (ds.get("zero_optimization") or {}).get("stage"))),
+        ("ZeRO stage", format_value(either(s.zero_stage, zero_stage(ds) if ds else None)),
          "DeepSpeed ZeRO stage"),
         ("ranks", format_value(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
         ("initial loss", format_value(either(s.initial_loss, run.train[0].loss if run.train else None)),
-         "training loss of the first optimizer step (nats per masked token)"),
+         rec.SUMMARY_DEFINITIONS["initial_loss"]),
         ("final loss", format_value(final_loss) + (f" (last {window} steps)" if window else ""),
          f"training loss over the last logging window: {rec.LOSS}"),
-        ("epoch mean loss", epoch_str, "training loss over all steps of each epoch, weighted by masked tokens"),
+        ("epoch mean loss", epoch_str, rec.SUMMARY_DEFINITIONS["epoch_mean_loss"]),
         ("unigram line", format_value(unigram), UNIGRAM_DEFINITION),
         ("held-out loss", format_value(last_eval.loss) + gap if last_eval else "—",
-         f"cross-entropy (nats) per masked token on the validation split, 15 % masking, fixed seed{ev_where}"),
-        ("perplexity", format_value(last_eval.perplexity, 2) if last_eval else "—", "exp(held-out loss)"),
+         f"{EVAL_DEFINITIONS['loss']}, on the validation split; masking {EVAL_DEFINITIONS['masking']}{ev_where}"),
+        ("perplexity", format_value(last_eval.perplexity, 2) if last_eval else "—", EVAL_DEFINITIONS["perplexity"]),
         ("accuracy", format_value(last_eval.accuracy) if last_eval else "—",
-         "held-out masked tokens predicted exactly (argmax) / masked tokens"),
+         EVAL_DEFINITIONS["accuracy"]),
         ("collapse check", col_str, EVAL_DEFINITIONS["collapse"]),
         ("wall time", format_duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
         ("tokens/s", format_value(s.tokens_per_s), "tokens / wall time"),
@@ -200,7 +202,7 @@ def plot_losses(runs: list[Run], out_png: Path) -> str | None:
                     label=label if len(runs) == 1 else f"{run.name}: training")
             if run.evals:
                 ax.plot([getattr(e, x) for e in run.evals], [e.loss for e in run.evals], color=color, ls="--", marker="o",
-                        ms=4, label="held-out (15 % mask, fixed seed)" if len(runs) == 1 else f"{run.name}: held-out")
+                        ms=4, label=f"held-out ({EVAL_MASKING.mask_prob:.0%} mask, fixed seed)" if len(runs) == 1 else f"{run.name}: held-out")
     unigram = unigram_of(runs[0])
     if unigram is not None and all(unigram_of(r) == unigram for r in runs):
         for ax in axes:
@@ -239,8 +241,8 @@ def single_report(run: Run, picture_note: str | None) -> str:
         "## Warnings\n\n" + _warnings_md([run]),
         "## Summary\n\n" + _md_table(["quantity", "value", "definition"], rows),
         "## Loss curve\n\n" + pic + "\n\nTraining loss: masked-token-weighted mean cross-entropy over each logging "
-        "window (the window is the steps since the previous point). Held-out loss: validation split at 15 % "
-        "masking with a fixed seed, measured at that step.",
+        "window (the window is the steps since the previous point). Held-out loss: validation split, masking "
+        f"{EVAL_DEFINITIONS['masking']}, measured at that step.",
         "### Curve data\n\n" + curve_table(run),
         *probe_section(run),
     ]) + "\n"

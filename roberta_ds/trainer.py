@@ -28,6 +28,7 @@ from roberta_ds import checkpoint, records, sanity
 from roberta_ds.build import PretrainRun
 from roberta_ds.cadence import Cadence
 from roberta_ds.data import model_inputs, to_device
+from roberta_ds.ds_config import peak_lr
 from roberta_ds.engine import beta_power_reset
 from roberta_ds.evaluation import evaluate_engine
 from roberta_ds.live_view import LiveView
@@ -192,7 +193,7 @@ class Trainer:
         rec = TrainWindow(
             step=st.step, epoch=epoch, loss=w.loss, loss_definition=records.window_definition(w.steps),
             window_steps=w.steps, window_masked_tokens=int(w.masked), accuracy=w.accuracy,
-            lr=float(run.scheduler.get_last_lr()[0]) if run.scheduler else float(run.ds_cfg["optimizer"]["params"]["lr"]),
+            lr=float(run.scheduler.get_last_lr()[0]) if run.scheduler else float(peak_lr(run.ds_cfg)),
             tokens_seen=st.tokens_seen, sequences_seen=st.sequences_seen,
             tokens_per_s=w.tokens / max(elapsed, 1e-9),
             samples_per_s=w.steps * run.layout.global_batch / max(elapsed, 1e-9), skipped_steps=st.skipped_steps,

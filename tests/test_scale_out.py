@@ -3,10 +3,11 @@ continue those of an uninterrupted run with the same global batch."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from pretrain_helpers import pretrain_args, run_pretrain, run_ranks, train_records
+from pretrain_helpers import ROOT, pretrain_args, run_pretrain, run_ranks, train_records
 
 EXACT = ("--dropout", "0", "--save_steps", "2", "--save_total_limit", "0")
 """No dropout: the RNG streams of different world sizes differ; every step the same otherwise."""
@@ -78,8 +79,11 @@ def test_estimate_memory_prints_deepspeeds_estimates_for_every_zero_setup_and_ex
 
 
 def test_each_rank_reads_only_its_share_of_the_data(shard_dir: Path):
-    from roberta_ds.data import Layout, rank_read_volume
+    from roberta_ds.data import Layout
     from roberta_ds.shard_format import read_manifest
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from read_volume import rank_read_volume  # bench/read_volume.py: the loader's read volume, measured
 
     m = read_manifest(shard_dir)
     one = rank_read_volume(shard_dir, m, 128, Layout(16, 1, 1, 0), seed=5, shuffle_buffer=500)
