@@ -2,7 +2,7 @@
 
     python bench/loader_throughput.py --shards SHARDS [--wwm_shards SHARDS_WWM] [--model_size tiny] [--steps 60]
 
-Loader arms: shards -> this rank's masked, collated micro-batches (roberta_ds.data.PretrainingData, exactly
+Loader arms: shards -> this rank's masked, collated micro-batches (roberta_ds.reading.data.PretrainingData, exactly
 what the trainer consumes), with 0, 1 and 2 loader worker processes, on the given shards and (if given) on
 shards packed with --wwm (whole-word masking). Timed from the second batch on (worker start-up excluded and
 printed apart). The step arm: forward, backward and optimizer step of the model through the DeepSpeed engine
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def loader_rate(shards: Path, micro: int, steps: int, workers: int, wwm: bool) -> dict:
-    from roberta_ds.data import Layout, PretrainingData, ShardStream
-    from roberta_ds.masking import Masker, MaskingConfig
+    from roberta_ds.reading.data import Layout, PretrainingData, ShardStream
+    from roberta_ds.reading.masking import Masker, MaskingConfig
     from roberta_ds.shard_format import read_manifest
 
     m = read_manifest(shards)
@@ -43,11 +43,11 @@ def loader_rate(shards: Path, micro: int, steps: int, workers: int, wwm: bool) -
 
 
 def step_rate(shards: Path, model_size: str, micro: int, steps: int) -> dict:
-    from roberta_ds import ds_config
-    from roberta_ds.data import Layout, PretrainingData, ShardStream, model_inputs, to_device
-    from roberta_ds.engine import build_engine, device, init_distributed
-    from roberta_ds.masking import Masker, MaskingConfig
-    from roberta_ds.model import ModelConfig, SparseMaskedLM, build_model, roberta_config
+    from roberta_ds.training import ds_config
+    from roberta_ds.reading.data import Layout, PretrainingData, ShardStream, model_inputs, to_device
+    from roberta_ds.training.engine import build_engine, device, init_distributed
+    from roberta_ds.reading.masking import Masker, MaskingConfig
+    from roberta_ds.training.model import ModelConfig, SparseMaskedLM, build_model, roberta_config
     from roberta_ds.shard_format import read_manifest
 
     init_distributed()

@@ -3,7 +3,7 @@
     python bench/read_volume.py --shards SHARDS [--global_batch 256] [--world_sizes 1,2,8,64]
 
 A data-only simulation (no model): rank r of R builds its training batches for one epoch exactly as the trainer
-does (roberta_ds.data: canonical order, this rank's positions, masking, collation) in this one process, for
+does (roberta_ds.reading.data: canonical order, this rank's positions, masking, collation) in this one process, for
 ranks 0 and R-1 of each R. Printed per rank: bytes read from the shards (headers included) against its share
 (the bytes of the sequences it trains on), reads, and CPU seconds. The baseline arm, in the same run, is what
 every rank did before this loader (and what a plain WebDataset pipeline with a node split by batch does): read
@@ -41,8 +41,8 @@ def rank_read_volume(root: Path, manifest, seq_len: int, layout, seed: int = 0, 
     ``share_bytes`` is the bytes of the sequences behind the rank's pieces (ids, and word starts with --wwm);
     ``bytes_read`` what its reader read, headers included. This benchmark and tests/test_scale_out.py use it.
     """
-    from roberta_ds.data import SHUFFLE_BUFFER, PretrainingData, ShardStream
-    from roberta_ds.masking import Masker, MaskingConfig
+    from roberta_ds.reading.data import SHUFFLE_BUFFER, PretrainingData, ShardStream
+    from roberta_ds.reading.masking import Masker, MaskingConfig
 
     shuffle_buffer = SHUFFLE_BUFFER if shuffle_buffer is None else shuffle_buffer
     stream = ShardStream(root, manifest, "train", seq_len, seed, True, shuffle_buffer)
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--seq_len", type=int, default=None, help="training length (default: the packed length)")
     a = ap.parse_args()
 
-    from roberta_ds.data import Layout
+    from roberta_ds.reading.data import Layout
     from roberta_ds.shard_format import read_manifest
 
     m = read_manifest(a.shards)

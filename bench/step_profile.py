@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from roberta_ds import cli_args
-    from roberta_ds.build import build_run
-    from roberta_ds.config import RunConfig
-    from roberta_ds.data import model_inputs
-    from roberta_ds.model import SparseMaskedLM, build_model
-    from roberta_ds.trainer import Trainer, WindowAccumulator
+    from roberta_ds.training.build import build_run
+    from roberta_ds.training.config import RunConfig
+    from roberta_ds.reading.data import model_inputs
+    from roberta_ds.training.model import SparseMaskedLM, build_model
+    from roberta_ds.training.trainer import Trainer, WindowAccumulator
 
     setting = tt.Setting()
     m, raw = tt._packed_batches(a.shards, a.length, 40, setting.micro)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from roberta_ds.schedule import parse_duration  # noqa: E402
+from roberta_ds.training.schedule import parse_duration  # noqa: E402
 
 SEQ_LEN = 128
 RECIPE_CONFIG = ROOT / "ds_configs" / "zero2_short_run.json"
@@ -106,10 +106,10 @@ def run_reference(shards: Path, model_cfg, budget_s: float, every_s: float, eval
                   lr: float = 5e-4, batch: int = 32, seed: int = 42) -> list[dict]:
     from transformers import DataCollatorForLanguageModeling
 
-    from roberta_ds.data import Layout, ShardStream
-    from roberta_ds.evaluation import evaluate
-    from roberta_ds.masking import EVAL_MASK_SEED
-    from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
+    from roberta_ds.reading.data import Layout, ShardStream
+    from roberta_ds.training.evaluation import evaluate
+    from roberta_ds.reading.masking import EVAL_MASK_SEED
+    from roberta_ds.training.model import SparseMaskedLM, build_model, roberta_config
     from roberta_ds.shard_format import read_manifest
     from roberta_ds.tokenizer import load_tokenizer
 
@@ -213,7 +213,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     budget_s, every_s = parse_duration(args.budget), parse_duration(args.every)
     shards = pack(work, args.tokenizer_path or default_vocab(work))
-    from roberta_ds.model import ModelConfig
+    from roberta_ds.training.model import ModelConfig
     from roberta_ds.shard_format import read_manifest
 
     unigram = read_manifest(shards).unigram_nats

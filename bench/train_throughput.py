@@ -80,13 +80,13 @@ class Setting:
 
 
 def model_config(shape: str, tok, seq_len: int, dropout: float = 0.1):
-    from roberta_ds.model import ModelConfig, roberta_config
+    from roberta_ds.training.model import ModelConfig, roberta_config
 
     if shape == "256x4":
         cfg = ModelConfig("tiny", hidden_size=256, num_heads=4, intermediate_size=1024, num_hidden_layers=4,
                           dropout=dropout)
     else:
-        cfg = ModelConfig(shape, dropout=dropout)  # a preset (roberta_ds.model.PRESETS)
+        cfg = ModelConfig(shape, dropout=dropout)  # a preset (roberta_ds.training.model.PRESETS)
     return cfg, roberta_config(cfg, tok, seq_len)
 
 
@@ -120,7 +120,7 @@ def matmul_ceiling(device: str = "cpu", precision: str = "fp32") -> float:
 def trainer_rate(run_dir: Path, micro: int, after_step: int = 2) -> dict:
     """Useful tokens, seconds, steps and masked tokens of a finished run's training windows after ``after_step``
     (start-up excluded), from its metrics.jsonl; micro = its global batch in sequences."""
-    from roberta_ds import records
+    from roberta_ds.training import records
 
     windows = [w for w in records.windows(records.read_metrics(run_dir)) if w.step > after_step]
     if not windows:
@@ -163,7 +163,7 @@ def _plain_loop(model, batches, steps: int, setting: Setting) -> float:
 def arm_seed(shards: Path, shape: str, seq_len: int, steps: int, setting: Setting, summary: bool) -> dict:
     from transformers import DataCollatorForLanguageModeling
 
-    from roberta_ds.model import build_model
+    from roberta_ds.training.model import build_model
     from roberta_ds.shard_format import TOKENIZER_DIRNAME, read_manifest
     from roberta_ds.tokenizer import load_tokenizer
 
@@ -192,7 +192,7 @@ def arm_seed(shards: Path, shape: str, seq_len: int, steps: int, setting: Settin
 def arm_run_mlm(shards: Path, shape: str, seq_len: int, steps: int, setting: Setting) -> dict:
     from transformers import DataCollatorForLanguageModeling
 
-    from roberta_ds.model import build_model
+    from roberta_ds.training.model import build_model
     from roberta_ds.shard_format import TOKENIZER_DIRNAME, read_manifest
     from roberta_ds.tokenizer import load_tokenizer
 
@@ -217,8 +217,8 @@ def arm_run_mlm(shards: Path, shape: str, seq_len: int, steps: int, setting: Set
 
 
 def _packed_batches(shards: Path, seq_len: int, n: int, micro: int = 16):
-    from roberta_ds.data import Layout, PretrainingData, ShardStream
-    from roberta_ds.masking import Masker, MaskingConfig
+    from roberta_ds.reading.data import Layout, PretrainingData, ShardStream
+    from roberta_ds.reading.masking import Masker, MaskingConfig
     from roberta_ds.shard_format import read_manifest
 
     m = read_manifest(shards)
@@ -228,8 +228,8 @@ def _packed_batches(shards: Path, seq_len: int, n: int, micro: int = 16):
 
 
 def arm_bare_step(shards: Path, shape: str, seq_len: int, steps: int, setting: Setting) -> dict:
-    from roberta_ds.data import model_inputs
-    from roberta_ds.model import SparseMaskedLM, build_model
+    from roberta_ds.reading.data import model_inputs
+    from roberta_ds.training.model import SparseMaskedLM, build_model
 
     m, raw = _packed_batches(shards, seq_len, steps + 2, setting.micro)
     _, hf = model_config(shape, m.tokenizer, seq_len, setting.dropout)
@@ -260,9 +260,9 @@ def roberta_ds_argv(shards: Path, out: Path, shape: str, seq_len: int, steps: in
 
 def arm_roberta_ds(shards: Path, shape: str, seq_len: int, steps: int, setting: Setting, *extra: str) -> dict:
     from roberta_ds import cli_args
-    from roberta_ds.build import build_run
-    from roberta_ds.config import RunConfig
-    from roberta_ds.trainer import Trainer
+    from roberta_ds.training.build import build_run
+    from roberta_ds.training.config import RunConfig
+    from roberta_ds.training.trainer import Trainer
 
     out = Path(tempfile.mkdtemp(prefix="throughput_"))
     argv = roberta_ds_argv(shards, out, shape, seq_len, steps, setting) + list(extra)

@@ -1,4 +1,4 @@
-"""The on-disk shard format: one module that the writer (data_tools) and the reader (roberta_ds.data) import.
+"""The on-disk shard format: one module that the writer (data_tools) and the reader (roberta_ds.reading.data) import.
 
 A dataset directory looks like::
 

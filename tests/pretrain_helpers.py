@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roberta_ds import launch_env, records
+from roberta_ds.training import launch_env, records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +89,8 @@ def eval_records(run: Path) -> list[dict]:
 # variables a launcher sets (launch_env reads them as "environment"), without paying ~6 s of imports per rank and
 # per launcher process. The launchers themselves are tested with the real deepspeed, torchrun and srun paths.
 
-_PRELOAD = ["roberta_ds.commands.pretrain", "roberta_ds.commands.evaluate", "roberta_ds.build", "roberta_ds.trainer",
-            "roberta_ds.evaluation", "roberta_ds.checkpoint"]
+_PRELOAD = ["roberta_ds.commands.pretrain", "roberta_ds.commands.evaluate", "roberta_ds.training.build", "roberta_ds.training.trainer",
+            "roberta_ds.training.evaluation", "roberta_ds.training.checkpoint"]
 _CONTEXT = None
 
 

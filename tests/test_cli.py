@@ -17,8 +17,8 @@ from pretrain_helpers import launcher_module
 from data_tools.cli import build_parser as data_tools_parser
 from roberta_ds import cli_args
 from roberta_ds.cli_args import cli
-from roberta_ds.config import RunConfig
-from roberta_ds.evaluation import EvalConfig
+from roberta_ds.training.config import RunConfig
+from roberta_ds.downstream.saved_model import EvalConfig
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

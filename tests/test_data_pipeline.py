@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from roberta_ds.data import Layout, PretrainingData, ShardStream, eval_batches
-from roberta_ds.masking import Masker, MaskingConfig
+from roberta_ds.reading.data import Layout, PretrainingData, ShardStream, eval_batches
+from roberta_ds.reading.masking import Masker, MaskingConfig
 from roberta_ds.shard_format import read_manifest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pretrain_helpers import ROOT
 
-from roberta_ds import ds_config
+from roberta_ds.training import ds_config
 
 SHIPPED = sorted((ROOT / "ds_configs").glob("*.json"))
 

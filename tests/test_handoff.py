@@ -37,8 +37,8 @@ def test_the_bert_export_predicts_what_the_roberta_export_predicts(tiny_run: Pat
     from transformers import AutoModelForMaskedLM, BertForMaskedLM, BertForSequenceClassification
 
     from pretrain_helpers import launcher_main
-    from roberta_ds.data import ShardStream
-    from roberta_ds.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConfig, sample_rng
+    from roberta_ds.reading.data import ShardStream
+    from roberta_ds.reading.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConfig, sample_rng
     from roberta_ds.shard_format import read_manifest
 
     bert_dir = tmp_path / "bert"

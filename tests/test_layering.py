@@ -24,9 +24,52 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def modules(package: str) -> dict[str, set[str]]:
-    return {f"{package}.{p.stem}" if p.stem != "__init__" else package: imports(p)
-            for p in sorted((ROOT / package).glob("*.py"))}
+    """Every module of the package, its subpackages included, and what it imports (also inside functions)."""
+    return {module_name(p): imports(p) for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+LAYERS = {"roberta_ds.reading": 1, "roberta_ds.training": 2, "roberta_ds.reports": 3, "roberta_ds.downstream": 3,
+          "roberta_ds.commands": 4}
+"""The core's subpackages, bottom to top (docs/architecture.md); the shared modules (SHARED) are layer 0. A module
+imports from its own subpackage and from lower layers only; reports and downstream use, on one layer, not each
+other."""
+
+
+def layer(module: str) -> tuple[int, str]:
+    for pkg, n in LAYERS.items():
+        if module == pkg or module.startswith(pkg + "."):
+            return n, pkg
+    return 0, "roberta_ds"
+
+
+def test_the_subpackages_import_only_downwards():
+    core = modules("roberta_ds")
+    assert set(LAYERS) <= set(core), "a subpackage is missing: update LAYERS and docs/architecture.md"
+    bad = {}
+    for m, names in core.items():
+        n, pkg = layer(m)
+        for target in ours(names, "roberta_ds"):
+            if target not in core and target.rpartition(".")[0] in core:
+                target = target.rpartition(".")[0]  # `from roberta_ds.training import records`: the module's name
+            tn, tpkg = layer(target)
+            if target in core and tpkg != pkg and (tn > n or (tn == n and tn > 0)):
+                bad.setdefault(m, set()).add(target)
+    assert bad == {}
+    assert {m for m in core if layer(m)[0] == 0} == SHARED, "a module outside the subpackages: give it one"
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    # a training module importing a report, even lazily, is an upward import
+    assert layer("roberta_ds.training.trainer")[0] < layer("roberta_ds.reports.report")[0]
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from roberta_ds.reports import report\n")
+    assert "roberta_ds.reports.report" in imports(f)
 
 
 def ours(names: set[str], prefix: str) -> set[str]:
@@ -34,7 +77,9 @@ def ours(names: set[str], prefix: str) -> set[str]:
 
 
 def test_the_core_never_imports_data_tools():
-    bad = {m: ours(i, "data_tools") for m, i in modules("roberta_ds").items() if ours(i, "data_tools")}
+    # the commands are the apps layer: they compose data_tools and the core (the probe reads labelled data)
+    bad = {m: ours(i, "data_tools") for m, i in modules("roberta_ds").items()
+           if ours(i, "data_tools") and not m.startswith("roberta_ds.commands")}
     assert bad == {}
 
 
@@ -54,14 +99,15 @@ def test_the_shared_layer_imports_nothing_above_it():
 
 
 def test_nothing_imports_the_launcher():
-    files = [p for d in ("roberta_ds", "data_tools", "launcher", "bench") for p in (ROOT / d).glob("*.py")]
+    files = [p for d in ("roberta_ds", "data_tools", "launcher", "bench") for p in (ROOT / d).rglob("*.py")]
     bad = {str(p.relative_to(ROOT)): ours(imports(p), "launcher") for p in files if ours(imports(p), "launcher")}
     assert bad == {}
 
 
 def test_only_the_launcher_imports_the_commands():
     # roberta_ds/commands/ is the apps layer inside the package (console scripts need an importable module)
-    files = [p for d in ("roberta_ds", "data_tools", "bench") for p in (ROOT / d).glob("*.py")]
+    files = [p for d in ("roberta_ds", "data_tools", "bench") for p in (ROOT / d).rglob("*.py")
+             if "commands" not in p.relative_to(ROOT).parts]
     bad = {str(p.relative_to(ROOT)): ours(imports(p), "roberta_ds.commands") for p in files
            if ours(imports(p), "roberta_ds.commands")}
     assert bad == {}

@@ -10,8 +10,8 @@ from pathlib import Path
 from pretrain_helpers import eval_records, launcher_module, pretrain_args, train_records
 from rich.console import Console
 
-from roberta_ds.build import build_run
-from roberta_ds.trainer import Trainer
+from roberta_ds.training.build import build_run
+from roberta_ds.training.trainer import Trainer
 
 LIVE = ("--eval_steps", "4", "--eval_max_sequences", "16", "--save_steps", "6")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roberta_ds.masking import IGNORE_INDEX, Masker, MaskingConfig, sample_rng
+from roberta_ds.reading.masking import IGNORE_INDEX, Masker, MaskingConfig, sample_rng
 from roberta_ds.tokenizer import TokenizerInfo
 
 TOK = TokenizerInfo(name="t", vocab_size=1000, vocab_sha256="x", pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4)

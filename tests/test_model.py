@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from roberta_ds.masking import IGNORE_INDEX
-from roberta_ds.model import ModelConfig, SparseMaskedLM, build_model, roberta_config
+from roberta_ds.reading.masking import IGNORE_INDEX
+from roberta_ds.training.model import ModelConfig, SparseMaskedLM, build_model, roberta_config
 from roberta_ds.tokenizer import TokenizerInfo
 
 TOK = TokenizerInfo(name="t", vocab_size=300, vocab_sha256="x", pad_id=0, unk_id=100, cls_id=101, sep_id=102, mask_id=103)

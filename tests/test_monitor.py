@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pretrain_helpers import eval_records, run_pretrain, train_records
 
-from roberta_ds.monitor import EVAL_SERIES, TRAIN_SERIES
+from roberta_ds.training.monitor import EVAL_SERIES, TRAIN_SERIES
 
 MONITORED = ("--ds", "csv_monitor.enabled=true", "--ds", "tensorboard.enabled=true",
              "--eval_steps", "6", "--eval_max_sequences", "32", "--save_steps", "4")

@@ -236,7 +236,7 @@ def test_merge_refuses_bad_parts_naming_them(packs: Packs, vocab_dir, zh_docs, t
 
 def test_the_loader_reads_a_merged_dataset_whole(packs: Packs) -> None:
     # Each part's last shard ends in a padded sequence: the loader must skip exactly those all-padding pieces.
-    from roberta_ds.data import ShardStream
+    from roberta_ds.reading.data import ShardStream
 
     m = read_manifest(packs.merged)
     assert sum(1 for s in m.splits["train"].shards if s.padding_tokens) == 3

@@ -16,7 +16,7 @@ from conftest import TWO_RANK_ARGS
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
-from roberta_ds.checkpoint import export_checkpoint, fp32_state_dict
+from roberta_ds.training.checkpoint import export_checkpoint, fp32_state_dict
 
 SHIPPED = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json"))
 
@@ -47,7 +47,7 @@ def test_ships_the_promised_configs():
 def test_a_process_alone_on_its_host_does_not_build_the_shared_memory_comm_op(tmp_path: Path):
     # DeepSpeed's CPU comm layer compiles its shared-memory all-reduce op when it starts, whatever the world size
     # (26 s on a fresh 2-core machine); a single process has no peer on its host to use it with.
-    code = ("from roberta_ds.engine import init_distributed; init_distributed(); "
+    code = ("from roberta_ds.training.engine import init_distributed; init_distributed(); "
             "import deepspeed.comm.comm as c; print('shm op:', c.cdb.shm_comm_op)")
     env = single_process_env()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,

@@ -11,7 +11,7 @@ import pytest
 from data_tools.labelled import read_labelled, stratified_split
 from data_tools.normalize import normalize
 from data_tools.readers import ReadStats
-from roberta_ds.probe import classification_metrics
+from roberta_ds.downstream.probe import classification_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "launcher"))  # as tests/pretrain_helpers.py
 
@@ -114,7 +114,7 @@ def test_unreadable_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_literal_special_token_text_in_examples_is_text(vocab_dir):
-    from roberta_ds.probe import encode
+    from roberta_ds.downstream.probe import encode
     from roberta_ds.tokenizer import load_tokenizer
 
     tok = load_tokenizer(vocab_dir)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from roberta_ds import records
-from roberta_ds.records import EpochTotals, Evaluation, MetricsLog, TrainWindow, WindowTotals
-from roberta_ds.state import TrainState
+from roberta_ds.training import records
+from roberta_ds.training.records import EpochTotals, Evaluation, MetricsLog, TrainWindow, WindowTotals
+from roberta_ds.training.state import TrainState
 
 V1_TRAIN = {"kind": "train", "step": 4, "epoch": 0, "loss": 8.1,
             "loss_definition": "mean CE per masked token over the last 4 step(s), all ranks", "window_steps": 4,

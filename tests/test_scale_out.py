@@ -57,7 +57,7 @@ def test_estimate_memory_prints_deepspeeds_estimates_for_every_zero_setup_and_ex
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
     from pretrain_helpers import pretrain_main
 
-    from roberta_ds.model import ModelConfig, roberta_config
+    from roberta_ds.training.model import ModelConfig, roberta_config
     from roberta_ds.shard_format import read_manifest
     from transformers import RobertaForMaskedLM
 
@@ -79,7 +79,7 @@ def test_estimate_memory_prints_deepspeeds_estimates_for_every_zero_setup_and_ex
 
 
 def test_each_rank_reads_only_its_share_of_the_data(shard_dir: Path):
-    from roberta_ds.data import Layout
+    from roberta_ds.reading.data import Layout
     from roberta_ds.shard_format import read_manifest
 
     sys.path.insert(0, str(ROOT / "bench"))

@@ -4,7 +4,7 @@
     deepspeed --num_gpus N launcher/evaluate.py --model RUN/checkpoints/global_step500 --data_dir SHARDS
 
 parse -> load and check the model against the shards -> evaluate -> JSON on stdout; the work lives in
-roberta_ds/evaluation.py (evaluate_saved).
+roberta_ds/downstream/saved_model.py (evaluate_saved).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
-from roberta_ds.evaluation import EvalConfig
+from roberta_ds.downstream.saved_model import EvalConfig
 
 DESCRIPTION = ("Held-out masked-LM loss, perplexity and accuracy of a saved model at a fixed 15 % masking and seed "
                "(comparable across runs). JSON on stdout.")
@@ -25,7 +25,7 @@ DESCRIPTION = ("Held-out masked-LM loss, perplexity and accuracy of a saved mode
 def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
     import torch.distributed as dist
 
-    from roberta_ds.evaluation import evaluate_saved
+    from roberta_ds.downstream.saved_model import evaluate_saved
 
     try:
         cfg = cli_args.parse(EvalConfig, argv, prog("evaluate"), DESCRIPTION, launched_by_deepspeed=True)

@@ -3,7 +3,7 @@
     python launcher/export.py RUN/checkpoints/global_step500 OUT_DIR
     python launcher/export.py RUN/checkpoints OUT_DIR        # the newest checkpoint
 
-The work lives in roberta_ds/checkpoint.py (export_checkpoint).
+The work lives in roberta_ds/training/checkpoint.py (export_checkpoint).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ ARCHITECTURES = ("roberta", "bert")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from roberta_ds.checkpoint import export_checkpoint, find
-    from roberta_ds.model_card import write_checkpoint_model_card
+    from roberta_ds.training.checkpoint import export_checkpoint, find
+    from roberta_ds.reports.model_card import write_checkpoint_model_card
 
     try:
         args = cli_args.parse(ExportCommand, argv, prog("export"),

@@ -12,7 +12,7 @@ import sys
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
-from roberta_ds.config import RunConfig
+from roberta_ds.training.config import RunConfig
 
 DESCRIPTION = "Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed."
 
@@ -29,16 +29,16 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
         return 2
     import torch.distributed as dist
 
-    from roberta_ds.build import build_run
-    from roberta_ds.checkpoint import CheckpointWriteError, adopt_legacy_export, export_checkpoint, tag_for
-    from roberta_ds.model_card import write_model_card
-    from roberta_ds.preemption import EXIT_REQUEUE
-    from roberta_ds.records import FINAL_MODEL_DIRNAME
-    from roberta_ds.trainer import PREEMPTED, SafetyStop, Trainer
+    from roberta_ds.training.build import build_run
+    from roberta_ds.training.checkpoint import CheckpointWriteError, adopt_legacy_export, export_checkpoint, tag_for
+    from roberta_ds.reports.model_card import write_model_card
+    from roberta_ds.training.preemption import EXIT_REQUEUE
+    from roberta_ds.training.records import FINAL_MODEL_DIRNAME
+    from roberta_ds.training.trainer import PREEMPTED, SafetyStop, Trainer
 
     try:
         if cfg.train.estimate_memory:
-            from roberta_ds.build import memory_report
+            from roberta_ds.training.build import memory_report
 
             print(memory_report(cfg))
             return 0

@@ -6,7 +6,7 @@ transformers.Trainer, same budget, on a single-text task and (from articles) a s
         --train_fractions 0.1,1
     python launcher/probe.py --model none --tokenizer SHARDS/tokenizer --model_size tiny --train T --test S
 
-parse -> read the labelled data (data_tools.labelled) -> fine-tune every arm (roberta_ds.probe) -> table + JSON.
+parse -> read the labelled data (data_tools.labelled) -> fine-tune every arm (roberta_ds.downstream.probe) -> table + JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data_tools import labelled
-from roberta_ds import cli_args, probe
-from roberta_ds.records import format_spread
+from roberta_ds import cli_args
+from roberta_ds.downstream import probe
+from roberta_ds.training.records import format_spread
 from roberta_ds.commands import prog
 
 DESCRIPTION = ("Fine-tune the exported model and the same classifier from scratch (transformers.Trainer, the same "

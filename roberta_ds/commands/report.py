@@ -3,7 +3,7 @@
     python launcher/report.py RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
     python launcher/report.py RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
 
-The work lives in roberta_ds/report.py.
+The work lives in roberta_ds/reports/report.py.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class ReportCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from roberta_ds.model_card import write_model_card
-    from roberta_ds.records import FINAL_MODEL_DIRNAME, SUMMARY_NAME
-    from roberta_ds.report import write_report
+    from roberta_ds.reports.model_card import write_model_card
+    from roberta_ds.training.records import FINAL_MODEL_DIRNAME, SUMMARY_NAME
+    from roberta_ds.reports.report import write_report
 
     args = cli_args.parse(ReportCommand, argv, prog("report"),
                           "Report one run, or compare several side by side.")

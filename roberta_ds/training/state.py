@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from roberta_ds.records import EpochTotals, Evaluation, WindowTotals
-from roberta_ds.schedule import ClockState
+from roberta_ds.training.records import EpochTotals, Evaluation, WindowTotals
+from roberta_ds.training.schedule import ClockState
 
 
 @dataclass

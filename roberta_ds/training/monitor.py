@@ -19,7 +19,7 @@ import os
 import uuid
 from pathlib import Path
 
-from roberta_ds.records import Evaluation, TrainWindow
+from roberta_ds.training.records import Evaluation, TrainWindow
 
 MONITORS = ("tensorboard", "csv_monitor", "wandb")
 """The DeepSpeed JSON sections this module writes through (``"enabled": true`` turns one on)."""

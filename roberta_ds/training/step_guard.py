@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from roberta_ds.collective import any_rank
-from roberta_ds.config import TrainConfig
+from roberta_ds.training.collective import any_rank
+from roberta_ds.training.config import TrainConfig
 
 APPLIED, SKIPPED, NON_FINITE, OVERFLOWING = "applied", "skipped", "non-finite", "overflowing"
 """A step's outcome: its update applied; skipped by fp16 loss scaling (an overflow; the run goes on); not applied

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from roberta_ds.masking import IGNORE_INDEX, Masker, sample_rng
+from roberta_ds.reading.masking import IGNORE_INDEX, Masker, sample_rng
 from roberta_ds.shard_format import Manifest
-from roberta_ds.shard_reader import ShardReader
+from roberta_ds.reading.shard_reader import ShardReader
 
 MODEL_INPUTS = ("input_ids", "masked_positions", "masked_labels", "attention_mask")
 """The batch keys SparseMaskedLM.forward takes; the other keys are bookkeeping."""

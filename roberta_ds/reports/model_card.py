@@ -10,9 +10,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from roberta_ds import records
-from roberta_ds.checkpoint import read_state
-from roberta_ds.state import TrainState
+from roberta_ds.training import records
+from roberta_ds.training.checkpoint import read_state
+from roberta_ds.training.state import TrainState
 from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION, read_manifest
 from roberta_ds.tokenizer import POSITION_OFFSET
 

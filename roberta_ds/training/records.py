@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from roberta_ds.masking import EVAL_MASK_SEED, EVAL_MASKING
+from roberta_ds.reading.masking import EVAL_MASK_SEED, EVAL_MASKING
 
 VERSION = 3
 METRICS_NAME = "metrics.jsonl"
@@ -378,7 +378,7 @@ class RunSummary:
         """The numbers of a run at a point (state.TrainState) under its effective config (effective_config.json,
         also in each checkpoint): the finished run's summary, or what a checkpoint had done when it saved.
         ``more`` adds what only the end of a run knows (elapsed time, data counts, warm start)."""
-        from roberta_ds.ds_config import peak_lr, zero_stage
+        from roberta_ds.training.ds_config import peak_lr, zero_stage
 
         ds, data = config.get("deepspeed", {}), config.get("data", {})
         per_epoch = data.get("steps_per_epoch")

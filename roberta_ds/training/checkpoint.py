@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roberta_ds.collective import any_rank
+from roberta_ds.training.collective import any_rank
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
 from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, handoff_tokenizer
@@ -363,7 +363,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str
     model = model_from_checkpoint(tag_dir)
     positions, types = model.config.max_position_embeddings - POSITION_OFFSET, model.config.type_vocab_size
     if architecture == "bert":
-        from roberta_ds.bert_format import roberta_to_bert
+        from roberta_ds.training.bert_format import roberta_to_bert
 
         model = roberta_to_bert(model)
         types = model.config.type_vocab_size

@@ -12,12 +12,12 @@ import json
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from roberta_ds import engine
-from roberta_ds.build import PROJECTION_PLACEHOLDER, PretrainRun
-from roberta_ds.cadence import Cadence
-from roberta_ds.ds_config import zero_stage
-from roberta_ds.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
-from roberta_ds.schedule import format_duration
+from roberta_ds.training import engine
+from roberta_ds.training.build import PROJECTION_PLACEHOLDER, PretrainRun
+from roberta_ds.training.cadence import Cadence
+from roberta_ds.training.ds_config import zero_stage
+from roberta_ds.training.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
+from roberta_ds.training.schedule import format_duration
 
 
 class LiveView:

@@ -6,7 +6,7 @@
 Reads what the trainer writes, through records.py: RUN/metrics.jsonl, RUN/summary.json (absent while a
 run is unfinished: the report then says so and uses the metrics), RUN/effective_config.json, and the
 shard manifest the run names (for the dataset row and the train/validation leak check).
-Every number in the tables carries its definition; sanity warnings (roberta_ds.sanity) come first.
+Every number in the tables carries its definition; sanity warnings (roberta_ds.training.sanity) come first.
 The picture needs matplotlib (`pip install roberta-ds[demo]`); without it the report is
 complete in text (the curve is also a table).
 """
@@ -17,12 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roberta_ds import records as rec
-from roberta_ds import sanity
-from roberta_ds.ds_config import peak_lr, zero_stage
-from roberta_ds.masking import EVAL_MASKING
-from roberta_ds.records import EFFECTIVE_CONFIG_NAME, EVAL_DEFINITIONS, format_value, Evaluation, RunSummary, TrainWindow
-from roberta_ds.schedule import format_duration
+from roberta_ds.training import records as rec
+from roberta_ds.training import sanity
+from roberta_ds.training.ds_config import peak_lr, zero_stage
+from roberta_ds.reading.masking import EVAL_MASKING
+from roberta_ds.training.records import EFFECTIVE_CONFIG_NAME, EVAL_DEFINITIONS, format_value, Evaluation, RunSummary, TrainWindow
+from roberta_ds.training.schedule import format_duration
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
 CURVE_ROWS = 30
@@ -341,6 +341,6 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> l
     return written
 
 
-if __name__ == "__main__":  # `python -m roberta_ds.report` once ran the command; say where it went instead of doing nothing
-    raise SystemExit("roberta_ds.report is a library module: run the command `roberta-ds-report` "
+if __name__ == "__main__":  # `python -m roberta_ds.reports.report` once ran the command; say where it went instead of doing nothing
+    raise SystemExit("roberta_ds.reports.report is a library module: run the command `roberta-ds-report` "
                      "(or `python launcher/report.py` from a checkout); --help lists its flags")

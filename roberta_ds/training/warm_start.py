@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, RobertaForMaskedLM
 
-from roberta_ds.bert_format import bert_to_roberta
-from roberta_ds.checkpoint import TIED
+from roberta_ds.training.bert_format import bert_to_roberta
+from roberta_ds.training.checkpoint import TIED
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 def _source_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:

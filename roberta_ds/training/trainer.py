@@ -24,20 +24,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from roberta_ds import checkpoint, records, sanity
-from roberta_ds.build import PretrainRun
-from roberta_ds.cadence import Cadence
-from roberta_ds.data import model_inputs, to_device
-from roberta_ds.ds_config import peak_lr
-from roberta_ds.engine import beta_power_reset
-from roberta_ds.evaluation import evaluate_engine
-from roberta_ds.live_view import LiveView
-from roberta_ds.monitor import LiveMetrics
-from roberta_ds.preemption import StopRequest
-from roberta_ds.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
-from roberta_ds.schedule import RunClock
-from roberta_ds.state import TrainState
-from roberta_ds.step_guard import HALTS, NonFiniteLoss, OverflowStop, SafetyStop, StepGuard  # noqa: F401 (re-exported)
+from roberta_ds.training import checkpoint, records, sanity
+from roberta_ds.training.build import PretrainRun
+from roberta_ds.training.cadence import Cadence
+from roberta_ds.reading.data import model_inputs, to_device
+from roberta_ds.training.ds_config import peak_lr
+from roberta_ds.training.engine import beta_power_reset
+from roberta_ds.training.evaluation import evaluate_engine
+from roberta_ds.training.live_view import LiveView
+from roberta_ds.training.monitor import LiveMetrics
+from roberta_ds.training.preemption import StopRequest
+from roberta_ds.training.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
+from roberta_ds.training.schedule import RunClock
+from roberta_ds.training.state import TrainState
+from roberta_ds.training.step_guard import HALTS, NonFiniteLoss, OverflowStop, SafetyStop, StepGuard  # noqa: F401 (re-exported)
 
 DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED = "done", "out of time", "stop_at_step", "preempted"
 """Why the loop stops: the schedule's last step, the time budget spent, --stop_at_step or a preemption signal

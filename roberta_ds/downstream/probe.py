@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from roberta_ds.cli_args import cli
-from roberta_ds.model import PRESETS, ModelConfig, roberta_config
+from roberta_ds.training.model import PRESETS, ModelConfig, roberta_config
 
 DEFINITIONS = {
     "accuracy": "test examples whose argmax class is the gold label / test examples",
@@ -224,7 +224,7 @@ def _source(encoder: EncoderConfig, budget: BudgetConfig, workdir: Path) -> _Sou
         return _Source(tok, config, None, f"--model_size {encoder.model_size}")
     model_dir = Path(encoder.model)
     if not (model_dir / "config.json").exists():  # a checkpoint: export it, as a colleague would receive it
-        from roberta_ds.checkpoint import export_checkpoint
+        from roberta_ds.training.checkpoint import export_checkpoint
 
         try:
             model_dir = export_checkpoint(model_dir, workdir / "export")
@@ -356,6 +356,6 @@ def run(encoder: EncoderConfig, budget: BudgetConfig, tasks: list[Task], progres
     }
 
 
-if __name__ == "__main__":  # `python -m roberta_ds.probe` once ran the command; say where it went instead of doing nothing
-    raise SystemExit("roberta_ds.probe is a library module: run the command `roberta-ds-probe` "
+if __name__ == "__main__":  # `python -m roberta_ds.downstream.probe` once ran the command; say where it went instead of doing nothing
+    raise SystemExit("roberta_ds.downstream.probe is a library module: run the command `roberta-ds-probe` "
                      "(or `python launcher/probe.py` from a checkout); --help lists its flags")

@@ -11,7 +11,7 @@ logits over the masked positions only (15 % of the tokens x vocab, 16-bit logits
 
 from __future__ import annotations
 
-from roberta_ds.masking import MASK_PROB
+from roberta_ds.reading.masking import MASK_PROB
 
 from dataclasses import dataclass
 
@@ -29,7 +29,7 @@ class Sizes:
 
 def model_sizes(hf_config) -> Sizes:
     """Parameter counts of the model the run builds, on the meta device (no memory, no init time)."""
-    from roberta_ds.model import SparseMaskedLM
+    from roberta_ds.training.model import SparseMaskedLM
     from transformers import RobertaForMaskedLM
 
     with torch.device("meta"):
@@ -96,6 +96,6 @@ def report(hf_config, model_size: str, seq_len: int, micro_batch: int, precision
         lines.append(f"{r['setup']:<36} {r['gpu'] / GIB:>12.2f} GiB {(r['gpu'] + r['activations']) / GIB:>14.2f} GiB "
                      f"{cpu:>10}")
     lines.append("model states: DeepSpeed's estimators (ZeRO-1: ZeRO-2's plus its unpartitioned 16-bit gradients); "
-                 "activations: an estimate (roberta_ds/memory.py says how), without activation checkpointing. "
+                 "activations: an estimate (roberta_ds/training/memory.py says how), without activation checkpointing. "
                  "Leave ~10-20 % of the GPU for the allocator and communication buffers.")
     return "\n".join(lines)

@@ -9,9 +9,9 @@ stops after the same step.
 
 from __future__ import annotations
 
-from roberta_ds.collective import AGREE_STEPS
-from roberta_ds.config import TrainConfig
-from roberta_ds.schedule import RunClock
+from roberta_ds.training.collective import AGREE_STEPS
+from roberta_ds.training.config import TrainConfig
+from roberta_ds.training.schedule import RunClock
 
 
 class Cadence:

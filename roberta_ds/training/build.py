@@ -12,17 +12,17 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from roberta_ds import ds_config, monitor, records, sanity
-from roberta_ds.config import RunConfig
-from roberta_ds.data import Layout, PretrainingData, ShardStream
-from roberta_ds import engine as engine_setup
-from roberta_ds.engine import build_engine, device, init_distributed, optimizer_implementation
-from roberta_ds.masking import EVAL_MASK_SEED, Masker
-from roberta_ds.model import SparseMaskedLM, build_model, roberta_config
-from roberta_ds.schedule import TIME_SCHEDULERS
+from roberta_ds.training import ds_config, monitor, records, sanity
+from roberta_ds.training.config import RunConfig
+from roberta_ds.reading.data import Layout, PretrainingData, ShardStream
+from roberta_ds.training import engine as engine_setup
+from roberta_ds.training.engine import build_engine, device, init_distributed, optimizer_implementation
+from roberta_ds.reading.masking import EVAL_MASK_SEED, Masker
+from roberta_ds.training.model import SparseMaskedLM, build_model, roberta_config
+from roberta_ds.training.schedule import TIME_SCHEDULERS
 from roberta_ds.shard_format import TOKENIZER_DIRNAME, Manifest, read_manifest
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
-from roberta_ds.warm_start import init_from_pretrained, source_token_types
+from roberta_ds.training.warm_start import init_from_pretrained, source_token_types
 
 PROJECTION_PLACEHOLDER = 10**9
 """total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
@@ -116,7 +116,7 @@ def check_time_schedule(raw: dict) -> None:
 
 def memory_report(cfg: RunConfig) -> str:
     """--estimate_memory: the run's model (from the manifest's vocab and length) under every ZeRO set-up."""
-    from roberta_ds.memory import report
+    from roberta_ds.training.memory import report
 
     t = cfg.train
     manifest = read_manifest(Path(t.data_dir))

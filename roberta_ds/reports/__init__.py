@@ -1,0 +1,1 @@
+"""What a finished (or running) run is shown as: reports and comparisons (report), model cards (model_card)."""
