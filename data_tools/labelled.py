@@ -102,30 +102,29 @@ class LabelledSplit:
 def load(cfg: LabelledConfig, seed: int) -> LabelledSplit:
     """Read --train (and --test, or split --train per label with ``seed``); keep --max_train_examples."""
     stats = ReadStats()
-    train = read_labelled(cfg.train, stats)
+    train, test, split = _train_test(cfg, seed, lambda source: read_labelled(source, stats))
+    return LabelledSplit(train, test, split, stats)
+
+
+def _train_test(cfg: LabelledConfig, seed: int, read) -> tuple[list, list, str]:
+    """``read(--train)`` and ``read(--test)``, or --train split per label with ``seed``; --max_train_examples kept;
+    and how, in words."""
+    train = read(cfg.train)
     if cfg.test:
-        test = read_labelled(cfg.test, stats)
+        test = read(cfg.test)
         split = f"--train {cfg.train}, --test {cfg.test}"
     else:
         train, test = stratified_split(train, cfg.test_fraction, seed)
         split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {seed}"
     if cfg.max_train_examples:
         train = train[: cfg.max_train_examples]
-    return LabelledSplit(train, test, split, stats)
+    return train, test, split
 
 
 def load_pairs(cfg: LabelledConfig, seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], str]:
     """The pair task's train and test examples (title_article_pairs) from the same sources and split as load()'s,
     and how they were made, in words."""
-    train = read_titled(cfg.train)
-    if cfg.test:
-        test = read_titled(cfg.test)
-        split = f"--train {cfg.train}, --test {cfg.test}"
-    else:
-        train, test = stratified_split(train, cfg.test_fraction, seed)
-        split = f"{cfg.train} split {1 - cfg.test_fraction:.0%}/{cfg.test_fraction:.0%} per label, seed {seed}"
-    if cfg.max_train_examples:
-        train = train[: cfg.max_train_examples]
+    train, test, split = _train_test(cfg, seed, read_titled)
     how = (f"title-article matching on {split}: each article's title with its own body (match) and with the body "
            f"of another article of its class (mismatch), drawn with seed {seed}")
     return title_article_pairs(train, seed), title_article_pairs(test, seed), how

@@ -74,6 +74,12 @@ class PretrainRun:
     def evaluating(self) -> bool:
         return self.eval_stream is not None
 
+    def data_summary(self) -> dict:
+        """The data the run trained on, for its summary: where, from what, and the training split's counts."""
+        split = self.manifest.splits["train"]
+        return {"data_dir": str(Path(self.cfg.train.data_dir).resolve()), "source": self.manifest.source,
+                "train_documents": split.documents, "train_sequences": split.sequences, "train_tokens": split.tokens}
+
     def effective_config(self) -> dict:
         """Every setting the run uses, resolved: written to RUN/effective_config.json and into each checkpoint."""
         return {

@@ -16,30 +16,38 @@ from roberta_ds.training.schedule import RunClock
 
 class Cadence:
     def __init__(self, cfg: TrainConfig, clock: RunClock, budget_s: float | None, evaluating: bool,
-                 total_steps: int) -> None:
+                 total_steps: int, scheduler=None) -> None:
         self.cfg, self.clock, self.budget_s, self.evaluating = cfg, clock, budget_s, evaluating
+        self.scheduler = scheduler
         self.total_steps = total_steps
         """The schedule's last step (a time budget re-projects it at agreement points)."""
         self.next_eval_s: float | None = None
         if cfg.eval_time_s is not None:  # the first timed evaluation after the clock's (resumed) reading
             self.next_eval_s = (clock.state.elapsed_s // cfg.eval_time_s + 1) * cfg.eval_time_s
 
-    def tick(self, step: int) -> tuple[bool, bool, int | None]:
-        """After ``step``, at agreement points: (the budget is spent, a timed evaluation is due, the budget's new
-        projection of the total steps or None)."""
+    def set_total(self, total: int) -> None:
+        """A time budget's projection (or its end): the lr schedule decays to zero at ``total`` (schedule.py)."""
+        self.total_steps = total
+        if self.scheduler is not None and hasattr(self.scheduler, "total_num_steps"):
+            self.scheduler.total_num_steps = total
+
+    def tick(self, step: int) -> tuple[bool, bool]:
+        """After ``step``, at agreement points: (the budget is spent, a timed evaluation is due). A time budget's
+        schedule is re-projected here (set_total)."""
         t = self.cfg
         if (self.budget_s is None and t.eval_time_s is None) or step % AGREE_STEPS:
-            return False, False, None
+            return False, False
         elapsed = self.clock.sync(step)
         eval_due = False
         if t.eval_time_s is not None and elapsed >= self.next_eval_s:
             eval_due = True
             self.next_eval_s = (elapsed // t.eval_time_s + 1) * t.eval_time_s
         if self.budget_s is None:
-            return False, eval_due, None
+            return False, eval_due
         if self.clock.out_of_time:
-            return True, eval_due, None
-        return False, eval_due, max(self.clock.state.projected_total_steps, step + 1)
+            return True, eval_due
+        self.set_total(max(self.clock.state.projected_total_steps, step + 1))
+        return False, eval_due
 
     def log_due(self, step: int, epoch_end: bool, saving: bool) -> bool:
         # A checkpoint always closes a logging window: the window's sums live only in memory, and a resumed run

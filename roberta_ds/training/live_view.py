@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from roberta_ds.training import engine
 from roberta_ds.training.build import PROJECTION_PLACEHOLDER, PretrainRun
 from roberta_ds.training.cadence import Cadence
+from roberta_ds.training.checkpoint import UNIVERSAL_DIRNAME
 from roberta_ds.training.ds_config import zero_stage
 from roberta_ds.training.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
 from roberta_ds.training.schedule import format_duration
@@ -70,6 +71,12 @@ class LiveView:
         self.warn(warnings)
         if run.warm_start_report:
             self.console.print(f"warm start from {t.init_from}: {run.warm_start_report}")
+
+    def resuming(self, tag_dir, saved_world: int) -> None:
+        if self.shown and saved_world != self.run.world:
+            self.console.print(f"{tag_dir} was saved by {saved_world} rank(s), this run has {self.run.world}: loading "
+                               f"it through DeepSpeed's universal checkpoint ({tag_dir / UNIVERSAL_DIRNAME}, "
+                               "converted once); the data continues at the same global position")
 
     def resumed(self, tag_dir, state) -> None:
         if state.last_eval is not None:

@@ -1,16 +1,8 @@
-"""The training loop over a built run (build.py): step, then maybe log, evaluate, save; stop when done.
-
-Read top to bottom: ``train`` resumes, then loops over the global batches; each step is ``_step`` (forward and
-backward over this rank's micro-batches, one optimizer step), its outcome comes from the step guard
-(step_guard.py: safety stops and skip counts), and the cadence (cadence.py) says what is due after it. What the
-loop produces goes to its listeners: the live view (live_view.py, the console) and the monitors (monitor.py:
-TensorBoard, CSV, W&B); the records go to RUN/metrics.jsonl (records.py defines every field).
-
-The loss of a step is d(sum of CE over the global batch's masked tokens) / (global masked-token
-count): each rank scales its micro-batch loss by world_size / global_count because DeepSpeed
-averages gradients over ranks, and we pass scale_wrt_gas=False so DeepSpeed does not divide again
-by the accumulation steps. The result does not depend on how the global batch is split over ranks
-and micro-steps.
+"""The training loop over a built run (build.py), read top to bottom: ``train`` resumes, then for each global batch
+``_step`` (forward and backward over this rank's micro-batches, one optimizer step), the step guard's outcome
+(step_guard.py), what the cadence says is due (cadence.py: log, evaluate, save) and the stop reason. What the loop
+produces goes to RUN/metrics.jsonl (records.py defines every field) and to its listeners: the live view
+(live_view.py) and the monitors (monitor.py). The loss scaling is explained in docs/architecture.md, step 7.
 """
 
 from __future__ import annotations
@@ -19,7 +11,6 @@ import contextlib
 import json
 import time
 import uuid
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -49,7 +40,7 @@ class Trainer:
         self.run, self.cfg = run, run.cfg.train
         self.state = TrainState()
         self.clock = RunClock(run.budget_s, device=run.device)
-        self.cadence = Cadence(self.cfg, self.clock, run.budget_s, run.evaluating, run.total_steps)
+        self.cadence = Cadence(self.cfg, self.clock, run.budget_s, run.evaluating, run.total_steps, run.scheduler)
         self.guard = StepGuard(self.cfg, run.engine)
         self.log = MetricsLog(run.out)
         self.view = LiveView(run, self.cadence)
@@ -58,10 +49,6 @@ class Trainer:
         self._beta_power_reset = beta_power_reset(run.engine)  # bitwise resume with DeepSpeed's CPU Adam
         self.stopped: str | None = None
         """Why train() returned (one of DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED)."""
-
-    @property
-    def total_steps(self) -> int:
-        return self.cadence.total_steps
 
     # ----------------------------------------------------------------- the loop
     def train(self) -> RunSummary | None:
@@ -90,7 +77,7 @@ class Trainer:
         window = WindowAccumulator(run.device)
         window_t0, paused = time.perf_counter(), 0.0  # paused: evaluation and checkpoint time, not training
         last_saved = st.step if st.step else None
-        stop = DONE if st.step >= self.total_steps or self.clock.out_of_time else None
+        stop = DONE if st.step >= cadence.total_steps or self.clock.out_of_time else None
         batches = contextlib.closing(run.data.steps_from(st.step)) if stop is None else contextlib.nullcontext(())
         with self.view, batches as steps:
             self.view.start(st.step)
@@ -101,9 +88,7 @@ class Trainer:
                 if outcome in HALTS:  # the failed step is on record, then the run stops saying what to do
                     rec = self._close_window(window, time.perf_counter() - window_t0 - paused, epoch)
                     raise self.guard.halt(outcome, st.step, rec.loss, checkpoint.find(run.ckpt_root))
-                out_of_time, timed_eval, projected = cadence.tick(st.step)
-                if projected is not None:
-                    self._set_total(projected)
+                out_of_time, timed_eval = cadence.tick(st.step)  # (a time budget re-projects the schedule here)
                 stop = self._stop_reason(out_of_time)
                 save = cadence.save_due(st.step, stop is not None)
                 if cadence.log_due(st.step, st.step % run.data.steps_per_epoch == 0, save):
@@ -130,9 +115,9 @@ class Trainer:
     def _stop_reason(self, out_of_time: bool) -> str | None:
         step = self.state.step
         if out_of_time:
-            self._set_total(step)
+            self.cadence.set_total(step)
             return OUT_OF_TIME
-        if step >= self.total_steps:
+        if step >= self.cadence.total_steps:
             return DONE
         if step == self.cfg.stop_at_step:
             return STOP_AT_STEP
@@ -142,9 +127,10 @@ class Trainer:
 
     def _step(self, micro_batches: list[dict], window: WindowAccumulator) -> bool:
         """One optimizer step over this rank's micro-batches (DeepSpeed accumulates and steps at the boundary).
-
-        Returns False, without applying the update on any rank, when the step's loss is NaN or inf on any rank.
-        """
+        Each micro-batch's loss sum is scaled by world size / the global batch's masked tokens (DeepSpeed averages
+        gradients over ranks; scale_wrt_gas=False: no second division by the accumulation steps), so the gradient
+        is the mean over the global batch's masked tokens, however it is split. Returns False, without applying
+        the update on any rank, when the step's loss is NaN or inf on any rank."""
         run = self.run
         on_device = [to_device(mb, run.device) for mb in micro_batches]
         n_global = torch.stack([b["n_masked_tensor"] for b in on_device]).sum()
@@ -167,12 +153,6 @@ class Trainer:
             self.guard.engine_step()
         window.steps += 1
         return True
-
-    def _set_total(self, total: int) -> None:
-        """A time budget's projection: the schedule decays to zero at ``total`` (schedule.py)."""
-        self.cadence.total_steps = total
-        if self.run.scheduler is not None and hasattr(self.run.scheduler, "total_num_steps"):
-            self.run.scheduler.total_num_steps = total
 
     # ----------------------------------------------------------------- records and their listeners
     def _emit(self, event: str, *args) -> None:
@@ -240,29 +220,24 @@ class Trainer:
         if problems:
             raise ValueError("cannot resume: the checkpoint differs from this run:\n  " + "\n  ".join(problems))
         saved_world = saved["config"]["world_size"]
-        if saved_world != run.world and run.is_main:
-            run.console.print(f"{tag_dir} was saved by {saved_world} rank(s), this run has {run.world}: loading it "
-                              f"through DeepSpeed's universal checkpoint ({tag_dir / checkpoint.UNIVERSAL_DIRNAME}, "
-                              "converted once); the data continues at the same global position")
+        self.view.resuming(tag_dir, saved_world)
         checkpoint.load(run.engine, tag_dir, run.rank, saved_world=saved_world, world=run.world, seed=self.cfg.seed)
         self.state = TrainState.from_dict(saved)
         self.clock = RunClock(run.budget_s, self.state.clock, device=run.device)
-        self.cadence = Cadence(self.cfg, self.clock, run.budget_s, run.evaluating, self.cadence.total_steps)
+        self.cadence = Cadence(self.cfg, self.clock, run.budget_s, run.evaluating, self.cadence.total_steps,
+                               run.scheduler)
         self.view.cadence = self.cadence
         if run.budget_s is not None and self.clock.state.projected_total_steps:
-            self._set_total(self.clock.state.projected_total_steps)
+            self.cadence.set_total(self.clock.state.projected_total_steps)
         self._emit("resumed", tag_dir, self.state)
         if run.is_main:
             self.log.truncate_after(self.state.step)
 
     # ----------------------------------------------------------------- the end
     def _finish(self) -> RunSummary:
-        run, split = self.run, self.run.manifest.splits["train"]
-        summary = RunSummary.from_state(
-            self.state, run.effective_config(), elapsed_s=self.clock.state.elapsed_s, warm_start=run.warm_start_report,
-            data={"data_dir": str(Path(self.cfg.data_dir).resolve()), "source": run.manifest.source,
-                  "train_documents": split.documents, "train_sequences": split.sequences,
-                  "train_tokens": split.tokens})
+        run = self.run
+        summary = RunSummary.from_state(self.state, run.effective_config(), elapsed_s=self.clock.state.elapsed_s,
+                                        warm_start=run.warm_start_report, data=run.data_summary())
         if run.is_main:
             summary.warnings = sanity.check_run(self.log.records, summary, self.cfg.data_dir)
             self.view.warn(summary.warnings)
