@@ -131,11 +131,16 @@ class VocabConfig:
     """Minimum count for a merged word piece; single characters are always kept."""
     normalize: bool = True
     """Map curly quotes, dashes and the ellipsis first, as pack does (CHAR_TABLE in data_tools/normalize.py)."""
+    sample_docs: int | None = None
+    """Train on a sample of N documents (those with the N smallest content hashes: uniform and deterministic), for
+    very large corpora; one more streaming pass finds them. Default: every document."""
 
     def __post_init__(self) -> None:
         from roberta_ds.tokenizer import SPECIAL_TOKENS  # here, not above: it imports transformers
 
         problems = []
+        if self.sample_docs is not None and self.sample_docs < 1:
+            problems.append(f"--sample_docs {self.sample_docs}: must be >= 1 (omit it for every document)")
         if self.vocab_size < len(SPECIAL_TOKENS) + 10:
             problems.append(f"--vocab_size {self.vocab_size}: too small, use e.g. 21128")
         if self.min_frequency < 1:

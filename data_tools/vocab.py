@@ -8,6 +8,7 @@ assumed). CJK characters are split one per token and text is lowercased, as in C
 
 from __future__ import annotations
 
+import heapq
 import re
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from rich.console import Console
 from data_tools.config import VocabConfig
 from data_tools.normalize import normalize
 from data_tools.readers import ReadStats, check_input, read_documents
+from data_tools.tokenize_worker import doc_hash
 from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
 
 
@@ -66,6 +68,20 @@ def pinned_alphabet(counts: Counter[str], inner: set[str], vocab_size: int) -> t
     return alphabet, ["##" + c for c in sorted(inner & keep)]
 
 
+def sample_threshold(texts: Iterable[str], n: int) -> int:
+    """The --sample_docs cut: the n-th smallest content hash (tokenize_worker.doc_hash, as pack's split and parts
+    use) of the documents; those at or below it are the sample. Uniform over the corpus and deterministic (the same
+    documents for the same corpus in any order), in one streaming pass that keeps n 8-byte hashes."""
+    heap: list[int] = []  # the n smallest hashes so far, negated: heap[0] is minus the largest of them
+    for text in texts:
+        h = doc_hash(text)
+        if len(heap) < n:
+            heapq.heappush(heap, -h)
+        elif h < -heap[0]:
+            heapq.heapreplace(heap, -h)
+    return -heap[0] if len(heap) == n else 2**64
+
+
 def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertTokenizerFast
@@ -74,11 +90,22 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     check_input(cfg.reader)
     stats = ReadStats()
 
-    def texts() -> Iterator[str]:
+    def all_texts() -> Iterator[str]:
         for doc in read_documents(cfg.reader, stats):
             text, _ = normalize(doc.text, cfg.normalize)
             if text:
                 yield text
+
+    threshold = sample_threshold(all_texts(), cfg.sample_docs) if cfg.sample_docs else None
+
+    used = [0]  # documents the last pass used (the sample with --sample_docs)
+
+    def texts() -> Iterator[str]:
+        used[0] = 0
+        for t in all_texts():
+            if threshold is None or doc_hash(t) <= threshold:
+                used[0] += 1
+                yield t
 
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
     alphabet, continuations = pinned_alphabet(*character_counts(texts(), wp), cfg.vocab_size)
@@ -109,8 +136,9 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     loaded = load_tokenizer(out)
     if len(loaded) != expected:
         raise TokenizerError(f"{out}: saved {expected} tokens but load_tokenizer finds {len(loaded)}")
+    sampled = "" if threshold is None else f", of which {used[0]:,} sampled (--sample_docs, by content hash)"
     console.print(
-        f"build-vocab: {len(loaded):,} tokens from {stats.documents_read:,} documents "
+        f"build-vocab: {len(loaded):,} tokens from {stats.documents_read:,} documents{sampled} "
         f"(files by encoding {dict(stats.encodings)}, unreadable rows {dict(stats.unreadable_rows)}) -> {out}"
     )
     return out

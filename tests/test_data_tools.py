@@ -652,3 +652,28 @@ def test_pack_killed_while_removing_its_state_keeps_the_finished_dataset(kill_co
         assert (out / "manifest.json").read_bytes() == finished  # untouched, creation time included
         assert_same_pack(uninterrupted, out)  # and the resume state's leftovers are gone
     assert kill_after > 4  # state.json, and per split its arrays and its hashes
+
+
+def test_build_vocab_on_a_sample_equals_build_vocab_on_those_documents(zh_docs, tmp_path, capsys) -> None:
+    """--sample_docs N trains on the N documents with the smallest content hashes (uniform, deterministic, whatever
+    the input order): the same bytes as a vocab built from exactly those documents."""
+    from data_tools.normalize import normalize
+    from data_tools.tokenize_worker import doc_hash
+
+    def jsonl(path, docs):
+        path.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+        return path
+
+    docs = zh_docs[:100]
+    chosen = sorted(docs, key=lambda d: doc_hash(normalize(d)[0]))[:40]
+    args = ["build-vocab", "--format", "jsonl", "--vocab_size", "1500"]
+    assert main([*args, "--input", str(jsonl(tmp_path / "all.jsonl", docs)), "--output", str(tmp_path / "s"),
+                 "--sample_docs", "40"]) == 0
+    assert "from 100 documents, of which 40 sampled" in " ".join(capsys.readouterr().err.split())
+    assert main([*args, "--input", str(jsonl(tmp_path / "rev.jsonl", docs[::-1])), "--output", str(tmp_path / "r"),
+                 "--sample_docs", "40"]) == 0
+    assert main([*args, "--input", str(jsonl(tmp_path / "chosen.jsonl", chosen)), "--output", str(tmp_path / "c")]) == 0
+    sample = (tmp_path / "s" / "vocab.txt").read_bytes()
+    assert sample == (tmp_path / "c" / "vocab.txt").read_bytes() == (tmp_path / "r" / "vocab.txt").read_bytes()
+    assert main([*args, "--input", str(tmp_path / "all.jsonl"), "--output", str(tmp_path / "x"),
+                 "--sample_docs", "0"]) == 2
