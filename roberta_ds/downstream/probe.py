@@ -171,6 +171,18 @@ class _Features(torch.utils.data.Dataset):
         self.enc = encode(tokenizer, texts, max_length, pairs)
         self.labels = [label_ids[e[-1]] for e in examples]
 
+    def subset(self, fraction: float, seed: int) -> _Features:
+        """A share of the examples, drawn with ``seed`` (the same for both arms), keeping their order; tokenized
+        once for every share and seed."""
+        if fraction >= 1:
+            return self
+        n = len(self.labels)
+        keep = sorted(np.random.default_rng(seed).permutation(n)[: max(1, math.ceil(fraction * n))].tolist())
+        out = _Features.__new__(_Features)
+        out.enc = {k: [v[i] for i in keep] for k, v in self.enc.items()}
+        out.labels = [self.labels[i] for i in keep]
+        return out
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -270,13 +282,6 @@ def fine_tune(model, tokenizer, train: _Features, test: _Features, budget: Budge
             "train_time_s": train_time, "epochs": budget.max_steps * budget.batch_size / len(train)}
 
 
-def _subset(examples: list[Example], fraction: float, seed: int) -> list[Example]:
-    if fraction >= 1:
-        return examples
-    keep = np.random.default_rng(seed).permutation(len(examples))[: max(1, math.ceil(fraction * len(examples)))]
-    return [examples[i] for i in sorted(keep)]
-
-
 def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation, min and max (DEFINITIONS["spread"])."""
     v = np.asarray(values, dtype=float)
@@ -317,11 +322,12 @@ def run(encoder: EncoderConfig, budget: BudgetConfig, tasks: list[Task], progres
                 raise ValueError(f"{task.name} task: test labels {unseen} never occur in the training data")
             ids = {y: i for i, y in enumerate(labels)}
             test = _Features(source.tokenizer, task.test, ids, budget.max_length)
+            train_all = _Features(source.tokenizer, task.train, ids, budget.max_length)
             counts = np.bincount([ids[e[-1]] for e in task.train], minlength=len(labels))
             runs = []
             for fraction in budget.fractions:
                 for seed in budget.seeds:
-                    train = _Features(source.tokenizer, _subset(task.train, fraction, seed), ids, budget.max_length)
+                    train = train_all.subset(fraction, seed)
                     for arm in arms:
                         r = fine_tune(source.classifier(arm, labels, seed), source.tokenizer, train, test, budget,
                                       seed, workdir / "trainer")
