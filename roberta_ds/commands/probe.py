@@ -19,7 +19,7 @@ from pathlib import Path
 from data_tools import labelled
 from roberta_ds import cli_args
 from roberta_ds.downstream import probe
-from roberta_ds.training.records import format_spread
+from roberta_ds.training.records import PROBE_COLUMNS, probe_rows
 from roberta_ds.commands import prog
 
 DESCRIPTION = ("Fine-tune the exported model and the same classifier from scratch (transformers.Trainer, the same "
@@ -52,16 +52,7 @@ def table(res: dict) -> str:
              f"{b['lr']:g}, {b['max_length']} tokens, the same for every arm; seeds {', '.join(map(str, seeds))}"
              + (" (cells: mean ± standard deviation [min, max] over the seeds)" if len(seeds) > 1 else "")]
     for name, task in res["tasks"].items():
-        rows = [("share of train", "arm", "accuracy", "macro-F1")]
-        for share, row in task["summary"].items():
-            label = f"{float(share):.0%} ({row['train_examples']:,})"
-            for arm in ("pretrained", "scratch"):
-                if arm in row:
-                    rows.append((label, arm, format_spread(row[arm]["accuracy"]), format_spread(row[arm]["macro_f1"])))
-            if "gain" in row:
-                rows.append((label, "pretrained - scratch", format_spread(row["gain"]["accuracy"], True),
-                             format_spread(row["gain"]["macro_f1"], True)))
-        rows.append(("", "majority class", f"{task['majority_accuracy']:.4f}", ""))
+        rows = [list(PROBE_COLUMNS), *probe_rows(task)]
         w = [max(len(r[i]) for r in rows) for i in range(4)]
         text = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
         lines += ["", f"{name} task: {task['train_examples']:,} train / {task['test_examples']:,} test examples, "

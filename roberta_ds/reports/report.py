@@ -264,18 +264,9 @@ def probe_section(run: Run) -> list[str]:
              f"Accuracy: {res['definitions']['accuracy']}; macro-F1: {res['definitions']['macro_f1']}; cells: "
              f"{res['definitions']['spread']}."]
     for name, task in res["tasks"].items():
-        rows = []
-        for share, row in task["summary"].items():
-            label = f"{float(share):.0%} ({row['train_examples']:,})"
-            rows += [[label, arm, rec.format_spread(row[arm]["accuracy"]), rec.format_spread(row[arm]["macro_f1"])]
-                     for arm in ("pretrained", "scratch") if arm in row]
-            if "gain" in row:
-                rows.append([label, "pretrained − scratch", rec.format_spread(row["gain"]["accuracy"], True),
-                             rec.format_spread(row["gain"]["macro_f1"], True)])
-        rows.append(["", "majority class", format_value(task["majority_accuracy"]), ""])
         parts.append(f"### {name} task\n\n{task['train_examples']:,} training and {task['test_examples']:,} test "
                      f"examples, {len(task['labels'])} labels ({task['split']}).\n\n"
-                     + _md_table(["share of train", "arm", "accuracy", "macro-F1"], rows))
+                     + _md_table(list(rec.PROBE_COLUMNS), rec.probe_rows(task, minus="−")))
     return parts
 
 

@@ -237,6 +237,24 @@ def format_spread(stat: dict, signed: bool = False) -> str:
     return text
 
 
+PROBE_COLUMNS = ("share of train", "arm", "accuracy", "macro-F1")
+
+
+def probe_rows(task: dict, minus: str = "-") -> list[list[str]]:
+    """One task of probe.json as the rows of the probe's console table and of the report (PROBE_COLUMNS): each
+    training share's arms and their per-seed gain (format_spread), then the majority class."""
+    rows = []
+    for share, row in task["summary"].items():
+        label = f"{float(share):.0%} ({row['train_examples']:,})"
+        rows += [[label, arm, format_spread(row[arm]["accuracy"]), format_spread(row[arm]["macro_f1"])]
+                 for arm in ("pretrained", "scratch") if arm in row]
+        if "gain" in row:
+            rows.append([label, f"pretrained {minus} scratch", format_spread(row["gain"]["accuracy"], True),
+                         format_spread(row["gain"]["macro_f1"], True)])
+    rows.append(["", "majority class", f"{task['majority_accuracy']:.4f}", ""])
+    return rows
+
+
 def format_value(v, digits: int = 4) -> str:
     """A number as the report and the model card print it: thousands separated, "—" for none."""
     if v is None:
