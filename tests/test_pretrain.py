@@ -75,7 +75,9 @@ def test_the_shipped_configs_build_no_op(shard_dir: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_the_compiled_fused_adam_op_builds_trains_and_resumes_with_the_same_losses(shard_dir: Path, tmp_path: Path):
+@pytest.mark.builds_ops
+def test_the_compiled_fused_adam_op_builds_trains_and_resumes_with_the_same_losses(shard_dir: Path, tmp_path: Path,
+                                                                                   ops_built: str):
     """The opt-in compiled Adam of the GPU configs (--ds optimizer.params.torch_adam=false): DeepSpeed builds
     fused_adam, the loss falls, and a run resumed in a new process repeats the uninterrupted run's losses exactly.
     The op keeps beta^t in C++ state, which engine.beta_power_reset puts back on pow() before every step; without
@@ -108,7 +110,8 @@ def test_the_compiled_fused_adam_op_builds_trains_and_resumes_with_the_same_loss
 
 
 @pytest.mark.slow
-def test_the_compiled_cpu_adam_op_builds_and_trains_under_offload(shard_dir: Path, tmp_path: Path):
+@pytest.mark.builds_ops
+def test_the_compiled_cpu_adam_op_builds_and_trains_under_offload(shard_dir: Path, tmp_path: Path, ops_built: str):
     """ZeRO-Offload's compiled optimizer (DeepSpeedCPUAdam) as the opt-in of zero3_offload: it builds and trains."""
     run = tmp_path / "run"
     assert run_pretrain(shard_dir, run, "zero3_offload", 12, "--ds", "optimizer.params.torch_adam=false") == 0
