@@ -1,4 +1,4 @@
-"""`python -m data_tools {pack,merge,build-vocab,inspect,verify}`: parse, validate, run; exit 2 with one
+"""`python -m data_tools {pack,near-dups,merge,build-vocab,inspect,verify}`: parse, validate, run; exit 2 with one
 message on bad input (ValueError), 1 when verify finds a mismatch, 0 otherwise.
 
 Each subcommand's flags are generated from its config dataclass in data_tools.config (field = flag,
@@ -12,11 +12,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from data_tools.config import InspectConfig, MergeConfig, PackConfig, VerifyConfig, VocabConfig
+from data_tools.config import InspectConfig, MergeConfig, NearDupsConfig, PackConfig, VerifyConfig, VocabConfig
 from roberta_ds import cli_args
 
 COMMANDS: dict[str, type] = {
     "pack": PackConfig,
+    "near-dups": NearDupsConfig,
     "merge": MergeConfig,
     "build-vocab": VocabConfig,
     "inspect": InspectConfig,
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             from data_tools.pack_job import run_pack
 
             run_pack(cfg, console)
+        elif args.command == "near-dups":
+            from data_tools.near_dups_job import run_near_dups
+
+            run_near_dups(cfg, console)
         elif args.command == "merge":
             from data_tools.merge import run_merge
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from data_tools.near_dedup import DEFAULT_THRESHOLD, check_threshold
 from data_tools.quality import QualityFilters
 from data_tools.readers import ReaderConfig
 from roberta_ds.cli_args import cli
@@ -39,16 +40,17 @@ class PackConfig:
     """Map curly quotes, dashes and the ellipsis to in-vocab equivalents (CHAR_TABLE in data_tools/normalize.py)."""
     chunk_docs: int = 64
     """Documents per pool task: bigger amortises IPC, smaller evens out the load."""
-    min_chars: int = 0
-    """Quality filter: drop documents shorter than this many characters after normalisation (0: keep all)."""
-    max_non_han: float = 1.0
-    """Quality filter: drop documents whose non-space characters are more than this share not Han (1: keep all;
-    0.7 drops English, code and navigation pages and keeps Chinese news with numbers and names)."""
-    max_repeated_lines: float = 1.0
-    """Quality filter: drop documents in which more than this share of the lines repeat an earlier line (Gopher
-    uses 0.3; 1: keep all)."""
-    max_repeated_paragraphs: float = 1.0
-    """Quality filter: the same for paragraphs, blocks between blank lines (Gopher uses 0.3; 1: keep all)."""
+    quality: QualityFilters = field(default_factory=QualityFilters)
+    """The quality filters (data_tools/quality.py): their flags are --min_chars, --max_non_han,
+    --max_repeated_lines and --max_repeated_paragraphs."""
+    near_dedup: bool = False
+    """Drop near-duplicates: documents whose estimated Jaccard similarity (character 5-gram MinHash) to a document
+    kept earlier is at least --near_dedup_threshold (data_tools/near_dedup.py). For --part, use --drop_list."""
+    near_dedup_threshold: float = DEFAULT_THRESHOLD
+    """The similarity at which --near_dedup drops a document."""
+    drop_list: Path | None = None
+    """A drop list written by `data_tools near-dups` over the whole input: drop the near-duplicates it names (how
+    --part I/N packs remove near-duplicates across parts)."""
     part: str | None = field(default=None, metadata=cli(metavar="I/N"))
     """I/N: pack only part I of N (1-based, e.g. 2/3) for packing on several machines; a document's part is its
     content hash modulo N, so duplicates share a part and the train/validation split is unchanged. Every part
@@ -75,12 +77,17 @@ class PackConfig:
             problems.append(f"--max_files_per_category {self.reader.max_files_per_category}: must be >= 1")
         if self.reader.doc_sep not in ("line", "blank"):
             problems.append(f"--doc_sep {self.reader.doc_sep!r}: must be 'line' or 'blank'")
-        problems += self.quality().problems()
+        problems += self.quality.problems()
+        if self.near_dedup:
+            problems += check_threshold(self.near_dedup_threshold)
+            if self.part is not None:
+                problems.append("--near_dedup with --part: near-duplicates cross parts (a document's part is its exact "
+                                "content hash); run `data_tools near-dups` once over the whole input and give every "
+                                "part --drop_list")
+            if self.drop_list is not None:
+                problems.append("--near_dedup and --drop_list: give one (the drop list already holds the near-duplicates)")
         if problems:
             raise ValueError("invalid pack options:\n  " + "\n  ".join(problems))
-
-    def quality(self) -> QualityFilters:
-        return QualityFilters(self.min_chars, self.max_non_han, self.max_repeated_lines, self.max_repeated_paragraphs)
 
     def options(self) -> dict:
         """Every option that shapes the output (not --workers, which does not)."""
@@ -94,8 +101,15 @@ class PackConfig:
             "normalize": self.normalize,
             "part": None if self.part is None else "{}/{}".format(*parse_part(self.part)),
             # only when set: a pack started before the filters existed resumes with the same options
-            **({"quality": asdict(self.quality())} if self.quality().active else {}),
+            **({"quality": asdict(self.quality)} if self.quality.active else {}),
+            **({"near_dedup_threshold": self.near_dedup_threshold} if self.near_dedup else {}),
+            **({"drop_list": str(self.drop_list)} if self.drop_list is not None else {}),
         }
+
+    def document_options(self) -> dict:
+        """The options that decide which documents reach near-duplicate removal: a drop list must match them."""
+        o = self.options()
+        return {k: o.get(k) for k in (*self.reader.options(), "normalize", "quality")}
 
     def partition(self) -> tuple[int, int] | None:
         """(I, N) of --part I/N (I 1-based), None without --part."""
@@ -191,3 +205,38 @@ class VerifyConfig:
 
     dir: Path = field(metadata=cli(positional=True))
     """Dataset directory written by `data_tools pack`."""
+
+
+@dataclass
+class NearDupsConfig:
+    """`data_tools near-dups`: one pass over the whole input -> the near-duplicates for `pack --drop_list`."""
+
+    reader: ReaderConfig
+    """Where and how to read the corpus: the same as every part's pack."""
+    output: Path
+    """Drop list directory to write (drop_hashes.u64 and near_dups.json)."""
+    quality: QualityFilters = field(default_factory=QualityFilters)
+    """The parts' quality filters: documents they drop are not indexed."""
+    normalize: bool = True
+    """The parts' --normalize (CHAR_TABLE in data_tools/normalize.py)."""
+    near_dedup_threshold: float = DEFAULT_THRESHOLD
+    """The similarity at which a document is dropped (estimated Jaccard of character 5-gram MinHash)."""
+    workers: int = 1
+    """Signature processes; the list is byte-identical for any value."""
+    chunk_docs: int = 64
+    """Documents per pool task."""
+
+    def __post_init__(self) -> None:
+        self.output = Path(self.output)
+        problems = self.quality.problems() + check_threshold(self.near_dedup_threshold)
+        if self.workers < 1:
+            problems.append(f"--workers {self.workers}: must be >= 1")
+        if self.chunk_docs < 1:
+            problems.append(f"--chunk_docs {self.chunk_docs}: must be >= 1")
+        if problems:
+            raise ValueError("invalid near-dups options:\n  " + "\n  ".join(problems))
+
+    def document_options(self) -> dict:
+        """As PackConfig.document_options: what a pack's --drop_list is checked against."""
+        return {**self.reader.options(), "normalize": self.normalize,
+                "quality": asdict(self.quality) if self.quality.active else None}

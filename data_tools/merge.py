@@ -303,6 +303,10 @@ def merge_corpus(corpora: list[dict], duplicated: int) -> dict:
             "examples": {r: [e for x in q for e in x.get("examples", {}).get(r, [])][:EXAMPLES]
                          for r in out["quality_filters"].get("examples", {})},
         }
+    if "near_dedup" in out:  # each part dropped the drop list's documents of its own part: sum them
+        nd = [c.get("near_dedup", {}) for c in corpora]
+        out["near_dedup"] = {**out["near_dedup"], "dropped": sum(x.get("dropped", 0) for x in nd),
+                             "examples": [e for x in nd for e in x.get("examples", [])][:EXAMPLES]}
     if "normalization" in out:
         out["normalization"] = {**out["normalization"],
                                 "replacements": sum(c["normalization"]["replacements"] for c in corpora)}

@@ -19,7 +19,6 @@ inside a part is dedup over the input, and the split is the same as in a single 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from dataclasses import asdict
 from collections import deque
@@ -31,7 +30,9 @@ from rich.table import Table
 
 from data_tools import tokenize_worker
 from data_tools.config import PackConfig
+from data_tools.near_dedup import DropList, NearDupIndex, near_dedup_settings
 from data_tools.normalize import CHAR_TABLE
+from data_tools.pool import OrderedPool
 from data_tools.pack_state import Checkpoints, Counters, prepare_output
 from data_tools.quality import REASONS
 from data_tools.readers import ReadStats, check_input, read_documents
@@ -57,9 +58,21 @@ def _filtered_text(c: Counters) -> str:
     return "".join(f", {n} dropped as {reason}" for reason, n in sorted(c.filtered.items()))
 
 
+def _drop_list(cfg: PackConfig) -> DropList | None:
+    if cfg.drop_list is None:
+        return None
+    dl = DropList.load(cfg.drop_list)
+    if conflicts := dl.conflicts(cfg.document_options()):
+        raise ValueError(f"--drop_list {cfg.drop_list} was computed over other documents than this pack reads "
+                         f"({'; '.join(conflicts)}); run `data_tools near-dups` again with this pack's input, "
+                         "normalisation and filters")
+    return dl
+
+
 def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     console = console or Console(stderr=True)
     check_input(cfg.reader)
+    drop_list = _drop_list(cfg)  # before the tokenizer: a wrong list fails at once
     tok = load_tokenizer(cfg.tokenizer_path)
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"--tokenizer_path {cfg.tokenizer_path}: need a fast (tokenizers-backed) tokenizer")
@@ -82,6 +95,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         for s in split_names
     }
     checkpoints = Checkpoints(out, resume_options)
+    index = checkpoints.index = NearDupIndex(cfg.near_dedup_threshold) if cfg.near_dedup else None
     counters = Counters()
     consumed = 0
     if state is not None:
@@ -93,11 +107,11 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     part = cfg.partition() or (1, 1)
     stats = ReadStats()
     init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm, part,
-                 cfg.quality())
+                 cfg.quality, cfg.near_dedup)
 
     # per chunk in flight, in order (results come in order): categories, and the raw texts while filters are on
     chunk_meta: deque[tuple[list[str | None], list[str | None]]] = deque()
-    keep_texts = cfg.quality().active
+    keep_texts = cfg.quality.active or cfg.near_dedup or drop_list is not None  # for the examples
 
     def chunks():
         it = islice(read_documents(cfg.reader, stats), consumed, None)
@@ -113,7 +127,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
         TextColumn("{task.fields[toks]} tokens ({task.fields[tps]} tokens/s)"), TimeElapsedColumn(),
         console=console, transient=False,
     )
-    with progress, _Pool(cfg.workers, init_args) as pool:
+    with progress, OrderedPool(cfg.workers, tokenize_worker.init_worker, init_args) as pool:
         task = progress.add_task("pack", total=None, docs=0, dps=0, toks=0, tps=0)
         for results in pool.map_ordered(chunks()):
             categories, texts = chunk_meta.popleft()
@@ -135,6 +149,18 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                 if r.hash in seen:
                     counters.duplicates_dropped += 1
                     continue
+                if drop_list is not None:
+                    near = r.hash in drop_list
+                else:
+                    near = index is not None and not index.add(consumed - 1, r.signature)
+                if near:
+                    counters.near_duplicates_dropped += 1
+                    if len(counters.near_duplicate_examples) < FILTER_EXAMPLES:
+                        counters.near_duplicate_examples.append(
+                            {"document": consumed - 1, **({"near_duplicate_of_document": index.similar_to(r.signature)}
+                                                          if index is not None else {}),
+                             "text": " ".join(text.split())[:EXAMPLE_CHARS]})
+                    continue
                 seen.add(r.hash)
                 counters.documents_kept += 1
                 if category is not None:
@@ -155,11 +181,12 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     if counters.documents_kept == 0:
         # before the manifest: an empty dataset would only fail later, in training, far from the cause
         c = stats.to_dict()
+        near = f", {counters.near_duplicates_dropped} near-duplicates" if index is not None or drop_list is not None else ""
         others = f", {counters.documents_other_parts} in other parts than --part {options['part']}" if cfg.part else ""
         raise ValueError(
             f"no documents packed: --input {options['input']} ({cfg.reader.format}) gave "
             f"{c['documents_read']} documents: {counters.documents_empty} empty after normalisation, "
-            f"{counters.duplicates_dropped} duplicates{others}{_filtered_text(counters)}; files read {c['files_read']}, empty {c['empty_files']}, "
+            f"{counters.duplicates_dropped} duplicates{near}{others}{_filtered_text(counters)}; files read {c['files_read']}, empty {c['empty_files']}, "
             f"binary skipped {c['binary_files_skipped']}; unreadable rows {c['unreadable_rows']}"
         )
     splits = {}
@@ -169,7 +196,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
                               token_counts=w.save_token_counts())
     if "validation" not in splits:
         splits["validation"] = SplitInfo()
-    corpus = _corpus_stats(stats, counters, cfg)
+    corpus = _corpus_stats(stats, counters, cfg, drop_list)
     if "validation" in writers:
         corpus["unigram"] = unigram_line(writers["train"].token_counts, writers["validation"].token_counts, info)
     manifest = Manifest(
@@ -194,7 +221,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     return manifest
 
 
-def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
+def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig, drop_list: DropList | None) -> dict:
     d = stats.to_dict()
     d.update(
         documents_empty=c.documents_empty,
@@ -212,12 +239,19 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig) -> dict:
     )
     if cfg.part:
         d["documents_other_parts"] = c.documents_other_parts
-    if cfg.quality().active:
-        d["quality_filters"] = {"settings": asdict(cfg.quality()),
+    if cfg.quality.active:
+        d["quality_filters"] = {"settings": asdict(cfg.quality),
                                 "dropped": {r: c.filtered[r] for r in REASONS},
                                 "examples": {r: c.filter_examples.get(r, []) for r in REASONS},
                                 "definitions": "data_tools/quality.py; examples: the first characters of the first "
                                                f"{FILTER_EXAMPLES} documents each filter dropped"}
+    if cfg.near_dedup or drop_list is not None:
+        d["near_dedup"] = {
+            **(drop_list.info["near_dedup"] if drop_list is not None else near_dedup_settings(cfg.near_dedup_threshold)),
+            "source": f"drop list {cfg.drop_list} (data_tools near-dups)" if cfg.drop_list else "inline (--near_dedup)",
+            "dropped": c.near_duplicates_dropped, "examples": c.near_duplicate_examples,
+            "examples_note": f"the first {FILTER_EXAMPLES} documents dropped: input number, the kept document it "
+                             f"nearly duplicates (inline only), its first {EXAMPLE_CHARS} characters"}
     if stats.categories:
         d["categories"] = {cat: {"read": n, "kept": c.category_kept[cat]} for cat, n in sorted(stats.categories.items())}
     return d
@@ -234,6 +268,9 @@ def print_summary(console: Console, m: Manifest) -> None:
         ("documents dropped: empty after normalisation", c["documents_empty"]),
         ("documents dropped: exact duplicates", c["duplicates_dropped"]),
     ]
+    if "near_dedup" in c:
+        rows.append((f"documents dropped: near-duplicates (Jaccard >= {c['near_dedup']['threshold']})",
+                     c["near_dedup"]["dropped"]))
     for reason, n in c.get("quality_filters", {}).get("dropped", {}).items():
         rows.append((f"documents dropped: quality filter, {reason}", n))
     if "part" in m.source:  # pack --part I/N
@@ -268,38 +305,3 @@ def print_summary(console: Console, m: Manifest) -> None:
     console.print(t)
     for ex in c.get("problem_examples", []):
         console.print(f"  [yellow]problem[/]: {ex}")
-
-
-class _Pool:
-    """Ordered, bounded pool: at most 2 chunks per worker in flight, so memory stays flat
-    (multiprocessing's imap would read the whole corpus ahead into its task queue).
-    One worker runs in-process: no IPC, the same code path."""
-
-    def __init__(self, workers: int, init_args: tuple):
-        self.workers, self.init_args, self.pool = workers, init_args, None
-
-    def __enter__(self) -> "_Pool":
-        if self.workers > 1:
-            # spawn, not fork: the parent may hold tokenizers/OpenMP threads that fork would copy mid-state.
-            self.pool = mp.get_context("spawn").Pool(self.workers, tokenize_worker.init_worker, self.init_args)
-        else:
-            tokenize_worker.init_worker(*self.init_args)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-    def map_ordered(self, chunks, fn=tokenize_worker.process_chunk):
-        if self.pool is None:
-            for c in chunks:
-                yield fn(c)
-            return
-        inflight: deque = deque()
-        for c in chunks:
-            inflight.append(self.pool.apply_async(fn, (c,)))
-            if len(inflight) >= 2 * self.workers:
-                yield inflight.popleft().get()
-        while inflight:
-            yield inflight.popleft().get()

@@ -27,6 +27,7 @@ from roberta_ds.shard_format import MANIFEST_NAME, SPLITS, TOKENIZER_DIRNAME, Sh
 
 STATE_DIRNAME = ".pack_state"
 STATE_NAME = "state.json"
+NEAR_INDEX_NAME = "near-minhashes.bin"
 
 
 @dataclass
@@ -48,6 +49,10 @@ class Counters:
     """Documents dropped by each quality filter (data_tools.quality.REASONS)."""
     filter_examples: dict = field(default_factory=dict)
     """The first few documents each quality filter dropped (their first characters), for the manifest."""
+    near_duplicates_dropped: int = 0
+    """Documents dropped as near-duplicates (--near_dedup, --drop_list)."""
+    near_duplicate_examples: list = field(default_factory=list)
+    """The first few of them: input number, the kept document's (inline only) and the first characters."""
 
     _COUNTERS = ("unk_chars", "category_kept", "filtered")
 
@@ -90,6 +95,10 @@ class Checkpoints:
         """Checkpoints written so far (by this and earlier runs): names the npz files of the latest one."""
         self.hashes_saved: dict[str, int] = {}
         """Per split: how many of its writer's hashes the split's hash file holds."""
+        self.index = None
+        """The near-duplicate index (--near_dedup): its kept signatures are saved with every checkpoint."""
+        self.index_saved = 0
+        """Bytes of NEAR_INDEX_NAME the last checkpoint counted."""
 
     def restore(self, state: dict, writers: dict[str, SplitWriter]) -> tuple[int, Counters]:
         """Put every writer back where the checkpoint ``state`` left it; returns (documents consumed, counters)."""
@@ -112,6 +121,9 @@ class Checkpoints:
             w.restore([ShardInfo(**s) for s in sstate["shards"]], hashes, arrays["token_counts"], arrays["pending"],
                       arrays.get("pending_ws"), arrays["carry"], arrays.get("carry_ws"))
             self.hashes_saved[name] = len(hashes)
+        if self.index is not None:
+            self.index_saved = state.get("near_index_bytes", 0)
+            self.index.restore(out / STATE_DIRNAME / NEAR_INDEX_NAME, self.index_saved)
         return state["documents_consumed"], Counters.from_state(state["counters"])
 
     def save(self, writers: dict[str, SplitWriter], consumed: int, counters: Counters) -> None:
@@ -131,6 +143,8 @@ class Checkpoints:
                             "shards": [asdict(s) for s in w.shards]}
         state = {"generation": gen, "options": self.options, "documents_consumed": consumed,
                  "counters": counters.to_state(), "splits": splits}
+        if self.index is not None:
+            self.index_saved = state["near_index_bytes"] = self.index.save(sdir / NEAR_INDEX_NAME, self.index_saved)
         tmp = sdir / (STATE_NAME + ".tmp")
         tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, sdir / STATE_NAME)

@@ -25,10 +25,18 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 @dataclass(frozen=True)
 class QualityFilters:
+    """The quality filters of a pack (and of `data_tools near-dups`, which must see the documents the pack keeps)."""
+
     min_chars: int = 0
+    """Quality filter: drop documents shorter than this many characters after normalisation (0: keep all)."""
     max_non_han: float = 1.0
+    """Quality filter: drop documents whose non-space characters are more than this share not Han (1: keep all;
+    0.7 drops English, code and navigation pages and keeps Chinese news with numbers and names)."""
     max_repeated_lines: float = 1.0
+    """Quality filter: drop documents in which more than this share of the lines repeat an earlier line (Gopher
+    uses 0.3; 1: keep all)."""
     max_repeated_paragraphs: float = 1.0
+    """Quality filter: the same for paragraphs, blocks between blank lines (Gopher uses 0.3; 1: keep all)."""
 
     @property
     def active(self) -> bool:

@@ -6,7 +6,7 @@ optional whole-word-masking flags and the characters that became [UNK]. The main
 (data_tools.pack_job) dedups, splits and packs them into sequences (data_tools.sequence_packer) in
 input order, so the output does not depend on the number of workers.
 
-This module imports only numpy, tokenizers and (with --wwm) jieba: workers are spawned, and
+This module imports only numpy, tokenizers, (with --wwm) jieba and (with --near_dedup) rensa: workers are spawned, and
 importing transformers there would cost seconds per worker.
 """
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from data_tools import near_dedup
 from data_tools.normalize import normalize
 from data_tools.quality import QualityFilters
 
@@ -43,6 +44,9 @@ class DocResult:
     unk_chars: dict[str, int] | None
     dropped: str | None = None
     """The quality filter the document failed (data_tools.quality.REASONS; then not tokenized)."""
+    signature: bytes | None = None
+    """Its MinHash signature (data_tools.near_dedup), with near-duplicate removal on, for a document of this part that
+    passed the filters."""
 
 
 def doc_hash(text: str) -> int:
@@ -61,13 +65,15 @@ def corpus_tokenizer(tokenizer_json: str) -> Tokenizer:
     return tok
 
 
-def init_worker(tokenizer_json: str, unk_id: int, dtype: str, table: bool, wwm: bool,
-                part: tuple[int, int] = (1, 1), quality: QualityFilters = QualityFilters()) -> None:
+def init_worker(tokenizer_json: str | None, unk_id: int, dtype: str, table: bool, wwm: bool,
+                part: tuple[int, int] = (1, 1), quality: QualityFilters = QualityFilters(),
+                near_dedup: bool = False) -> None:
     """``part``: (I, N) of ``pack --part I/N``; documents of other parts are hashed, not tokenized. Documents that
-    fail a ``quality`` filter are hashed, not tokenized."""
+    fail a ``quality`` filter are hashed, not tokenized. ``near_dedup``: also sign the others (near_dedup.signature).
+    Without a tokenizer (``data_tools near-dups``) nothing is tokenized."""
     _WORKER.update(
-        tok=corpus_tokenizer(tokenizer_json), unk_id=unk_id, dtype=np.dtype(dtype), table=table, wwm=wwm, part=part,
-        quality=quality,
+        tok=corpus_tokenizer(tokenizer_json) if tokenizer_json else None, unk_id=unk_id, dtype=np.dtype(dtype),
+        table=table, wwm=wwm, part=part, quality=quality, near_dedup=near_dedup,
     )
     if wwm:
         import jieba
@@ -93,11 +99,15 @@ def process_chunk(texts: list[str]) -> list[DocResult]:
     dropped = [quality.verdict(raw, t) if m and quality is not None and quality.active else None
                for raw, (t, _), m in zip(texts, normed, mine)]
     todo = [t for (t, _), m, d in zip(normed, mine, dropped) if m and d is None]
-    encs = iter(w["tok"].encode_batch(todo, add_special_tokens=False) if todo else [])
+    encs = iter(w["tok"].encode_batch(todo, add_special_tokens=False) if todo and w["tok"] else [])
     out = []
     for (text, replaced), h, m, d in zip(normed, hashes, mine, dropped):
         if not m or d is not None:
             out.append(DocResult(h, replaced, None, None, None, d))
+            continue
+        sig = near_dedup.signature(text) if w["near_dedup"] else None
+        if w["tok"] is None:
+            out.append(DocResult(h, replaced, None, None, None, signature=sig))
             continue
         enc = next(encs)
         ids = np.asarray(enc.ids, dtype=w["dtype"])
@@ -107,7 +117,7 @@ def process_chunk(texts: list[str]) -> list[DocResult]:
             offsets = enc.offsets
             unk = Counter(text[offsets[i][0] : offsets[i][1]] for i in unk_pos)
         flags = word_start_flags(text, enc.tokens, enc.offsets) if w["wwm"] else None
-        out.append(DocResult(h, replaced, ids, flags, dict(unk) if unk else None))
+        out.append(DocResult(h, replaced, ids, flags, dict(unk) if unk else None, signature=sig))
     return out
 
 
