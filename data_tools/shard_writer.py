@@ -1,8 +1,9 @@
 """Shard writing: one split's sequences -> DIR/<split>/shard-NNNNN.tar, and nothing else.
 
 A split's completed sequences wait in memory until a shard's worth (``--shard_size_mb``) is there;
-the shard is then written whole with ``webdataset.TarWriter`` to ``shard-NNNNN.tar.tmp`` and renamed.
-So memory is bounded by one shard per split, and a shard on disk is always complete.
+the shard is then written sample by sample with ``webdataset.TarWriter`` to ``shard-NNNNN.tar.tmp`` and renamed.
+So memory is bounded by one shard per split (the pending sequences, never a copy of them), and a shard on disk is
+always complete.
 
 A split's document hashes (documents.npy) grow with the corpus: they live in a growable numpy
 uint64 array (8 bytes a document, up to 16 with the doubling slack), not a list of Python ints.
@@ -81,58 +82,90 @@ class SplitWriter:
             self.pending_rows += len(seqs)
         wrote = False
         while self.pending_rows >= self.rows_per_shard:
-            ids_all, ws_all = self._take_pending()
-            self._write_shard(ids_all[: self.rows_per_shard], None if ws_all is None else ws_all[: self.rows_per_shard], 0)
-            self._put_pending(ids_all[self.rows_per_shard :], None if ws_all is None else ws_all[self.rows_per_shard :])
+            self._write_shard(*self._take_rows(self.rows_per_shard), 0)
             wrote = True
         return wrote
 
     def finish(self) -> None:
         """Pad the remainder block and write everything left as the split's last shard."""
         seq, seq_ws, pad = self.packer.finish()
-        ids_all, ws_all = self._take_pending()
         if len(seq):
-            ids_all = np.concatenate([ids_all, seq])
-            if ws_all is not None:
-                ws_all = np.concatenate([ws_all, seq_ws])
-        if len(ids_all):
-            self._write_shard(ids_all, ws_all, pad)
+            self.pending.append(seq)
+            if seq_ws is not None:
+                self.pending_ws.append(seq_ws)
+            self.pending_rows += len(seq)
+        if self.pending_rows:
+            self._write_shard(*self._take_rows(self.pending_rows), pad)
 
-    def _take_pending(self) -> tuple[np.ndarray, np.ndarray | None]:
-        L = self.packer.L
-        ids = np.concatenate(self.pending) if self.pending else np.zeros((0, L), self.packer.dtype)
-        ws = None
-        if self.packer.wwm:
-            ws = np.concatenate(self.pending_ws) if self.pending_ws else np.zeros((0, L), bool)
-        self.pending, self.pending_ws, self.pending_rows = [], [], 0
-        return ids, ws
+    def _take_rows(self, n: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """The first ``n`` pending sequences, as the pending chunks (the last one cut), and their word starts; the
+        rest stays pending (a cut chunk's remainder copied, so the written rows are freed with the shard)."""
+        ids, ws, rows = [], [], 0
+        while rows < n:
+            chunk = self.pending.pop(0)
+            chunk_ws = self.pending_ws.pop(0) if self.packer.wwm else None
+            take = min(len(chunk), n - rows)
+            if take < len(chunk):
+                self.pending.insert(0, chunk[take:].copy())
+                if chunk_ws is not None:
+                    self.pending_ws.insert(0, chunk_ws[take:].copy())
+                chunk, chunk_ws = chunk[:take], None if chunk_ws is None else chunk_ws[:take]
+            ids.append(chunk)
+            if chunk_ws is not None:
+                ws.append(chunk_ws)
+            rows += take
+        self.pending_rows -= n
+        return ids, ws if self.packer.wwm else None
 
-    def _put_pending(self, ids: np.ndarray, ws: np.ndarray | None) -> None:
-        if len(ids):
-            self.pending = [ids]
-            self.pending_ws = [ws] if ws is not None else []
-            self.pending_rows = len(ids)
+    def _samples(self, ids: list[np.ndarray], ws: list[np.ndarray] | None):
+        """(ids, word starts) of each sample of ``spp`` sequences (the last may be shorter), across the chunks: only
+        a sample that spans chunks is copied."""
+        buf, buf_ws, rows = [], [], 0
+        for i, chunk in enumerate(ids):
+            start = 0
+            while start < len(chunk):
+                take = min(len(chunk) - start, self.spp - rows)
+                buf.append(chunk[start : start + take])
+                if ws is not None:
+                    buf_ws.append(ws[i][start : start + take])
+                rows += take
+                start += take
+                if rows == self.spp:
+                    yield self._joined(buf, buf_ws, ws is not None)
+                    buf, buf_ws, rows = [], [], 0
+        if rows:
+            yield self._joined(buf, buf_ws, ws is not None)
 
-    def _write_shard(self, ids: np.ndarray, ws: np.ndarray | None, padding: int) -> None:
+    @staticmethod
+    def _joined(buf: list[np.ndarray], buf_ws: list[np.ndarray], wwm: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        one = buf[0] if len(buf) == 1 else np.concatenate(buf)
+        if not wwm:
+            return one, None
+        return one, buf_ws[0] if len(buf_ws) == 1 else np.concatenate(buf_ws)
+
+    def _write_shard(self, ids: list[np.ndarray], ws: list[np.ndarray] | None, padding: int) -> None:
+        """Write the sequences of ``ids`` (chunks) as the next shard, one sample at a time: memory holds the
+        pending sequences once (at most a shard's worth per split, --shard_size_mb), never a copy of the shard."""
         k = len(self.shards)
         name = f"{self.split}/shard-{k:05d}.tar"
         path = self.root / name
         tmp = path.with_name(path.name + ".tmp")
-        samples = 0
+        samples = sequences = tokens = 0
         # mtime=0 and fixed user/group: byte-identical tars for any --workers and after a resume.
         with tmp.open("wb") as fh, wds.TarWriter(fh, encoder=False, mtime=0) as tw:
-            for start in range(0, len(ids), self.spp):
-                chunk_ws = None if ws is None else ws[start : start + self.spp]
-                tw.write(encode_sample(f"{self.split}_{k:05d}_{samples:06d}", ids[start : start + self.spp], chunk_ws))
+            for sample_ids, sample_ws in self._samples(ids, ws):
+                tw.write(encode_sample(f"{self.split}_{k:05d}_{samples:06d}", sample_ids, sample_ws))
+                self.token_counts += np.bincount(sample_ids.reshape(-1), minlength=len(self.token_counts))
                 samples += 1
+                sequences += len(sample_ids)
+                tokens += sample_ids.size
         os.replace(tmp, path)
-        self.token_counts += np.bincount(ids.reshape(-1), minlength=len(self.token_counts)).astype(np.int64)
         self.shards.append(
             ShardInfo(
                 name=name,
                 samples=samples,
-                sequences=len(ids),
-                tokens=int(ids.size - padding),
+                sequences=sequences,
+                tokens=int(tokens - padding),
                 padding_tokens=int(padding),
                 sha256=sha256_file(path),
                 bytes=path.stat().st_size,
@@ -140,9 +173,12 @@ class SplitWriter:
         )
 
     def pending_sequences(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The completed sequences not yet in a shard (and their word starts): a snapshot, kept pending."""
-        ids, ws = self._take_pending()
-        self._put_pending(ids, ws)
+        """The completed sequences not yet in a shard (and their word starts): a copy, for the resume state."""
+        L = self.packer.L
+        ids = np.concatenate(self.pending) if self.pending else np.zeros((0, L), self.packer.dtype)
+        ws = None
+        if self.packer.wwm:
+            ws = np.concatenate(self.pending_ws) if self.pending_ws else np.zeros((0, L), bool)
         return ids, ws
 
     def restore(self, shards: list[ShardInfo], hashes: np.ndarray, token_counts: np.ndarray, pending: np.ndarray,
@@ -154,7 +190,9 @@ class SplitWriter:
         self.packer.carry = carry.astype(self.packer.dtype)
         if self.packer.wwm:
             self.packer.carry_ws = carry_ws.astype(bool)
-        self._put_pending(pending.astype(self.packer.dtype), pending_ws if self.packer.wwm else None)
+        self.pending = [pending.astype(self.packer.dtype)] if len(pending) else []
+        self.pending_ws = [pending_ws.astype(bool)] if self.packer.wwm and len(pending) else []
+        self.pending_rows = len(pending)
 
     def save_token_counts(self) -> str:
         rel = f"{self.split}/token_counts.npy"
