@@ -5,7 +5,7 @@ near-duplicates) at several sizes; for each, in the same run, on the same file, 
 - `data_tools pack --near_dedup` (the same, plus planted near-duplicates dropped and unique documents dropped),
 - what run_mlm users pack with: `datasets.load_dataset("json")` -> `map(tokenize, batched, num_proc)` ->
   `map(group_texts)` -> `save_to_disk`,
-- `data_tools build-vocab` on the same file.
+- `data_tools build-vocab --workers` on the same file.
 
     python bench/pack_scale.py [--sizes_mb 15 30 60] [--workers 2] [--tokenizer_path tests/data/chinese-bert-vocab.txt]
 
@@ -97,7 +97,7 @@ def arm_datasets(src: Path, out: Path, tok: str, workers: int, block: int = 512)
     return {"seconds": time.perf_counter() - t0, "sequences": len(grouped), **_rss()}
 
 
-def arm_vocab(src: Path, out: Path) -> dict:
+def arm_vocab(src: Path, out: Path, workers: int) -> dict:
     from rich.console import Console
 
     from data_tools.config import VocabConfig
@@ -105,7 +105,7 @@ def arm_vocab(src: Path, out: Path) -> dict:
     from data_tools.vocab import build_vocab
 
     t0 = time.perf_counter()
-    build_vocab(VocabConfig(ReaderConfig("jsonl", src), out), Console(stderr=True, quiet=True))
+    build_vocab(VocabConfig(ReaderConfig("jsonl", src), out, workers=workers), Console(stderr=True, quiet=True))
     return {"seconds": time.perf_counter() - t0, **_rss()}
 
 
@@ -116,7 +116,7 @@ def child(argv: list[str]) -> None:
     elif arm == "datasets":
         r = arm_datasets(src, out, tok, workers)
     else:
-        r = arm_vocab(src, out)
+        r = arm_vocab(src, out, workers)
     print("RESULT " + json.dumps(r))
 
 

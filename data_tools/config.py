@@ -145,6 +145,8 @@ class VocabConfig:
     """Minimum count for a merged word piece; single characters are always kept."""
     normalize: bool = True
     """Map curly quotes, dashes and the ellipsis first, as pack does (CHAR_TABLE in data_tools/normalize.py)."""
+    workers: int = 1
+    """Processes that read, normalise and count; the vocab is byte-identical for any value."""
     sample_docs: int | None = None
     """Train on a sample of N documents (those with the N smallest content hashes: uniform and deterministic), for
     very large corpora; one more streaming pass finds them. Default: every document."""
@@ -159,6 +161,8 @@ class VocabConfig:
             problems.append(f"--vocab_size {self.vocab_size}: too small, use e.g. 21128")
         if self.min_frequency < 1:
             problems.append(f"--min_frequency {self.min_frequency}: must be >= 1")
+        if self.workers < 1:
+            problems.append(f"--workers {self.workers}: must be >= 1")
         if problems:
             raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
 

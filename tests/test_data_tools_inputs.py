@@ -4,6 +4,7 @@ configuration mistakes (exit 2), counted problems for bad rows/files (never a cr
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -299,3 +300,47 @@ def test_parquet_and_a_datasets_directory_read_the_same_documents_as_plain_jsonl
         check_input(ReaderConfig(format="hf", input=pq_dir))
     assert pack(tmp_path, vocab_dir, "hf", hf_dir, out="from_hf") == 0
     assert read_manifest(tmp_path / "from_hf").splits["train"].documents > 0
+
+
+def test_fsspec_urls_read_the_same_documents_as_plain_jsonl(zh_docs, vocab_dir, tmp_path, capsys):
+    """Remote inputs through fsspec: an in-memory filesystem stands for object storage (the same code path as s3://,
+    which only differs in the filesystem package), and file:// for a shared mount."""
+    import gzip
+
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    docs = zh_docs[:40]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(_jsonl_bytes(docs))
+    want = [d.text for d in read_documents(ReaderConfig(format="jsonl", input=plain), ReadStats())]
+    mem = fsspec.filesystem("memory")
+    root = f"/crawl-{tmp_path.name}"
+    mem.pipe(f"{root}/2026/a.jsonl.gz", gzip.compress(_jsonl_bytes(docs[:20])))
+    mem.pipe(f"{root}/2026/b.jsonl.zst", zstandard.compress(_jsonl_bytes(docs[20:30])))
+    mem.pipe(f"{root}/c.jsonl", _jsonl_bytes(docs[30:]))
+    mem.pipe(f"{root}/notes.md", b"not corpus")
+    for url in (f"memory://{root}", f"memory://{root}/**/*.jsonl*", f"file://{plain}"):
+        stats = ReadStats()
+        got = [d.text for d in read_documents(ReaderConfig(format="jsonl", input=url), stats)]
+        assert sorted(got) == sorted(want) and len(got) == len(want), url
+    # sorted by path: 2026/a, 2026/b, then c -- the order of a local directory with the same layout
+    assert [d.text for d in read_documents(ReaderConfig(format="jsonl", input=f"memory://{root}"), ReadStats())] == want
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": docs}), buf, row_group_size=9)
+    mem.pipe(f"{root}-pq/part-0.parquet", buf.getvalue())
+    assert [d.text for d in read_documents(ReaderConfig(format="parquet", input=f"memory://{root}-pq"), ReadStats())] == want
+
+    # pack from the URL: the same shards as from the local file, and the URL recorded as given
+    assert pack(tmp_path, vocab_dir, "jsonl", plain, out="from_plain") == 0
+    assert pack(tmp_path, vocab_dir, "jsonl", f"memory://{root}", out="from_url") == 0
+    a, b = (read_manifest(tmp_path / o) for o in ("from_plain", "from_url"))
+    assert [s.sha256 for s in a.splits["train"].shards] == [s.sha256 for s in b.splits["train"].shards]
+    assert b.source["input"] == f"memory://{root}"
+
+    assert pack(tmp_path, vocab_dir, "jsonl", "memory:///nothing-here", out="none") == 2
+    assert "--input memory:///nothing-here: no .jsonl or .json file there" in capsys.readouterr().err
+    assert pack(tmp_path, vocab_dir, "thucnews", f"memory://{root}", out="thuc") == 2
+    assert "--format thucnews reads a local directory" in capsys.readouterr().err
