@@ -54,22 +54,25 @@ def make_crawl(path: Path, size_mb: float, seed: int = 0) -> dict:
 
 
 def _rss() -> dict:
-    return {"rss_main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"rss_main_mib": me.ru_maxrss / 1024, "rss_worker_mib": kids.ru_maxrss / 1024,
+            "cpu_main_s": me.ru_utime + me.ru_stime, "cpu_workers_s": kids.ru_utime + kids.ru_stime}
 
 
-def arm_pack(src: Path, out: Path, tok: str, workers: int, near: bool) -> dict:
+def arm_pack(src: Path, out: Path, tok: str, workers: int, near: bool, part: str | None = None) -> dict:
     from rich.console import Console
 
     from data_tools.config import PackConfig
     from data_tools.pack_job import run_pack
     from data_tools.readers import ReaderConfig
 
-    cfg = PackConfig(ReaderConfig("jsonl", src), out, tok, workers=workers, near_dedup=near)
+    cfg = PackConfig(ReaderConfig("jsonl", src), out, tok, workers=workers, near_dedup=near, part=part)
+    cpu0 = _rss()["cpu_main_s"]  # the imports are not the pack's
     t0 = time.perf_counter()
     m = run_pack(cfg, Console(stderr=True, quiet=True))
     return {"seconds": time.perf_counter() - t0, "documents_kept": m.corpus["documents_kept"],
-            "near_dropped": m.corpus.get("near_dedup", {}).get("dropped", 0), "out": str(out), **_rss()}
+            "near_dropped": m.corpus.get("near_dedup", {}).get("dropped", 0), "out": str(out),
+            **{**_rss(), "cpu_main_s": _rss()["cpu_main_s"] - cpu0}}
 
 
 def arm_datasets(src: Path, out: Path, tok: str, workers: int, block: int = 512) -> dict:
@@ -79,8 +82,8 @@ def arm_datasets(src: Path, out: Path, tok: str, workers: int, block: int = 512)
     from roberta_ds.tokenizer import load_tokenizer
 
     disable_progress_bars()
+    t0 = time.perf_counter()  # from the tokenizer's loading, as the pack's time
     tokenizer = load_tokenizer(tok)
-    t0 = time.perf_counter()
     raw = load_dataset("json", data_files=str(src), split="train", cache_dir=str(out / "cache"))
 
     def tokenize(examples):
@@ -111,8 +114,8 @@ def arm_vocab(src: Path, out: Path, workers: int) -> dict:
 
 def child(argv: list[str]) -> None:
     arm, src, out, tok, workers = argv[0], Path(argv[1]), Path(argv[2]), argv[3], int(argv[4])
-    if arm in ("pack", "near"):
-        r = arm_pack(src, out, tok, workers, arm == "near")
+    if arm in ("pack", "near", "part8"):
+        r = arm_pack(src, out, tok, workers, arm == "near", "1/8" if arm == "part8" else None)
     elif arm == "datasets":
         r = arm_datasets(src, out, tok, workers)
     else:
@@ -193,7 +196,28 @@ def main() -> None:
         for arm in [x for x in arms if x in first]:
             print(f"{arm}: peak RSS main x{last[arm]['rss_main_mib'] / first[arm]['rss_main_mib']:.2f}, worker "
                   f"x{last[arm]['rss_worker_mib'] / max(first[arm]['rss_worker_mib'], 1):.2f} for x{growth:.1f} corpus")
+    big = rows[-1]
+    if "pack" in big:
+        print(extrapolation(big))
     print("JSON " + json.dumps(rows))
+
+
+def extrapolation(row: dict, gb: float = 20.0, cores: int = 32) -> str:
+    """Hours for a ``gb`` GB crawl like this one, from the measured CPU seconds of the main process (reading, dedup,
+    packing, writing) and of the workers (normalising, tokenizing): on one machine of ``cores`` cores (cores - 1
+    workers, the main process on the last one) and on a SLURM array of 8 parts of such machines (each part reads
+    everything and tokenizes an eighth: the part8 arm). Linear in the corpus and in the workers: an estimate."""
+    scale = gb * 1e3 / row["size_mb"]
+    p = row["pack"]
+    one = max(p["cpu_main_s"], p["cpu_workers_s"] / (cores - 1)) * scale / 3600
+    text = (f"{gb:g} GB crawl, extrapolated (linear) from the {row['size_mb']:.0f} MB run's CPU seconds (main "
+            f"{p['cpu_main_s']:.1f} s, workers {p['cpu_workers_s']:.1f} s): one {cores}-core machine {one:.2f} h")
+    if "part8" in row:
+        q = row["part8"]
+        part = max(q["cpu_main_s"], q["cpu_workers_s"] / (cores - 1)) * scale / 3600
+        text += (f"; a SLURM array of 8 parts on {cores}-core machines {part:.2f} h (part 1/8: main "
+                 f"{q['cpu_main_s']:.1f} s, workers {q['cpu_workers_s']:.1f} s)")
+    return text
 
 
 if __name__ == "__main__":
