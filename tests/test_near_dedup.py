@@ -42,7 +42,7 @@ def hashes(docs: list[str]) -> list[int]:
 
 def test_planted_near_duplicates_are_dropped_and_unique_documents_kept(crawl, vocab_dir, tmp_path):
     docs, planted = crawl
-    out = pack_corpus(docs, tmp_path / "near", vocab_dir, *ARGS, "--near_dedup", "--workers", "2")
+    out = pack_corpus(docs, tmp_path / "near", vocab_dir, *ARGS, "--near_dedup")
     kept = kept_hashes(out)
     hs = hashes(docs)
     planted_set = set(planted)
@@ -64,6 +64,7 @@ def test_planted_near_duplicates_are_dropped_and_unique_documents_kept(crawl, vo
     assert "near_dedup" not in read_manifest(plain).corpus
 
 
+@pytest.mark.slow  # near-dups with 2 worker processes
 def test_a_drop_list_makes_parts_drop_what_one_pack_drops(crawl, vocab_dir, tmp_path):
     docs, _ = crawl
     inline = pack_corpus(docs, tmp_path / "inline", vocab_dir, *ARGS, "--near_dedup", "--min_chars", "200")

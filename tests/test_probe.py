@@ -55,6 +55,7 @@ def test_formats_and_split(zh_docs, tmp_path):
         read_labelled(tmp_path / "bad.txt")
 
 
+@pytest.mark.slow  # fine-tunes through transformers.Trainer (pretrained and scratch)
 def test_probe_pretrained_vs_scratch_on_a_tiny_set(tiny_run, zh_docs, tmp_path, capsys):
     f = tmp_path / "l.txt"
     f.write_text("".join(f"{t}\t{y}\n" for t, y in _labelled(zh_docs)), encoding="utf-8")
@@ -174,6 +175,7 @@ def test_the_pair_task_matches_titles_to_articles_of_the_same_class(zh_docs, tmp
     assert LabelledConfig(train=str(tmp_path / "lines.txt")).task_names() == ("single",)
 
 
+@pytest.mark.slow  # fine-tunes through transformers.Trainer (2 seeds x 2 shares x 2 arms)
 def test_probe_runs_the_pair_task_with_seeds_and_shares_from_a_checkpoint(tiny_run, zh_docs, tmp_path, capsys):
     """The pair path colleagues use (Trainer on two segments), from a checkpoint exported on the way, with two
     seeds and two training shares: the summary is the runs' mean and spread, the gain per seed."""
