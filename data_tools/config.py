@@ -67,12 +67,9 @@ class PackConfig:
             problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8 ({PackConfig.max_seq_length} is the default)")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"--val_fraction {self.val_fraction}: must be in [0, 1), e.g. 0.01")
-        if self.workers < 1:
-            problems.append(f"--workers {self.workers}: must be >= 1")
+        problems += at_least_one(workers=self.workers, chunk_docs=self.chunk_docs)
         if self.shard_size_mb <= 0:
             problems.append(f"--shard_size_mb {self.shard_size_mb}: must be > 0, e.g. 64")
-        if self.chunk_docs < 1:
-            problems.append(f"--chunk_docs {self.chunk_docs}: must be >= 1")
         if self.reader.max_files_per_category is not None and self.reader.max_files_per_category < 1:
             problems.append(f"--max_files_per_category {self.reader.max_files_per_category}: must be >= 1")
         if self.reader.doc_sep not in ("line", "blank"):
@@ -114,6 +111,11 @@ class PackConfig:
     def partition(self) -> tuple[int, int] | None:
         """(I, N) of --part I/N (I 1-based), None without --part."""
         return None if self.part is None else parse_part(self.part)
+
+
+def at_least_one(**flags: int) -> list[str]:
+    """The problem of each count flag below 1."""
+    return [f"--{name} {v}: must be >= 1" for name, v in flags.items() if v < 1]
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -159,10 +161,7 @@ class VocabConfig:
             problems.append(f"--sample_docs {self.sample_docs}: must be >= 1 (omit it for every document)")
         if self.vocab_size < len(SPECIAL_TOKENS) + 10:
             problems.append(f"--vocab_size {self.vocab_size}: too small, use e.g. 21128")
-        if self.min_frequency < 1:
-            problems.append(f"--min_frequency {self.min_frequency}: must be >= 1")
-        if self.workers < 1:
-            problems.append(f"--workers {self.workers}: must be >= 1")
+        problems += at_least_one(min_frequency=self.min_frequency, workers=self.workers)
         if problems:
             raise ValueError("invalid build-vocab options:\n  " + "\n  ".join(problems))
 
@@ -232,11 +231,8 @@ class NearDupsConfig:
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
-        problems = self.quality.problems() + check_threshold(self.near_dedup_threshold)
-        if self.workers < 1:
-            problems.append(f"--workers {self.workers}: must be >= 1")
-        if self.chunk_docs < 1:
-            problems.append(f"--chunk_docs {self.chunk_docs}: must be >= 1")
+        problems = (self.quality.problems() + check_threshold(self.near_dedup_threshold)
+                    + at_least_one(workers=self.workers, chunk_docs=self.chunk_docs))
         if problems:
             raise ValueError("invalid near-dups options:\n  " + "\n  ".join(problems))
 
