@@ -228,11 +228,14 @@ class NearDupsConfig:
     """Signature processes; the list is byte-identical for any value."""
     chunk_docs: int = 64
     """Documents per pool task."""
+    checkpoint_docs: int = 200_000
+    """Save the resume state every this many documents read (a killed pass continues from the last one)."""
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
         problems = (self.quality.problems() + check_threshold(self.near_dedup_threshold)
-                    + at_least_one(workers=self.workers, chunk_docs=self.chunk_docs))
+                    + at_least_one(workers=self.workers, chunk_docs=self.chunk_docs,
+                                   checkpoint_docs=self.checkpoint_docs))
         if problems:
             raise ValueError("invalid near-dups options:\n  " + "\n  ".join(problems))
 

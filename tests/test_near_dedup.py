@@ -113,6 +113,52 @@ def test_a_killed_near_dedup_pack_resumes_to_the_same_bytes(crawl, vocab_dir, tm
     assert kept_hashes(straight) == kept_hashes(resumed)
 
 
+def test_a_killed_near_dups_pass_resumes_to_the_same_list(crawl, tmp_path, monkeypatch, capsys):
+    from data_tools import near_dups_job
+
+    docs, _ = crawl
+    src = tmp_path / "crawl.jsonl"
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    args = ["near-dups", "--format", "jsonl", "--input", str(src), "--checkpoint_docs", "100"]
+    assert main([*args, "--output", str(tmp_path / "straight")]) == 0
+
+    class Killed(RuntimeError):
+        pass
+
+    real_save = near_dups_job._State.save
+
+    def dies_after(n: int):
+        calls = []
+
+        def save(self, *a):
+            real_save(self, *a)
+            calls.append(1)
+            if len(calls) == n:
+                raise Killed  # right after the n-th checkpoint, as a kill there would leave it
+        return save
+
+    with monkeypatch.context() as m:
+        m.setattr(near_dups_job._State, "save", dies_after(2))
+        with pytest.raises(Killed):
+            main([*args, "--output", str(tmp_path / "resumed")])
+    state = json.loads((tmp_path / "resumed" / ".near_dups_state" / "state.json").read_text())
+    assert state["consumed"] == 256 and not (tmp_path / "resumed" / "near_dups.json").exists()
+    assert main([*args, "--output", str(tmp_path / "resumed")]) == 0
+    a, b = (json.loads((tmp_path / d / "near_dups.json").read_text()) for d in ("straight", "resumed"))
+    for key in ("documents_read", "documents_indexed", "documents_dropped", "drops", "left_out", "examples"):
+        assert a[key] == b[key], key
+    assert (tmp_path / "straight" / "drop_hashes.u64").read_bytes() == (tmp_path / "resumed" / "drop_hashes.u64").read_bytes()
+    assert a["drops"] > 0 and not (tmp_path / "resumed" / ".near_dups_state").exists()
+    # another threshold is another pass: refused while the first one is unfinished
+    with monkeypatch.context() as m:
+        m.setattr(near_dups_job._State, "save", dies_after(1))
+        with pytest.raises(Killed):
+            main([*args, "--output", str(tmp_path / "other")])
+    assert main([*args, "--output", str(tmp_path / "other"), "--near_dedup_threshold", "0.8"]) == 2
+    assert "holds an unfinished near-dups pass made with other options (near_dedup_threshold: 0.7 before, 0.8 now)" \
+        in capsys.readouterr().err
+
+
 def test_near_dedup_flags_are_checked(tmp_path, capsys):
     base = ["pack", "--format", "inews", "--output", str(tmp_path / "o"), "--tokenizer_path", "x"]
     assert main([*base, "--near_dedup", "--part", "1/2"]) == 2
