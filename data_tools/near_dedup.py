@@ -95,7 +95,6 @@ class NearDupIndex:
             raise ValueError("near-duplicate removal needs the rensa package: pip install 'roberta-ds[crawl]' "
                              "(or pip install 'rensa>=0.5,<0.6')") from None
 
-        self.threshold = threshold
         self._index = RMinHashDeduplicator(threshold=threshold, num_perm=NUM_PERM, use_lsh=True, num_bands=BANDS,
                                            seed=SEED)
         self._unsaved: list[tuple[int, bytes]] = []

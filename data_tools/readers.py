@@ -314,8 +314,8 @@ def _url_files(url: str, suffixes: tuple[str, ...]) -> list[UrlFile]:
         fs, root = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
         raise ValueError(f"--input {url}: {e}") from None
-    if is_glob(root):
-        paths = [x for x in fs.glob(root) if fs.isfile(x)]
+    if is_glob(root):  # with details: one listing, not one request per match, to tell files from folders
+        paths = [x for x, info in fs.glob(root, detail=True).items() if info["type"] == "file"]
     elif fs.isfile(root):
         paths = [root]
     elif fs.isdir(root):
