@@ -18,16 +18,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from data_tools.config import VocabConfig
+from data_tools.config import PackConfig, VocabConfig
 from data_tools.normalize import normalize
 from data_tools.readers import ReadStats, check_input, read_documents
 from data_tools.tokenize_worker import doc_hash
 from data_tools.vocab_worker import bert_wordpiece, close_spool, count_chunk, init_vocab_worker
 from roberta_ds.tokenizer import SPECIAL_TOKENS, TokenizerError, load_tokenizer
 
-
-CHUNK_DOCS = 64
-"""Documents per pool task, as pack's default --chunk_docs."""
 
 def pinned_alphabet(counts: Counter[str], inner: set[str], vocab_size: int) -> tuple[list[str], list[str]]:
     """The characters the vocab keeps and the ``##c`` continuation tokens, both chosen and ordered here.
@@ -84,7 +81,7 @@ def build_vocab(cfg: VocabConfig, console: Console | None = None) -> Path:
 
     def chunks() -> Iterator[list[str]]:
         it = read_documents(cfg.reader, stats)
-        while batch := [d.text for d in islice(it, CHUNK_DOCS)]:
+        while batch := [d.text for d in islice(it, PackConfig.chunk_docs)]:  # pack's default chunk size
             yield batch
 
     counts: Counter[str] = Counter()
