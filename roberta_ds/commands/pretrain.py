@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    import torch
     import torch.distributed as dist
 
     from roberta_ds.training.build import build_run
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     from roberta_ds.training.records import FINAL_MODEL_DIRNAME
     from roberta_ds.training.trainer import PREEMPTED, SafetyStop, Trainer
 
+    # A ZeRO-3 engine replaces torch.nn.functional.linear for the whole process (DeepSpeed's memory-efficient
+    # linear: "this will persist unless manually reset"). A later run in the same process (tests, a notebook
+    # calling main() again) would train through ZeRO-3's autograd function, whose gradients differ from F.linear's
+    # in the last bit: a ZeRO-2 run after a ZeRO-3 one no longer repeated a fresh process's losses. Put it back.
+    linear = torch.nn.functional.linear
     try:
         if cfg.train.estimate_memory:
             from roberta_ds.training.build import memory_report
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
+        torch.nn.functional.linear = linear
         # Tests call main() several times in one process; the process group is kept for them.
         if destroy_process_group and dist.is_initialized():
             dist.destroy_process_group()
