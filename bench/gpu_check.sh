@@ -6,7 +6,8 @@
 #   bash bench/gpu_check.sh --device cpu    # the same steps on a CPU with the tiny preset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python -c "import roberta_ds, deepspeed" 2>/dev/null; then
+# find_spec, not import: importing deepspeed costs ~3.5 s of CPU, and gpu_check.py imports it next anyway.
+if ! python -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ('roberta_ds', 'deepspeed'))))" 2>/dev/null; then
   echo "gpu_check: roberta_ds or deepspeed is not importable with $(command -v python); install first:" >&2
   echo "  python3 -m venv .venv && . .venv/bin/activate && pip install torch -e ." >&2
   exit 2

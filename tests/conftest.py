@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per xdist worker: two workers of two threads each on two cores spin against each other
+    # (the inner loop took 100 s under `-n 2` that way, 57 s with one thread each). Set before torch is imported;
+    # processes the tests start inherit it, and roberta_ds keeps a set OMP_NUM_THREADS for a process alone.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -109,17 +116,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("multiproc"):
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.xdist_group("ranks"))
-    serial = not os.environ.get("PYTEST_XDIST_WORKER")
 
-    # Under xdist, longest first, so that the two workers finish together: the multi-rank group, the op builds,
-    # the other slow tests, then the fast ones. Serially, the op tests go last: their ops build in the background
-    # meanwhile (OpBuilds). The order within each kind is the files' order.
+    # Longest first, so that xdist's workers finish together: the multi-rank group, the other slow tests, then the
+    # fast ones. The op tests go last: their ops build in the background meanwhile (OpBuilds). The order within
+    # each kind is the files' order.
     def weight(item: pytest.Item) -> int:
         if item.get_closest_marker("multiproc"):
             return 0
         if item.get_closest_marker("builds_ops"):
-            return 4 if serial else 1
-        return 2 if item.get_closest_marker("slow") else 3
+            return 3
+        return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=weight)
 
@@ -127,45 +133,67 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class OpBuilds:
     """The compiled DeepSpeed ops the suite builds (the two Adam ops of the op tests, and the shared-memory
     all-reduce the CPU comm layer of every multi-rank run builds), built by DeepSpeed's own op builders, with the
-    run's extension cache, in one background process started when the run begins. A serial run keeps one of the
-    two cores mostly idle; the builds (about 180 CPU-seconds on a fresh 2-core machine) use it while the other
-    tests run, niced so those keep priority, instead of stopping the run for two minutes when the op tests come.
-    The op tests wait for it and fail on its errors; processes that need an op meanwhile wait on torch's build
-    lock and load what it built."""
+    run's extension cache, in one niced background process started when the run begins (by the first xdist worker
+    to get there, under a file lock). The builds (180-300 CPU-seconds on a fresh 2-core machine) use the gaps the
+    tests leave (processes starting, waits on signals and the clock) instead of stopping the run when the op tests
+    come. The op tests run last, wait for the builds and fail on their errors; processes that need an op meanwhile
+    wait on torch's build lock and load what it built."""
 
     OPS = ("ShareMemCommBuilder", "FusedAdamBuilder", "CPUAdamBuilder")
     proc = None
+    """The build process, in the test process that started it."""
     log: Path | None = None
 
     @classmethod
-    def start(cls, log: Path) -> None:
+    def start(cls, root: Path) -> None:
+        """Start the builds unless another worker of this run has; their log and exit status go under ``root``."""
         import subprocess
         import sys
 
-        code = ("from deepspeed.accelerator import get_accelerator\n"
-                f"for name in {cls.OPS!r}:\n"
-                "    get_accelerator().create_op_builder(name).load(verbose=False)\n"
-                "    print('built', name, flush=True)\n")
-        cls.log = log
-        with log.open("w") as out:
-            cls.proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
-                                        preexec_fn=lambda: os.nice(10))
+        cls.log = root / "op_builds.log"
+        with FileLock(str(root / "op_builds.lock")):
+            if cls.log.exists():
+                return
+            code = ("import sys\n"
+                    "rc = 1\n"
+                    "try:\n"
+                    "    from deepspeed.accelerator import get_accelerator\n"
+                    f"    for name in {cls.OPS!r}:\n"
+                    "        get_accelerator().create_op_builder(name).load(verbose=False)\n"
+                    "        print('built', name, flush=True)\n"
+                    "    rc = 0\n"
+                    "finally:\n"
+                    f"    open({str(root / 'op_builds.rc')!r}, 'w').write(str(rc))\n")
+            with cls.log.open("w") as out:
+                cls.proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
+                                            preexec_fn=lambda: os.nice(10))
 
     @classmethod
-    def wait(cls) -> str:
+    def wait(cls, timeout: float = 1800) -> str:
         """The build's output, once it has finished; fails the calling test if any op did not build."""
-        assert cls.proc is not None, "the background op builds did not start"
-        rc = cls.proc.wait()
+        import time
+
+        assert cls.log is not None, "the background op builds did not start"
+        rc_file = cls.log.with_name("op_builds.rc")
+        if cls.proc is not None:
+            cls.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not rc_file.exists():  # started by another xdist worker
+            assert time.monotonic() < deadline, f"the op builds did not finish in {timeout:.0f} s: {cls.log}"
+            time.sleep(1)
+        rc = rc_file.read_text()
         text = cls.log.read_text(errors="replace")
-        assert rc == 0 and all(f"built {name}" in text for name in cls.OPS), f"op builds failed ({rc}): {text[-3000:]}"
+        assert rc == "0" and all(f"built {name}" in text for name in cls.OPS), f"op builds failed ({rc}): {text[-3000:]}"
         return text
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # Only for a serial run that will run an op test: a run of other tests does not pay for builds it does not use.
-    if not os.environ.get("PYTEST_XDIST_WORKER") and any(i.get_closest_marker("builds_ops") for i in session.items):
-        log = Path(session.config._tmp_path_factory.getbasetemp()) / "op_builds.log"
-        OpBuilds.start(log)
+    # Only for a run that will run an op test: a run of other tests does not pay for builds it does not use.
+    if any(i.get_closest_marker("builds_ops") for i in session.items):
+        base = Path(session.config._tmp_path_factory.getbasetemp())
+        root = base.parent / "shared" if os.environ.get("PYTEST_XDIST_WORKER") else base
+        root.mkdir(exist_ok=True)
+        OpBuilds.start(root)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -176,9 +204,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture
 def ops_built() -> str:
-    """Waits for the background op builds (OpBuilds) and returns their output; xdist workers build in the test."""
-    if OpBuilds.proc is None:
-        return ""
+    """Waits for the background op builds (OpBuilds) and returns their output."""
     return OpBuilds.wait()
 
 
