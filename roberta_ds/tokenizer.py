@@ -19,8 +19,10 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers is imported where it is used: --help and the config need none of it
+    from transformers import PreTrainedTokenizerBase
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -132,6 +134,8 @@ def _count_lines(path: Path) -> int:
 
 def load_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
     """Load a BERT-style WordPiece tokenizer from a directory, a vocab.txt, or a hub id."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
     p = Path(path_or_id)
     if p.is_file():
         if p.suffix != ".txt":

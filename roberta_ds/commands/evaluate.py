@@ -16,19 +16,24 @@ from pathlib import Path
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
-from roberta_ds.downstream.saved_model import EvalConfig
+from roberta_ds.downstream.eval_config import EvalConfig
 
 DESCRIPTION = ("Held-out masked-LM loss, perplexity and accuracy of a saved model at a fixed 15 % masking and seed "
                "(comparable across runs). JSON on stdout.")
 
 
 def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
+    try:
+        cfg = cli_args.parse(EvalConfig, argv, prog("evaluate"), DESCRIPTION, launched_by_deepspeed=True)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # After parsing: --help and bad settings answer without importing torch and transformers (seconds).
     import torch.distributed as dist
 
     from roberta_ds.downstream.saved_model import evaluate_saved
 
     try:
-        cfg = cli_args.parse(EvalConfig, argv, prog("evaluate"), DESCRIPTION, launched_by_deepspeed=True)
         res = evaluate_saved(cfg)
     except ValueError as e:  # bad settings, model or data: one message, no traceback
         print(f"error: {e}", file=sys.stderr)

@@ -35,12 +35,17 @@ ARCHITECTURES = ("roberta", "bert")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        args = cli_args.parse(ExportCommand, argv, prog("export"),
+                              "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # After parsing: --help and a bad flag answer without importing torch and DeepSpeed (seconds).
     from roberta_ds.training.checkpoint import export_checkpoint, find
     from roberta_ds.reports.model_card import write_checkpoint_model_card
 
     try:
-        args = cli_args.parse(ExportCommand, argv, prog("export"),
-                              "Export a DeepSpeed checkpoint (any ZeRO stage) to a Hugging Face model directory.")
         out = export_checkpoint(args.checkpoint, args.out, architecture=args.architecture)
         card = write_checkpoint_model_card(find(args.checkpoint), out)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from data_tools import labelled
 from roberta_ds import cli_args
-from roberta_ds.downstream import probe
+from roberta_ds.downstream import probe_config
 from roberta_ds.training.records import PROBE_COLUMNS, probe_rows
 from roberta_ds.commands import prog
 
@@ -30,11 +30,11 @@ DESCRIPTION = ("Fine-tune the exported model and the same classifier from scratc
 class ProbeConfig:
     """The model to probe, the labelled data and the fine-tuning budget (the same for both arms)."""
 
-    encoder: probe.EncoderConfig
+    encoder: probe_config.EncoderConfig
     """The encoder to probe (or none) and its tokenizer."""
     data: labelled.LabelledConfig
     """Where the labelled examples come from and how the test set is made."""
-    budget: probe.BudgetConfig
+    budget: probe_config.BudgetConfig
     """Steps, batch, learning rate, length and seed: the same for both arms."""
     out: str | None = None
     """Also write the JSON result here."""
@@ -63,6 +63,8 @@ def table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = cli_args.parse(ProbeConfig, argv, prog=prog("probe"), description=DESCRIPTION)
+        from roberta_ds.downstream import probe  # after parsing: --help answers without importing torch
+
         # read before loading the model: bad input fails fast
         tasks = []
         for name in cfg.data.task_names():

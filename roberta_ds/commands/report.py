@@ -26,12 +26,13 @@ class ReportCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = cli_args.parse(ReportCommand, argv, prog("report"),
+                          "Report one run, or compare several side by side.")
+    # After parsing: --help answers without importing torch (seconds).
     from roberta_ds.reports.model_card import write_model_card
     from roberta_ds.training.records import FINAL_MODEL_DIRNAME, SUMMARY_NAME
     from roberta_ds.reports.report import write_report
 
-    args = cli_args.parse(ReportCommand, argv, prog("report"),
-                          "Report one run, or compare several side by side.")
     try:
         written = write_report(args.runs, args.out)
     except ValueError as e:

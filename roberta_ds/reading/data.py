@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from roberta_ds.reading import SHUFFLE_BUFFER
 from roberta_ds.reading.masking import IGNORE_INDEX, Masker, sample_rng
 from roberta_ds.shard_format import Manifest
 from roberta_ds.reading.shard_reader import ShardReader
@@ -42,8 +43,6 @@ Piece = tuple[str, np.ndarray, "np.ndarray | None"]
 """(sample key, token ids [seq_len], word-start flags [seq_len] or None)."""
 
 
-SHUFFLE_BUFFER = 100_000
-"""Default window (in sequences) the epoch order shuffles sequences inside (--shuffle_buffer)."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from roberta_ds.cli_args import cli
-from roberta_ds.reading.data import SHUFFLE_BUFFER
+from roberta_ds.reading import SHUFFLE_BUFFER
 from roberta_ds.reading.masking import MaskingConfig
-from roberta_ds.training.model import ModelConfig
+from roberta_ds.training.model_config import ModelConfig
 from roberta_ds.training.schedule import parse_duration
 
 

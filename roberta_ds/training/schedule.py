@@ -22,9 +22,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:
+    import torch
+
 
 TIME_SCHEDULERS = ("WarmupDecayLR", "WarmupCosineLR")
 """DeepSpeed schedulers whose decay is defined by total_num_steps, which a time budget projects."""
@@ -67,6 +69,8 @@ class RunClock:
     """Rank 0's wall clock, agreed by every rank at sync points; projects the steps a budget allows."""
 
     def __init__(self, budget_s: float | None, state: ClockState | None = None, device: torch.device | None = None):
+        import torch  # here, not at the top: the run's config (and --help) imports parse_duration without torch
+
         self.budget_s = budget_s
         self.state = state or ClockState()
         self.device = device or torch.device("cpu")
@@ -87,6 +91,9 @@ class RunClock:
 
     def sync(self, step: int) -> float:
         """Agree on rank 0's elapsed time (a collective: every rank must call it at the same step)."""
+        import torch
+        import torch.distributed as dist
+
         t = torch.tensor([self.local_elapsed()], dtype=torch.float64, device=self.device)
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.broadcast(t, src=0)
