@@ -104,15 +104,20 @@ def _fork_context():
     return _CONTEXT
 
 
-def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
-    for k in launch_env.TORCH_VARS:
-        os.environ.pop(k, None)
-    os.environ.update(env)
+def _log_to(log: str) -> None:
+    """This process's stdout and stderr, from the file descriptors up, into ``log``."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
+def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
+    for k in launch_env.TORCH_VARS:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    _log_to(log)
     try:
         rc = launcher_main(command)(argv, destroy_process_group=True)
     except BaseException:  # noqa: BLE001 - the rank's traceback goes to its log, its status to the parent
@@ -123,6 +128,44 @@ def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> 
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)
+
+
+def _code_main(code: str, argv: list[str], log: str) -> None:
+    _log_to(log)
+    sys.argv = ["-c", *argv]
+    try:
+        exec(compile(code, "<driver>", "exec"), {"__name__": "__main__"})
+        rc = 0
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+    except BaseException:  # noqa: BLE001 - the traceback goes to the log, the status to the parent
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def run_code(code: str, argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """What ``python -c code *argv`` does, in a process forked from the fork server (torch, transformers and the
+    commands already imported): its exit status (-N for a signal N) and its output, stdout and stderr together."""
+    import tempfile
+
+    log = Path(tempfile.mktemp(prefix="code-", suffix=".log"))
+    process = _fork_context().Process(target=_code_main, args=(code, argv, str(log)))
+    process.start()
+    child = Child(process)
+    try:
+        rc = child.wait(timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        text = log.read_text(errors="replace") if log.exists() else ""
+        log.unlink(missing_ok=True)
+    return subprocess.CompletedProcess(["-c", "<driver>", *argv], rc, text, text)
 
 
 class Child:

@@ -6,8 +6,6 @@ import hashlib
 import json
 import shutil
 import signal
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from conftest import REPO, pack_corpus
+from conftest import pack_corpus
 from data_tools import pack_state
 from data_tools.cli import main
 from data_tools.normalize import CHAR_TABLE, normalize
@@ -466,9 +464,11 @@ def uninterrupted(kill_corpus, vocab_dir) -> Path:
 
 
 def pack_killed_at(point: str, arg: str | int, argv: list[str]) -> str:
-    """Run ``python -m data_tools`` + argv in a new process, SIGKILLed at ``point``; returns its stderr."""
-    proc = subprocess.run([sys.executable, "-c", KILL_DRIVER, point, str(arg), *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    """Run ``python -m data_tools`` + argv in a new process, SIGKILLed at ``point``; returns its stderr. The process
+    is forked from the tests' fork server, which has imported transformers once (pretrain_helpers.run_code)."""
+    from pretrain_helpers import run_code
+
+    proc = run_code(KILL_DRIVER, [point, str(arg), *argv])
     assert proc.returncode == -signal.SIGKILL, \
         f"not killed at {point} {arg}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc.stderr
