@@ -12,6 +12,7 @@ import sys
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
+from roberta_ds.training import launch_env
 from roberta_ds.training.config import RunConfig
 
 DESCRIPTION = "Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed."
@@ -24,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
 def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) -> int:
     try:
         cfg = parse_args(argv)
+        # A half-set launcher environment (sbatch's own shell, a missing MASTER_ADDR) is refused before the
+        # seconds of importing torch and DeepSpeed, on every process of the job; the engine setup reads it again.
+        launch_env.detect()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
