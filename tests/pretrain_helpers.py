@@ -52,8 +52,9 @@ def single_process_env() -> dict[str, str]:
 def deepspeed_command(num_procs: int, args: list[str]) -> tuple[list[str], dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     launcher = Path(sys.executable).parent / "deepspeed"  # the console script users run
+    # A port free now: two xdist workers may launch at once, and pid-derived ports collide when the pids agree mod 1000
     cmd = [str(launcher), "--num_gpus", str(num_procs),
-           "--master_port", str(29500 + os.getpid() % 1000), str(ROOT / "launcher" / "pretrain.py"), *args]
+           "--master_port", str(launch_env.free_port()), str(ROOT / "launcher" / "pretrain.py"), *args]
     return cmd, env
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import TWO_RANK_ARGS
 from pretrain_helpers import ROOT, eval_records, pretrain_args, single_process_env, train_records
 
-from roberta_ds.training.launch_env import LaunchError, World, detect, first_host, slurm_port, tasks_on_node
+from roberta_ds.training.launch_env import LaunchError, World, detect, first_host, free_port, slurm_port, tasks_on_node
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 
@@ -141,7 +141,7 @@ def test_the_slurm_script_requeues_the_job_when_the_run_stops_for_requeue(tmp_pa
 def test_torchrun_forms_one_two_rank_run(shard_dir: Path, tmp_path: Path, two_rank_run):
     run = tmp_path / "run"
     torchrun = Path(sys.executable).parent / "torchrun"
-    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(31000 + os.getpid() % 1000),
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()),
                            str(ROOT / "launcher" / "pretrain.py"), *_launch_args(run, shard_dir)],
                           env={**single_process_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
