@@ -70,13 +70,22 @@ _SHARED: dict[Path, dict[str, tuple[int, int]]] = {}
 _BUILT: dict[str, Path] = {}
 
 
+def run_dir(factory: pytest.TempPathFactory) -> Path:
+    """A directory all processes of this test run share: under xdist a folder in the run's temp root, beside each
+    worker's own basetemp; serially the basetemp itself."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return factory.getbasetemp()
+    root = factory.getbasetemp().parent / "shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 def shared_artefact(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
     """The directory ``name`` built once for the whole test run by ``build(dir)`` and shared read-only."""
     if name in _BUILT:
         return _BUILT[name]
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = factory.getbasetemp().parent / "shared"  # the run's temp root, common to all workers
-        root.mkdir(exist_ok=True)
+        root = run_dir(factory)
         out, done = root / name, root / f"{name}.done"
         with FileLock(str(root / f"{name}.lock")):
             if not done.exists():
@@ -132,9 +141,9 @@ class OpBuilds:
     """The compiled DeepSpeed ops the suite builds (the two Adam ops of the op tests, and the shared-memory
     all-reduce the CPU comm layer of every multi-rank run builds), built by DeepSpeed's own op builders, with the
     run's extension cache, in one background process started when the run begins (by the first xdist worker to get
-    there, under a file lock). The builds (180-300 CPU-seconds on a fresh 2-core machine) run beside the tests
-    instead of stopping the run when the op tests come. The op tests run last, wait for the builds and fail on their errors; processes that need an op meanwhile
-    wait on torch's build lock and load what it built."""
+    there, under a file lock). The builds (about 300 CPU-seconds on a fresh 2-core machine) run beside the tests
+    instead of stopping the run when the op tests come. The op tests run last, wait for the builds and fail on
+    their errors; processes that need an op meanwhile wait on torch's build lock and load what it built."""
 
     OPS = ("ShareMemCommBuilder", "FusedAdamBuilder", "CPUAdamBuilder")
     proc = None
@@ -151,8 +160,7 @@ class OpBuilds:
         with FileLock(str(root / "op_builds.lock")):
             if cls.log.exists():
                 return
-            code = ("import sys\n"
-                    "rc = 1\n"
+            code = ("rc = 1\n"
                     "try:\n"
                     "    from deepspeed.accelerator import get_accelerator\n"
                     f"    for name in {cls.OPS!r}:\n"
@@ -177,6 +185,7 @@ class OpBuilds:
         rc_file = cls.log.with_name("op_builds.rc")
         if cls.proc is not None:
             cls.proc.wait(timeout)
+            assert rc_file.exists(), f"the op builds ended ({cls.proc.returncode}) without their status: {cls.log}"
         deadline = time.monotonic() + timeout
         while not rc_file.exists():  # started by another xdist worker
             assert time.monotonic() < deadline, f"the op builds did not finish in {timeout:.0f} s: {cls.log}"
@@ -190,10 +199,7 @@ class OpBuilds:
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Only for a run that will run an op test: a run of other tests does not pay for builds it does not use.
     if any(i.get_closest_marker("builds_ops") for i in session.items):
-        base = Path(session.config._tmp_path_factory.getbasetemp())
-        root = base.parent / "shared" if os.environ.get("PYTEST_XDIST_WORKER") else base
-        root.mkdir(exist_ok=True)
-        OpBuilds.start(root)
+        OpBuilds.start(run_dir(session.config._tmp_path_factory))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
