@@ -114,29 +114,12 @@ def _log_to(log: str) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
-def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
-    for k in launch_env.TORCH_VARS:
-        os.environ.pop(k, None)
-    os.environ.update(env)
+def _exit_after(log: str, work) -> None:
+    """The end of a forked child: ``work()``'s output into ``log``, then exit with its status as a ``python``
+    process would (a return value or sys.exit code; 1 and the traceback in the log for an exception)."""
     _log_to(log)
     try:
-        rc = launcher_main(command)(argv, destroy_process_group=True)
-    except BaseException:  # noqa: BLE001 - the rank's traceback goes to its log, its status to the parent
-        import traceback
-
-        traceback.print_exc()
-        rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
-
-
-def _code_main(code: str, argv: list[str], log: str) -> None:
-    _log_to(log)
-    sys.argv = ["-c", *argv]
-    try:
-        exec(compile(code, "<driver>", "exec"), {"__name__": "__main__"})
-        rc = 0
+        rc = work() or 0
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else int(e.code is not None)
     except BaseException:  # noqa: BLE001 - the traceback goes to the log, the status to the parent
@@ -147,6 +130,18 @@ def _code_main(code: str, argv: list[str], log: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)
+
+
+def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
+    for k in launch_env.TORCH_VARS:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    _exit_after(log, lambda: launcher_main(command)(argv, destroy_process_group=True))
+
+
+def _code_main(code: str, argv: list[str], log: str) -> None:
+    sys.argv = ["-c", *argv]
+    _exit_after(log, lambda: exec(compile(code, "<driver>", "exec"), {"__name__": "__main__"}))
 
 
 def run_code(code: str, argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
