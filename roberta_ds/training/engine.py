@@ -38,8 +38,7 @@ def init_distributed() -> tuple[int, int, int]:
         # Ranks on one CPU host share its cores; oversubscription made ZeRO-3 6x slower (docs/architecture.md).
         if "OMP_NUM_THREADS" not in os.environ or world.local_world_size > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, world.local_world_size)))
-        if world.local_world_size == 1:
-            _skip_shm_comm_op()
+        _skip_shm_comm_op()
     else:
         # srun --gpus-per-task shows each task only its own GPU(s): the local rank then counts past them.
         accel.set_device(world.local_rank % max(1, accel.device_count()))
@@ -53,13 +52,13 @@ LAUNCH: launch_env.World | None = None
 
 
 def _skip_shm_comm_op() -> None:
-    """Do not build DeepSpeed's shared-memory all-reduce op for a process alone on its host.
+    """Do not build DeepSpeed's shared-memory all-reduce op: training never calls it.
 
-    On the CPU accelerator DeepSpeed compiles that C++ op (deepspeed_shm_comm) whenever its comm
-    layer starts, whatever the world size: 26 s of a fresh machine's first run on 2 cores (bench/README).
-    It only speeds up collectives between ranks of one host; a single process has none, and gloo
-    serves any cross-host collective. DeepSpeed has no setting for it, so its builder is replaced
-    before the comm layer starts, for this process only.
+    On the CPU accelerator DeepSpeed compiles that C++ op (deepspeed_shm_comm) whenever its comm layer starts,
+    whatever the world size: 26-37 s of a fresh 2-core machine's first run (bench/README). Only ``deepspeed.comm.inference_all_reduce`` uses it, the all-reduce of DeepSpeed's tensor-parallel
+    inference (module_inject); training's collectives (ZeRO's reduce-scatter and all-gather, the loss and eval
+    all-reduces) go through torch.distributed (gloo on a CPU) with or without it. DeepSpeed has no setting for it,
+    so its builder is replaced before the comm layer starts, in this process only.
     """
     # importlib, not `import deepspeed.comm.torch as m`: that resolves to the torch package that
     # deepspeed.comm imports under the same name.
