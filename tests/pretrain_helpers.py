@@ -34,6 +34,25 @@ FAST = [
 """The tiny-run recipe: a 2-layer model that learns within a dozen steps on the test corpus."""
 
 
+def free_port() -> int:
+    """A rendezvous port for the ranks a test starts: free now, and below the host's ephemeral range, so that no
+    connection another test's ranks open meanwhile takes it as its local port before the ranks bind it (a port that
+    bind(0) picked is in that range and was lost that way)."""
+    import random
+    import socket
+
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for port in random.sample(range(20000, low), min(200, low - 20000)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 20000-{low}")
+
+
 def pretrain_args(shards: Path, out: Path, config: str = "zero2", steps: int = 12, *extra: str) -> list[str]:
     return ["--ds_config", str(ROOT / "ds_configs" / f"{config}.json"), "--data_dir", str(shards),
             "--output_dir", str(out), "--max_steps", str(steps), *FAST, *extra]
@@ -54,7 +73,7 @@ def deepspeed_command(num_procs: int, args: list[str]) -> tuple[list[str], dict]
     launcher = Path(sys.executable).parent / "deepspeed"  # the console script users run
     # A port free now: two xdist workers may launch at once, and pid-derived ports collide when the pids agree mod 1000
     cmd = [str(launcher), "--num_gpus", str(num_procs),
-           "--master_port", str(launch_env.free_port()), str(ROOT / "launcher" / "pretrain.py"), *args]
+           "--master_port", str(free_port()), str(ROOT / "launcher" / "pretrain.py"), *args]
     return cmd, env
 
 
@@ -140,13 +159,16 @@ def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> 
 
 
 def _code_main(code: str, argv: list[str], log: str) -> None:
+    for k in launch_env.TORCH_VARS:  # as single_process_env(): the fork server may have inherited a test's world
+        os.environ.pop(k, None)
     sys.argv = ["-c", *argv]
     _exit_after(log, lambda: exec(compile(code, "<driver>", "exec"), {"__name__": "__main__"}))
 
 
 def run_code(code: str, argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """What ``python -c code *argv`` does, in a process forked from the fork server (torch, transformers and the
-    commands already imported): its exit status (-N for a signal N) and its output, stdout and stderr together."""
+    commands already imported, no op loaded), with single_process_env(): its exit status (-N for a signal N) and
+    its output, stdout and stderr together."""
     import tempfile
 
     log = Path(tempfile.mktemp(prefix="code-", suffix=".log"))
@@ -202,7 +224,7 @@ def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int
     (the worst rank's), rank 0's output as stdout and the other ranks' as stderr."""
     import tempfile
 
-    port = launch_env.free_port()
+    port = free_port()
     logs = [Path(tempfile.mktemp(prefix=f"rank{r}-", suffix=".log")) for r in range(num)]
     procs = [start_command(command, argv, logs[r], {
         "RANK": str(r), "WORLD_SIZE": str(num), "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(num),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import TWO_RANK_ARGS
-from pretrain_helpers import ROOT, eval_records, pretrain_args, single_process_env, train_records
+from pretrain_helpers import ROOT, eval_records, free_port, pretrain_args, single_process_env, train_records
 
-from roberta_ds.training.launch_env import LaunchError, World, detect, first_host, free_port, slurm_port, tasks_on_node
+from roberta_ds.training.launch_env import LaunchError, World, detect, first_host, slurm_port, tasks_on_node
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 
@@ -62,7 +62,7 @@ def test_torchrun_deepspeed_and_mpi_variables():
     mpich = {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"}
     assert detect(mpich) == World("mpirun (MPICH/Intel MPI)", 1, 2, 1, 2, "127.0.0.1", 29500)
     alone = detect({"PATH": "/usr/bin"})
-    assert (alone.launcher, alone.rank, alone.world_size) == ("none", 0, 1)
+    assert (alone.launcher, alone.rank, alone.world_size, alone.master_port) == ("none", 0, 1, 0)  # torch binds a free port
 
 
 @pytest.mark.parametrize("env, message", [

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import (ROOT, eval_records, pretrain_args, run_pretrain, run_ranks, single_process_env,
+from pretrain_helpers import (ROOT, eval_records, pretrain_args, run_code, run_pretrain, run_ranks,
                               train_records)
 from conftest import TWO_RANK_ARGS
 from safetensors.torch import load_file
@@ -43,17 +41,50 @@ def test_ships_the_promised_configs():
     assert short["scheduler"]["type"] == "WarmupDecayLR" and short["scheduler"]["params"]["total_num_steps"] == "auto"
 
 
+_SHM_PROBE = """
+import os, sys
+os.environ.update(TORCH_EXTENSIONS_DIR=sys.argv[1], **dict(kv.split("=", 1) for kv in sys.argv[2:]))
+from roberta_ds.training.engine import init_distributed
+init_distributed()
+import torch, torch.distributed as dist, deepspeed.comm.comm as c
+t = torch.full((4,), float(dist.get_rank() + 1))
+dist.all_reduce(t)
+print("shm op:", c.cdb.shm_comm_op, "sum:", t.tolist())
+"""
+"""A rank's comm start-up with its own extension cache: which shm op DeepSpeed built, and an all-reduce over it."""
+
+
+def _shm_probe(ext: Path, ranks: int) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pretrain_helpers import free_port
+
+    port = free_port()
+    world = [] if ranks == 1 else [
+        [f"RANK={r}", f"LOCAL_RANK={r}", f"WORLD_SIZE={ranks}", f"LOCAL_WORLD_SIZE={ranks}", "MASTER_ADDR=127.0.0.1",
+         f"MASTER_PORT={port}"] for r in range(ranks)]
+    with ThreadPoolExecutor(ranks) as pool:
+        procs = list(pool.map(lambda env: run_code(_SHM_PROBE, [str(ext), *env]), world or [[]]))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    return [proc.stdout for proc in procs]
+
+
 @pytest.mark.slow
 def test_a_process_alone_on_its_host_does_not_build_the_shared_memory_comm_op(tmp_path: Path):
     # DeepSpeed's CPU comm layer compiles its shared-memory all-reduce op when it starts, whatever the world size
     # (26 s on a fresh 2-core machine); a single process has no peer on its host to use it with.
-    code = ("from roberta_ds.training.engine import init_distributed; init_distributed(); "
-            "import deepspeed.comm.comm as c; print('shm op:', c.cdb.shm_comm_op)")
-    env = single_process_env()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**env, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "shm op: None" in proc.stdout
+    [out] = _shm_probe(tmp_path / "ext", 1)
+    assert "shm op: None sum: [1.0, 1.0, 1.0, 1.0]" in out
+    assert not (tmp_path / "ext" / "deepspeed_shm_comm").exists()
+
+
+@pytest.mark.slow
+def test_ranks_sharing_a_host_do_not_build_the_shared_memory_comm_op_and_still_reduce(tmp_path: Path):
+    # Nor do several ranks of one host: only DeepSpeed's tensor-parallel inference all-reduce uses the op; the
+    # training collectives go through torch.distributed (gloo), as this all-reduce does.
+    outs = _shm_probe(tmp_path / "ext", 2)
+    assert all("shm op: None sum: [3.0, 3.0, 3.0, 3.0]" in out for out in outs), outs
     assert not (tmp_path / "ext" / "deepspeed_shm_comm").exists()
 
 
@@ -62,12 +93,12 @@ def test_the_shipped_configs_build_no_op(shard_dir: Path, tmp_path: Path):
     # A GPU node with pip's CUDA torch has no nvcc: the shipped configs must start there. DeepSpeed's "torch_adam"
     # takes torch's AdamW; a fresh process with an empty extension cache trains every shipped config and builds
     # nothing (the compiled Adam ops are an opt-in, tested below).
-    code = ("import sys; sys.path.insert(0, 'tests'); from pretrain_helpers import run_pretrain; "
+    # A process of its own, forked from the tests' fork server (imports done, no op loaded), as a fresh one.
+    code = ("import os, sys; os.environ['TORCH_EXTENSIONS_DIR'] = sys.argv[1]; from pretrain_helpers import run_pretrain; "
             f"rcs = [run_pretrain({str(shard_dir)!r}, {str(tmp_path)!r} + '/' + c, c, 3) for c in {SHIPPED!r}]; "
             "print('exit codes', rcs)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**single_process_env(), "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")})
-    assert proc.returncode == 0 and f"exit codes {[0] * len(SHIPPED)}" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = run_code(code, [str(tmp_path / "ext")], timeout=600)
+    assert proc.returncode == 0 and f"exit codes {[0] * len(SHIPPED)}" in proc.stdout, proc.stdout[-5000:]
     assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").iterdir()), list((tmp_path / "ext").iterdir())
     for config in SHIPPED:
         used = json.loads((tmp_path / config / "effective_config.json").read_text())["optimizer_implementation"]
@@ -97,10 +128,10 @@ def test_the_compiled_fused_adam_op_builds_trains_and_resumes_with_the_same_loss
     assert run_pretrain(shard_dir, resumed, "zero2", 30, *extra, "--stop_at_step", "20") == 0
     # The resume in a new process, as after a restart: the op's C++ state is per process, so an in-process resume
     # would continue its beta^t products where the stopped run left them and hide what a restart changes.
-    proc = subprocess.run([sys.executable, str(ROOT / "launcher" / "pretrain.py"),
-                           *pretrain_args(shard_dir, resumed, "zero2", 30, *extra, "--resume_from_checkpoint", "auto")],
-                          cwd=ROOT, env=single_process_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # (A process forked from the tests' fork server, which has loaded no op: as a restarted one.)
+    proc = run_code("import sys; from pretrain_helpers import pretrain_main; sys.exit(pretrain_main(sys.argv[1:]))",
+                    pretrain_args(shard_dir, resumed, "zero2", 30, *extra, "--resume_from_checkpoint", "auto"), 600)
+    assert proc.returncode == 0, proc.stdout[-5000:]
     assert [(r["step"], r["loss"]) for r in train_records(straight)] == [(r["step"], r["loss"]) for r in
                                                                         train_records(resumed)]
     wa = load_file(straight / "final_model" / "model.safetensors")

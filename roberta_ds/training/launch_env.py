@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
+
+ANY_PORT = 0
+"""A 1-rank run's MASTER_PORT when none is set: torch's store binds a free port itself, in one step. (Picking a free
+port first and binding it later lost it to whatever took it in between: another run's rank opening a connection gets
+its local port from the same range.) Only a world of one can: no other rank has to find the port."""
 
 TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_PORT = 29500
@@ -39,7 +43,8 @@ class World:
 
     def describe(self) -> str:
         return (f"launcher {self.launcher}: rank {self.rank} of {self.world_size}, local rank {self.local_rank} of "
-                f"{self.local_world_size} on this host, rendezvous {self.master_addr}:{self.master_port}")
+                f"{self.local_world_size} on this host, rendezvous {self.master_addr}:"
+                f"{self.master_port or 'any free port'}")
 
     def export(self, environ: dict | None = None) -> None:
         """Write the torch.distributed variables (env:// rendezvous) for this world."""
@@ -64,13 +69,6 @@ def _require(env: dict, keys: tuple[str, ...], launcher: str, hint: str) -> None
                           f"tell its place in the run. {hint}")
 
 
-def free_port() -> int:
-    """A port free on this host now (a 1-rank run's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torch_style(env: dict) -> World:
     """RANK and WORLD_SIZE already set: by the deepspeed launcher, torchrun, or by hand."""
     if "TORCHELASTIC_RUN_ID" in env or "GROUP_RANK" in env:
@@ -92,7 +90,7 @@ def _torch_style(env: dict) -> World:
                           "device on its host is its own. Set LOCAL_RANK, or start the ranks with a launcher.")
     local_world = env.get("LOCAL_WORLD_SIZE", env.get("LOCAL_SIZE"))
     return World(launcher, rank, world, local_rank, int(local_world) if local_world else world,
-                 env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT") or 0) or free_port())
+                 env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT") or ANY_PORT))
 
 
 def first_host(nodelist: str) -> str:
@@ -194,4 +192,4 @@ def detect(environ: dict | None = None) -> World:
         raise LaunchError(f"Slurm allocated {ntasks} tasks (SLURM_NTASKS) but this process is not an srun task "
                           "(no SLURM_PROCID/SLURM_STEP_ID): start it with `srun python launcher/pretrain.py ...` "
                           "(one task per GPU), or with the deepspeed or torchrun launcher")
-    return World("none", 0, 1, 0, 1, "127.0.0.1", int(env.get("MASTER_PORT") or 0) or free_port())
+    return World("none", 0, 1, 0, 1, "127.0.0.1", int(env.get("MASTER_PORT") or ANY_PORT))
