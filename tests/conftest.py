@@ -147,9 +147,8 @@ class OpBuilds:
     DeepSpeed's CPU comm layer from building its shared-memory all-reduce), built by DeepSpeed's own op builders,
     with the run's extension cache, in one background process started when the run begins (by the first xdist
     worker to get there, under a file lock). The builds (about 200 CPU-seconds on a fresh 2-core machine) run beside
-    the tests
-    instead of stopping the run when the op tests come. The op tests run last, wait for the builds and fail on
-    their errors; processes that need an op meanwhile wait on torch's build lock and load what it built."""
+    the tests instead of stopping the run when the op tests come. The op tests run last, wait for the builds and
+    fail on their errors; processes that need an op meanwhile wait on torch's build lock and load what it built."""
 
     OPS = ("FusedAdamBuilder", "CPUAdamBuilder")
     proc = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import (ROOT, eval_records, pretrain_args, run_code, run_pretrain, run_ranks,
+from pretrain_helpers import (ROOT, eval_records, free_port, pretrain_args, run_code, run_pretrain, run_ranks,
                               train_records)
 from conftest import TWO_RANK_ARGS
 from safetensors.torch import load_file
@@ -57,8 +57,6 @@ print("shm op:", c.cdb.shm_comm_op, "sum:", t.tolist())
 def _shm_probe(ext: Path, ranks: int) -> list[str]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from pretrain_helpers import free_port
-
     port = free_port()
     world = [] if ranks == 1 else [
         [f"RANK={r}", f"LOCAL_RANK={r}", f"WORLD_SIZE={ranks}", f"LOCAL_WORLD_SIZE={ranks}", "MASTER_ADDR=127.0.0.1",
@@ -94,7 +92,8 @@ def test_the_shipped_configs_build_no_op(shard_dir: Path, tmp_path: Path):
     # takes torch's AdamW; a fresh process with an empty extension cache trains every shipped config and builds
     # nothing (the compiled Adam ops are an opt-in, tested below).
     # A process of its own, forked from the tests' fork server (imports done, no op loaded), as a fresh one.
-    code = ("import os, sys; os.environ['TORCH_EXTENSIONS_DIR'] = sys.argv[1]; from pretrain_helpers import run_pretrain; "
+    code = ("import os, sys; os.environ['TORCH_EXTENSIONS_DIR'] = sys.argv[1]; "
+            "from pretrain_helpers import run_pretrain; "
             f"rcs = [run_pretrain({str(shard_dir)!r}, {str(tmp_path)!r} + '/' + c, c, 3) for c in {SHIPPED!r}]; "
             "print('exit codes', rcs)")
     proc = run_code(code, [str(tmp_path / "ext")], timeout=600)

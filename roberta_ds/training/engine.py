@@ -55,10 +55,11 @@ def _skip_shm_comm_op() -> None:
     """Do not build DeepSpeed's shared-memory all-reduce op: training never calls it.
 
     On the CPU accelerator DeepSpeed compiles that C++ op (deepspeed_shm_comm) whenever its comm layer starts,
-    whatever the world size: 26-37 s of a fresh 2-core machine's first run (bench/README). Only ``deepspeed.comm.inference_all_reduce`` uses it, the all-reduce of DeepSpeed's tensor-parallel
-    inference (module_inject); training's collectives (ZeRO's reduce-scatter and all-gather, the loss and eval
-    all-reduces) go through torch.distributed (gloo on a CPU) with or without it. DeepSpeed has no setting for it,
-    so its builder is replaced before the comm layer starts, in this process only.
+    whatever the world size: 26-37 s of a fresh 2-core machine's first run (bench/README). Only
+    ``deepspeed.comm.inference_all_reduce`` uses it, the all-reduce of DeepSpeed's tensor-parallel inference
+    (module_inject); training's collectives (ZeRO's reduce-scatter and all-gather, the loss and eval all-reduces)
+    go through torch.distributed (gloo on a CPU) with or without it. DeepSpeed has no setting for it, so its
+    builder is replaced before the comm layer starts, in this process only.
     """
     # importlib, not `import deepspeed.comm.torch as m`: that resolves to the torch package that
     # deepspeed.comm imports under the same name.
