@@ -151,28 +151,40 @@ def _exit_after(log: str, work) -> None:
     os._exit(rc)
 
 
-def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
+def _set_env(env: dict[str, str]) -> None:
+    """A forked child's environment: single_process_env() (the fork server may have inherited a test's world),
+    then ``env``."""
     for k in launch_env.TORCH_VARS:
         os.environ.pop(k, None)
     os.environ.update(env)
+
+
+def _rank_main(command: str, argv: list[str], env: dict[str, str], log: str) -> None:
+    _set_env(env)
     _exit_after(log, lambda: launcher_main(command)(argv, destroy_process_group=True))
 
 
-def _code_main(code: str, argv: list[str], log: str) -> None:
-    for k in launch_env.TORCH_VARS:  # as single_process_env(): the fork server may have inherited a test's world
-        os.environ.pop(k, None)
+def _code_main(code: str, argv: list[str], env: dict[str, str], log: str) -> None:
+    _set_env(env)
     sys.argv = ["-c", *argv]
     _exit_after(log, lambda: exec(compile(code, "<driver>", "exec"), {"__name__": "__main__"}))
 
 
-def run_code(code: str, argv: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+def rank_env(rank: int, num: int, port: int) -> dict[str, str]:
+    """The torch.distributed variables of rank ``rank`` of ``num`` on this host, meeting on ``port``."""
+    return {"RANK": str(rank), "WORLD_SIZE": str(num), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(num),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
+def run_code(code: str, argv: list[str], timeout: int = 300, env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess:
     """What ``python -c code *argv`` does, in a process forked from the fork server (torch, transformers and the
-    commands already imported, no op loaded), with single_process_env(): its exit status (-N for a signal N) and
-    its output, stdout and stderr together."""
+    commands already imported, no op loaded), with single_process_env() and ``env``: its exit status (-N for a
+    signal N) and its output, stdout and stderr together."""
     import tempfile
 
     log = Path(tempfile.mktemp(prefix="code-", suffix=".log"))
-    process = _fork_context().Process(target=_code_main, args=(code, argv, str(log)))
+    process = _fork_context().Process(target=_code_main, args=(code, argv, env or {}, str(log)))
     process.start()
     child = Child(process)
     try:
@@ -226,9 +238,7 @@ def run_ranks(num: int, argv: list[str], command: str = "pretrain", timeout: int
 
     port = free_port()
     logs = [Path(tempfile.mktemp(prefix=f"rank{r}-", suffix=".log")) for r in range(num)]
-    procs = [start_command(command, argv, logs[r], {
-        "RANK": str(r), "WORLD_SIZE": str(num), "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(num),
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in range(num)]
+    procs = [start_command(command, argv, logs[r], rank_env(r, num, port)) for r in range(num)]
     codes = []
     for p in procs:
         try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_helpers import (ROOT, eval_records, free_port, pretrain_args, run_code, run_pretrain, run_ranks,
-                              train_records)
+from pretrain_helpers import (ROOT, eval_records, free_port, pretrain_args, rank_env, run_code, run_pretrain,
+                              run_ranks, train_records)
 from conftest import TWO_RANK_ARGS
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
@@ -42,8 +42,6 @@ def test_ships_the_promised_configs():
 
 
 _SHM_PROBE = """
-import os, sys
-os.environ.update(TORCH_EXTENSIONS_DIR=sys.argv[1], **dict(kv.split("=", 1) for kv in sys.argv[2:]))
 from roberta_ds.training.engine import init_distributed
 init_distributed()
 import torch, torch.distributed as dist, deepspeed.comm.comm as c
@@ -51,18 +49,18 @@ t = torch.full((4,), float(dist.get_rank() + 1))
 dist.all_reduce(t)
 print("shm op:", c.cdb.shm_comm_op, "sum:", t.tolist())
 """
-"""A rank's comm start-up with its own extension cache: which shm op DeepSpeed built, and an all-reduce over it."""
+"""A rank's comm start-up: which shm op DeepSpeed built, and an all-reduce over its world."""
 
 
 def _shm_probe(ext: Path, ranks: int) -> list[str]:
+    """_SHM_PROBE's output in each of ``ranks`` forked processes (alone in its world when 1), with the extension
+    cache ``ext``."""
     from concurrent.futures import ThreadPoolExecutor
 
     port = free_port()
-    world = [] if ranks == 1 else [
-        [f"RANK={r}", f"LOCAL_RANK={r}", f"WORLD_SIZE={ranks}", f"LOCAL_WORLD_SIZE={ranks}", "MASTER_ADDR=127.0.0.1",
-         f"MASTER_PORT={port}"] for r in range(ranks)]
+    worlds = [rank_env(r, ranks, port) for r in range(ranks)] if ranks > 1 else [{}]
     with ThreadPoolExecutor(ranks) as pool:
-        procs = list(pool.map(lambda env: run_code(_SHM_PROBE, [str(ext), *env]), world or [[]]))
+        procs = list(pool.map(lambda w: run_code(_SHM_PROBE, [], env={"TORCH_EXTENSIONS_DIR": str(ext), **w}), worlds))
     for proc in procs:
         assert proc.returncode == 0, proc.stdout[-3000:]
     return [proc.stdout for proc in procs]
