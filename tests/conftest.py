@@ -202,8 +202,9 @@ class OpBuilds:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # Only for a run that will run an op test: a run of other tests does not pay for builds it does not use.
-    if any(i.get_closest_marker("builds_ops") for i in session.items):
+    # Only for a run that will run an op test: a run of other tests, or --collect-only (which waited 90 s for
+    # builds nothing would use), does not pay for them.
+    if not session.config.option.collectonly and any(i.get_closest_marker("builds_ops") for i in session.items):
         OpBuilds.start(run_dir(session.config._tmp_path_factory))
 
 
