@@ -90,11 +90,10 @@ def test_the_shipped_configs_build_no_op(shard_dir: Path, tmp_path: Path):
     # takes torch's AdamW; a fresh process with an empty extension cache trains every shipped config and builds
     # nothing (the compiled Adam ops are an opt-in, tested below).
     # A process of its own, forked from the tests' fork server (imports done, no op loaded), as a fresh one.
-    code = ("import os, sys; os.environ['TORCH_EXTENSIONS_DIR'] = sys.argv[1]; "
-            "from pretrain_helpers import run_pretrain; "
+    code = ("from pretrain_helpers import run_pretrain; "
             f"rcs = [run_pretrain({str(shard_dir)!r}, {str(tmp_path)!r} + '/' + c, c, 3) for c in {SHIPPED!r}]; "
             "print('exit codes', rcs)")
-    proc = run_code(code, [str(tmp_path / "ext")], timeout=600)
+    proc = run_code(code, [], timeout=600, env={"TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")})
     assert proc.returncode == 0 and f"exit codes {[0] * len(SHIPPED)}" in proc.stdout, proc.stdout[-5000:]
     assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").iterdir()), list((tmp_path / "ext").iterdir())
     for config in SHIPPED:
