@@ -99,6 +99,23 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
                             f"{col['token_cosine']:.4f}") if col else "—"),
         ("warnings", "; ".join(warnings or []) or "none"),
     ]
+    trained, extra = summary.sources or {}, []
+    held_out = (ev.sources or {}) if ev else {}
+    for m in data.get("mixture") or []:
+        got, h = trained.get(m["name"]), held_out.get(m["name"])
+        extra.append((f"mixture source {m['name']}",
+                        f"{m['dir']}, weight {m['weight']:g}, on_exhausted {m['on_exhausted']}, manifest sha256 "
+                        f"{m.get('manifest_sha256', '?')}" + (f"; trained on {records.format_value(got['sequences'])} "
+                        f"sequences, {records.format_value(got['tokens'])} tokens, {got['epochs']:.3f} epochs"
+                        if got else "") + (f"; held-out loss {h['loss']:.4f}" if h else "")))
+    if summary.phases and len(summary.phases) > 1:
+        extra.append(("phases", "; ".join(f"{p['max_seq_length']} tokens for {records.format_value(p['steps'])} "
+                                          "steps" for p in summary.phases)))
+    if summary.continued_from:
+        c = summary.continued_from
+        extra.append(("continued from", f"{c['checkpoint']} (step {c['step']}, {records.format_value(c['tokens_seen'])} "
+                                        "tokens); weights and optimizer state carried"))
+    rows[2:2] = extra
     if probe is not None and "tasks" in probe:
         seeds = probe["budget"]["seeds"]
         for name, task in probe["tasks"].items():

@@ -244,8 +244,36 @@ def single_report(run: Run, picture_note: str | None) -> str:
         "window (the window is the steps since the previous point). Held-out loss: validation split, masking "
         f"{EVAL_DEFINITIONS['masking']}, measured at that step.",
         "### Curve data\n\n" + curve_table(run),
+        *mixture_section(run),
         *probe_section(run),
     ]) + "\n"
+
+
+def mixture_section(run: Run) -> list[str]:
+    """Mixtures and phases: what each source and phase gave, and the last held-out numbers per source and length."""
+    s, last = run.summary or RunSummary(), (run.evals[-1] if run.evals else None)
+    out = []
+    if s.sources:
+        mix = {m["name"]: m for m in ((run.config or {}).get("data") or {}).get("mixture") or []}
+        total = sum(w["weight"] for w in mix.values()) or 1.0
+        ev = (last.sources or {}) if last else {}
+        rows = [[n, f"{mix.get(n, {}).get('weight', 0) / total:.1%}", format_value(v["sequences"]),
+                 format_value(v["tokens"]), f"{v['tokens'] / max(sum(x['tokens'] for x in s.sources.values()), 1):.1%}",
+                 format_value(v["epochs"], 3), format_value(ev.get(n, {}).get("loss"))]
+                for n, v in s.sources.items()]
+        out.append("## Sources\n\n" + _md_table(
+            ["source", "weight", "sequences", "tokens", "share of tokens", "epochs", "held-out loss"], rows)
+            + "\n\nWeight: the source's normalised share of every global batch's sequences. Epochs: passes over the "
+            f"source's training split. Held-out loss: its validation split at the last evaluation (step "
+            f"{last.step if last else '—'}, {last.seq_len if last else '—'} tokens), masking {EVAL_DEFINITIONS['masking']}.")
+    if s.phases and len(s.phases) > 1:
+        by_len = (last.lengths or {}) if last else {}
+        rows = [[str(k + 1), str(p["max_seq_length"]), format_value(p["steps"]), format_value(p["sequences"]),
+                 format_value(p["tokens"]), format_value((by_len.get(str(p["max_seq_length"])) or {}).get("loss"))]
+                for k, p in enumerate(s.phases)]
+        out.append("## Phases\n\n" + _md_table(["phase", "length", "steps", "sequences", "tokens",
+                                                  "held-out loss at this length (last evaluation)"], rows))
+    return out
 
 
 def probe_section(run: Run) -> list[str]:

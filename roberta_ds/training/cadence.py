@@ -16,9 +16,11 @@ from roberta_ds.training.schedule import RunClock
 
 class Cadence:
     def __init__(self, cfg: TrainConfig, clock: RunClock, budget_s: float | None, evaluating: bool,
-                 total_steps: int, scheduler=None) -> None:
+                 total_steps: int, scheduler=None, data_limit: tuple[int, str] | None = None) -> None:
         self.cfg, self.clock, self.budget_s, self.evaluating = cfg, clock, budget_s, evaluating
         self.scheduler = scheduler
+        self.data_limit = data_limit
+        """(step, source): a mixture's 'stop' source runs out after this step; the run ends there."""
         self.total_steps = total_steps
         """The schedule's last step (a time budget re-projects it at agreement points)."""
         self.next_eval_s: float | None = None
@@ -26,7 +28,10 @@ class Cadence:
             self.next_eval_s = (clock.state.elapsed_s // cfg.eval_time_s + 1) * cfg.eval_time_s
 
     def set_total(self, total: int) -> None:
-        """A time budget's projection (or its end): the lr schedule decays to zero at ``total`` (schedule.py)."""
+        """A time budget's projection (or its end): the lr schedule decays to zero at ``total`` (schedule.py), or
+        where a 'stop' source runs out, if that comes first."""
+        if self.data_limit is not None:
+            total = min(total, self.data_limit[0])
         self.total_steps = total
         if self.scheduler is not None and hasattr(self.scheduler, "total_num_steps"):
             self.scheduler.total_num_steps = total
@@ -48,6 +53,10 @@ class Cadence:
             return True, eval_due
         self.set_total(max(self.clock.state.projected_total_steps, step + 1))
         return False, eval_due
+
+    def agreed(self, step: int) -> bool:
+        """The ranks agreed on the clock after ``step`` (tick synced it)."""
+        return (self.budget_s is not None or self.cfg.eval_time_s is not None) and step % AGREE_STEPS == 0
 
     def log_due(self, step: int, epoch_end: bool, saving: bool) -> bool:
         # A checkpoint always closes a logging window: the window's sums live only in memory, and a resumed run

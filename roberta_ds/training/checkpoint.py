@@ -193,10 +193,56 @@ def resume_conflicts(saved: dict, now: dict) -> list[str]:
             problems.append(f"{key}: checkpoint {saved['data'][key]} vs now {now['data'][key]}")
     if saved["global_batch"] != now["global_batch"]:
         problems.append(_global_batch_problem(saved, now))
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
-        if saved["model"][key] != now["model"][key]:
-            problems.append(f"model {key}: checkpoint {saved['model'][key]} vs now {now['model'][key]}")
+    problems += _model_conflicts(saved, now)
+    old_mix, new_mix = _mixture_key(saved["data"].get("mixture")), _mixture_key(now["data"].get("mixture"))
+    if old_mix != new_mix:
+        problems.append(f"mixture: checkpoint {_mixture_text(old_mix)} vs now {_mixture_text(new_mix)}")
+    old_ph, new_ph = _phases_key(saved["data"].get("phases")), _phases_key(now["data"].get("phases"))
+    if old_ph != new_ph:
+        problems.append(f"phases: checkpoint {old_ph or 'none'} vs now {new_ph or 'none'}")
+    if old_mix != new_mix or old_ph != new_ph:
+        problems.append("to train on a new mixture or with new phases from here, start a new run with "
+                        "--continue_from CHECKPOINT (weights and optimizer state carried, a new schedule)")
     return problems
+
+
+def _model_conflicts(saved: dict, now: dict) -> list[str]:
+    return [f"model {key}: checkpoint {saved['model'][key]} vs now {now['model'][key]}"
+            for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                        "max_position_embeddings", "type_vocab_size")
+            if saved["model"].get(key) != now["model"].get(key)]
+
+
+def continue_conflicts(saved: dict, now: dict) -> list[str]:
+    """What keeps a checkpoint's weights and optimizer state from starting this run (--continue_from): a different
+    tokenizer or model shape. The data, the schedule and the batch may all change."""
+    ours = TokenizerInfo.from_dict(saved["data"]["tokenizer"])
+    problems = [f"tokenizer {c}" for c in ours.conflicts(TokenizerInfo.from_dict(now["data"]["tokenizer"]))]
+    problems += _model_conflicts(saved, now)
+    if any("max_position_embeddings" in p for p in problems):
+        problems.append("(the longest --phases length, or --max_seq_length, sets the positions: use the checkpoint's)")
+    return problems
+
+
+def _mixture_key(mixture: list[dict] | None) -> list[tuple] | None:
+    """What of a mixture decides the data order: names, directories, weights, exhaustion and the manifests."""
+    if not mixture:
+        return None
+    return [(m["name"], m["dir"], m["weight"], m["on_exhausted"], m.get("max_epochs"), m.get("manifest_sha256"))
+            for m in mixture]
+
+
+def _mixture_text(key: list[tuple] | None) -> str:
+    if key is None:
+        return "none (--data_dir)"
+    return ", ".join(f"{name}={w:g} ({d}{', ' + mode if mode != 'repeat' else ''})" for name, d, w, mode, *_ in key)
+
+
+def _phases_key(phases: list[dict] | None) -> str | None:
+    if not phases:
+        return None
+    return ",".join(f"{p['seq_len']}:{p['share']:g}" + (f"@{p['start']}" if p.get("start") is not None else "")
+                    for p in phases)
 
 
 def _global_batch_problem(old: dict, now: dict) -> str:
@@ -220,18 +266,30 @@ def read_state(tag_dir: Path) -> dict:
     return json.loads((tag_dir / STATE_NAME).read_text())
 
 
-def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed: int) -> None:
+def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed: int, schedule: bool = True) -> None:
     """Load engine state (weights, optimizer, scheduler) and the RNG (the JSON record: read_state).
 
     Saved at this world size: DeepSpeed's checkpoint as it is, and this rank's RNG. Saved at another world size:
     DeepSpeed's universal form of it (``universal``), and an RNG derived from (seed, step, rank) on every rank,
     since the saved ranks' streams do not map onto the new ones.
+
+    ``schedule=False`` (--continue_from): weights and optimizer state only; the engine keeps this run's fresh
+    scheduler, step counters and RNG, and the optimizer's groups take the fresh scheduler's lr.
     """
     same = saved_world == world
-    load_path = (engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)[0] if same
-                 else _load_universal(engine, universal(tag_dir, rank)))
+    load_path = (engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name, load_lr_scheduler_states=schedule)[0]
+                 if same else _load_universal(engine, universal(tag_dir, rank), schedule))
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
+    if not schedule:
+        for name in ("global_steps", "global_samples", "micro_steps", "skipped_steps"):
+            if hasattr(engine, name):
+                setattr(engine, name, 0)
+        scheduler = engine.lr_scheduler
+        if scheduler is not None:  # the saved groups carry the old run's last lr
+            for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = lr
+        return
     if not same:
         derive_rng(seed, int(tag_dir.name.removeprefix("global_step")), rank)
         return
@@ -241,13 +299,14 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     set_rng_state(load_rng_file(rng_file))
 
 
-def _load_universal(engine, universal_dir: Path) -> str | None:
+def _load_universal(engine, universal_dir: Path, schedule: bool = True) -> str | None:
     """Load DeepSpeed's universal checkpoint; returns the path DeepSpeed loaded (None: nothing loaded)."""
     groups = _base_param_groups(engine)
     settings = [{k: v for k, v in g.items() if k not in _GROUP_STATE} for g in groups]
     engine._config.load_universal_checkpoint = True  # what "checkpoint": {"load_universal": true} sets
     try:
-        load_path, _ = engine.load_checkpoint(str(universal_dir.parent), tag=universal_dir.name)
+        load_path, _ = engine.load_checkpoint(str(universal_dir.parent), tag=universal_dir.name,
+                                              load_lr_scheduler_states=schedule)
     finally:
         engine._config.load_universal_checkpoint = False  # later saves and loads are ordinary ones
     # DeepSpeed 0.19's ZeRO-3 universal load gives every parameter group the first group's hyperparameters

@@ -23,10 +23,23 @@ class TrainConfig:
 
     ds_config: str
     """DeepSpeed JSON (ds_configs/zero2.json ...): every engine setting."""
-    data_dir: str
-    """A directory written by `python -m data_tools pack` (its manifest.json)."""
     output_dir: str
     """Run directory: checkpoints/, metrics.jsonl, summary.json, final_model/."""
+    data_dir: str | None = None
+    """A directory written by `python -m data_tools pack` (its manifest.json); or --mixture."""
+    mixture: str | None = field(default=None, metadata=cli(metavar="FILE.json"))
+    """Several shard directories mixed by weight: {"sources": [{"name": "thuc", "dir": "shards/thuc", "weight": 0.3,
+    "on_exhausted": "repeat"|"stop"}, ...]} (instead of --data_dir; README "Mixtures and phases")."""
+    phases: str | None = field(default=None, metadata=cli(metavar="LEN:SHARE,..."))
+    """Sequence-length phases as shares of the run (--max_steps or --time_budget), e.g. 128:0.9,512:0.1: one lr
+    schedule across them; shards packed once at the longest length."""
+    phase_warmup_steps: int = 0
+    """With --phases: ramp the lr linearly back up over this many steps at the start of every phase after the
+    first (a re-warmup, as hfl's 512 phase had); 0: the one schedule runs on unchanged."""
+    continue_from: str | None = field(default=None, metadata=cli(metavar="CHECKPOINT"))
+    """Continue a roberta-ds run on new data (a new --data_dir or --mixture, new --phases) with a new schedule: the
+    checkpoint's weights and optimizer state are carried, its step, schedule and data position are not (a
+    global_stepN directory, a checkpoints/ directory or a run directory). --init_from takes weights only."""
     ds_overrides: list[str] = field(default_factory=list, metadata=cli(flag="--ds", metavar="KEY.PATH=VALUE"))
     """Override a DeepSpeed JSON key, e.g. --ds train_micro_batch_size_per_gpu=8 (repeatable)."""
     num_train_epochs: float | None = None
@@ -114,8 +127,33 @@ class TrainConfig:
             problems.append(f"--max_consecutive_skipped {self.max_consecutive_skipped}: must be >= 0 (0: never stop)")
         if self.shuffle_buffer < 1:
             problems.append(f"--shuffle_buffer {self.shuffle_buffer}: must be >= 1")
-        if not Path(self.data_dir).is_dir():
+        if (self.data_dir is None) == (self.mixture is None):
+            problems.append("give the training data as --data_dir SHARDS or as --mixture FILE.json (one of them)")
+        elif self.data_dir is not None and not Path(self.data_dir).is_dir():
             problems.append(f"--data_dir {self.data_dir}: no such directory (make one with `python -m data_tools pack`)")
+        elif self.mixture is not None and not Path(self.mixture).is_file():
+            problems.append(f"--mixture {self.mixture}: no such file (a JSON list of sources: README \"Mixtures and "
+                            "phases\")")
+        if self.phases is not None:
+            from roberta_ds.reading.mixture import parse_phases
+
+            try:
+                parse_phases(self.phases)
+                if self.max_seq_length is not None:
+                    problems.append(f"--phases {self.phases} sets the lengths; leave out --max_seq_length")
+            except ValueError as e:
+                problems.append(str(e))
+        if self.phase_warmup_steps < 0:
+            problems.append(f"--phase_warmup_steps {self.phase_warmup_steps}: must be >= 0")
+        elif self.phase_warmup_steps and self.phases is None:
+            problems.append("--phase_warmup_steps re-warms the lr at phase starts: it needs --phases")
+        if self.continue_from is not None:
+            if self.init_from is not None:
+                problems.append("--continue_from (a roberta-ds checkpoint, optimizer included) and --init_from "
+                                "(Hugging Face weights only): choose one")
+            if not Path(self.continue_from).is_dir():
+                problems.append(f"--continue_from {self.continue_from}: no such directory (a roberta-ds run, its "
+                                "checkpoints/ or one global_stepN)")
         if self.init_from is not None and not Path(self.init_from).is_dir() and not _looks_like_hub_id(self.init_from):
             problems.append(f"--init_from {self.init_from}: no such directory, and not a hub id (ORG/NAME): give a "
                             "Hugging Face model directory or a hub id such as hfl/chinese-roberta-wwm-ext")

@@ -105,3 +105,48 @@ def evaluate_engine(engine, stream: ShardStream, layout: Layout, max_sequences: 
         return evaluate(engine, stream, layout, max_sequences, device)
     finally:
         engine.train()
+
+
+def combine(parts: dict[str, dict]) -> dict:
+    """Sources' held-out metrics (``evaluate``'s results) -> their total: every masked token of every source counts
+    once (loss and accuracy weighted by masked tokens)."""
+    masked = sum(p["masked_tokens"] for p in parts.values())
+    loss_sum = sum(p["loss"] * p["masked_tokens"] for p in parts.values() if p["masked_tokens"])
+    correct = sum(p["accuracy"] * p["masked_tokens"] for p in parts.values() if p["masked_tokens"])
+    return eval_metrics(loss_sum, correct, masked, sum(p["sequences"] for p in parts.values()))
+
+
+def evaluate_sources(engine, streams: dict[int, dict[str, ShardStream]], layout: Layout, max_sequences: int | None,
+                     device: torch.device) -> dict:
+    """Mixtures and phases: each source's validation split (its first ``max_sequences`` sequences) at every
+    evaluated length, fixed masking. The headline numbers (the Evaluation's own fields) are the total over the
+    sources at the last length (the final phase's, the one the export is used at); the unigram line of the total is
+    the sources' lines weighted by masked tokens."""
+    engine.eval()
+    try:
+        results = {L: {name: evaluate(engine, st, layout, max_sequences, device) for name, st in by_source.items()}
+                   for L, by_source in streams.items()}
+    finally:
+        engine.train()
+    for L, by_source in results.items():
+        for name, r in by_source.items():
+            unigram = streams[L][name].manifest.unigram_nats
+            r.update(unigram_nats=unigram, below_unigram=None if unigram is None else unigram - r["loss"])
+    headline = list(results)[-1]
+    parts = results[headline]
+    out = combine(parts)
+    lines = [(p["unigram_nats"], p["masked_tokens"]) for p in parts.values()]
+    if all(u is not None for u, _ in lines) and out["masked_tokens"]:
+        out["unigram_nats"] = sum(u * n for u, n in lines) / out["masked_tokens"]
+        out["below_unigram"] = out["unigram_nats"] - out["loss"]
+    first = next(iter(parts.values()))
+    if "collapse" in first:
+        out["collapse"] = first["collapse"]
+    short = ("loss", "perplexity", "accuracy", "masked_tokens", "sequences", "unigram_nats", "below_unigram")
+    out["sources"] = {name: {k: r[k] for k in short} for name, r in parts.items()}
+    if len(results) > 1:
+        out["lengths"] = {str(L): {**{k: combine(by)[k] for k in ("loss", "accuracy", "masked_tokens")},
+                                   "sources": {n: {k: r[k] for k in short} for n, r in by.items()}}
+                          for L, by in results.items()}
+    out["seq_len"] = headline
+    return out

@@ -32,6 +32,7 @@ class LiveView:
             TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
             TextColumn("loss {task.fields[loss]} (last window)"), TextColumn("lr {task.fields[lr]:.2e}"),
             TextColumn("{task.fields[tps]:,.0f} tok/s"), TextColumn("{task.fields[sps]:,.1f} samples/s"),
+            TextColumn("{task.fields[shares]}"),
             TimeRemainingColumn(), TextColumn("| {task.fields[last_eval]} |"), TextColumn("{task.fields[upcoming]}"),
             console=run.console, disable=not run.is_main or not run.console.is_terminal, transient=True,
         )
@@ -47,7 +48,8 @@ class LiveView:
 
     def start(self, step: int) -> None:
         self._task = self._progress.add_task("pretrain", total=self.cadence.total_steps, completed=step, loss="-",
-                                             lr=0.0, tps=0.0, sps=0.0, last_eval=self._last_eval, upcoming="")
+                                             lr=0.0, tps=0.0, sps=0.0, last_eval=self._last_eval, upcoming="",
+                                             shares="")
 
     # ------------------------------------------------------------------ events
     def header(self, warnings: list[str]) -> None:
@@ -55,6 +57,10 @@ class LiveView:
         if not self.shown:
             return
         d = run.data
+        if run.mixed:
+            self._mixed_header()
+            self.warn(warnings)
+            return
         self.console.print(
             f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), precision "
             f"{run.precision}, ZeRO stage {zero_stage(run.ds_cfg)}, optimizer {engine.optimizer_implementation(run.engine)}\n"
@@ -71,6 +77,36 @@ class LiveView:
         self.warn(warnings)
         if run.warm_start_report:
             self.console.print(f"warm start from {t.init_from}: {run.warm_start_report}")
+
+    def _mixed_header(self) -> None:
+        run, t, d = self.run, self.run.cfg.train, self.run.data
+        lines = [f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), "
+                 f"precision {run.precision}, ZeRO stage {zero_stage(run.ds_cfg)}, optimizer "
+                 f"{engine.optimizer_implementation(run.engine)}"]
+        if engine.LAUNCH is not None:
+            lines.append(engine.LAUNCH.describe())
+        weights = sum(s.weight for s in run.sources)
+        for s, n in zip(run.sources, d.lengths[0]):
+            lines.append(f"source {s.name}: {s.dir}, weight {s.weight:g} ({s.weight / weights:.1%} of each batch's "
+                         f"sequences), {n:,} training sequences of {d.specs[0].seq_len} tokens, "
+                         + ("repeats when it runs out" if s.epoch_limit is None else
+                            f"the run stops after {s.epoch_limit:g} pass(es)"))
+        for k, p in enumerate(d.phases):
+            when = (f"from step {p.start}" if p.start is not None else
+                    f"from {sum(x.share for x in d.specs[:k]):.0%} of the time budget")
+            lines.append(f"phase {k + 1}: {p.seq_len} tokens, {p.share:.0%} of the run, {when}")
+        lines.append(f"global batch {run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation "
+                     f"{run.layout.grad_accum} x {run.world} rank(s); "
+                     + (f"{self.cadence.total_steps} steps in all" if run.budget_s is None else
+                        f"time budget {t.time_budget} (the step count follows the clock)"))
+        lines.append(f"effective configs (all of them): {run.out / EFFECTIVE_CONFIG_NAME}")
+        self.console.print("\n".join(lines))
+        self.console.print("effective DeepSpeed config: " + json.dumps(run.ds_cfg, sort_keys=True))
+
+    def phase(self, k: int, step: int) -> None:
+        if self.shown and len(self.run.data.specs) > 1:
+            p = self.run.data.specs[k]
+            self.console.print(f"phase {k + 1} of {len(self.run.data.specs)} from step {step}: {p.seq_len} tokens")
 
     def resuming(self, tag_dir, saved_world: int) -> None:
         if self.shown and saved_world != self.run.world:
@@ -92,12 +128,16 @@ class LiveView:
                 f"lr {rec.lr:.2e} {rec.tokens_per_s:,.0f} tokens/s {rec.samples_per_s:.1f} samples/s"
                 + (f" grad norm {rec.grad_norm:.3g}" if rec.grad_norm is not None else "")
                 + (f" skipped(overflow) {rec.skipped_steps}" if rec.skipped_steps else "")
+                + (f" len {rec.seq_len}" if rec.seq_len is not None and len(self.run.data.specs) > 1 else "")
+                + (" shares " + ", ".join(f"{n} {v['share']:.1%}" for n, v in rec.sources.items())
+                   + " of the window's tokens" if rec.sources else "")
             )
         if self._task is not None:
             s_per_step = self.run.layout.global_batch / max(rec.samples_per_s, 1e-9)
             self._progress.update(self._task, completed=rec.step, total=self.cadence.total_steps,
                                   loss=f"{rec.loss:.4f}", lr=rec.lr, tps=rec.tokens_per_s, sps=rec.samples_per_s,
-                                  upcoming=self._upcoming(rec.step, s_per_step))
+                                  upcoming=self._upcoming(rec.step, s_per_step),
+                                  shares=" ".join(f"{n} {v['share']:.0%}" for n, v in (rec.sources or {}).items()))
             self._progress.refresh()  # on a terminal: show each window when it closes (a no-op elsewhere)
 
     def evaluation(self, ev: Evaluation) -> None:
@@ -110,7 +150,10 @@ class LiveView:
             self.console.print(
                 f"eval step {ev.step}: held-out loss {ev.loss:.4f} (mean over {ev.masked_tokens:,} masked "
                 f"tokens in {ev.sequences:,} sequences{gap}), perplexity {ev.perplexity:.2f}, "
-                f"accuracy {ev.accuracy:.4f}{col}"
+                f"accuracy {ev.accuracy:.4f}{col}" + (f" at {ev.seq_len} tokens" if ev.seq_len else "")
+                + ("; " + ", ".join(f"{n} {r['loss']:.4f}" for n, r in ev.sources.items()) if ev.sources and
+                   len(ev.sources) > 1 else "")
+                + ("; " + ", ".join(f"at {L}: {r['loss']:.4f}" for L, r in ev.lengths.items()) if ev.lengths else "")
             )
         if self._task is not None:
             self._progress.update(self._task, last_eval=self._last_eval)

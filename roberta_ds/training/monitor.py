@@ -99,9 +99,20 @@ class LiveMetrics:
 
     def window(self, rec: TrainWindow) -> None:
         self._write(TRAIN_SERIES, rec, rec.sequences_seen)
+        if self.enabled and rec.sources:  # Train/Samples/share/NAME: the source's share of the window's tokens
+            self.monitor.write_events([(f"Train/Samples/share/{n}", float(v["share"]), rec.sequences_seen)
+                                       for n, v in rec.sources.items()])
 
     def evaluation(self, ev: Evaluation) -> None:
         self._write(EVAL_SERIES, ev, ev.step * self.global_batch)
+        if self.enabled and (ev.sources or ev.lengths):  # Eval/Samples/loss/NAME and Eval/Samples/loss_at_LEN
+            x = ev.step * self.global_batch
+            events = [(f"Eval/Samples/loss/{n}", float(r["loss"]), x) for n, r in (ev.sources or {}).items()]
+            events += [(f"Eval/Samples/loss_at_{L}", float(r["loss"]), x) for L, r in (ev.lengths or {}).items()]
+            self.monitor.write_events(events)
+
+    def phase(self, k: int, step: int) -> None:
+        """Nothing: the windows carry their length."""
 
     def _write(self, series: dict[str, str], rec, samples: int) -> None:
         if not self.enabled:

@@ -85,6 +85,9 @@ SUMMARY_DEFINITIONS = {
     "eval": f"held-out loss/perplexity/accuracy on the validation split, masking {EVAL_DEFINITIONS['masking']}",
     "tokens": "non-padding tokens processed in training, all ranks",
     "tokens_per_s": "tokens / training wall time (excluding evaluation, checkpointing and start-up)",
+    "sources": "per mixture source: training sequences and non-padding tokens read from it, all ranks, and epochs = "
+               "sequences / the source's training sequences at each phase's length, summed over phases",
+    "phases": "per phase: its length, optimizer steps, sequences and non-padding tokens, all ranks",
 }
 
 
@@ -140,6 +143,13 @@ class TrainWindow(_Record):
     grad_norm: float | None = None
     """2-norm of all gradients at the window's last step, before clipping (DeepSpeed's get_global_grad_norm;
     None where DeepSpeed does not compute it: ZeRO stage 0 in fp32)."""
+    seq_len: int | None = None
+    """The window's sequence length (runs with --phases; a window never spans two phases)."""
+    phase: int | None = None
+    """0-based phase of the window (runs with --phases)."""
+    sources: dict | None = None
+    """Mixtures: per source name, the window's {"sequences", "tokens", "share"} (share = its tokens / the window's),
+    all ranks."""
 
 
 @dataclass
@@ -161,6 +171,15 @@ class Evaluation(_Record):
     """unigram_nats - loss: how far the run is below "no context learned"."""
     collapse: dict | None = None
     definitions: dict = field(default_factory=lambda: EVAL_DEFINITIONS)
+    seq_len: int | None = None
+    """Length of the evaluated sequences (mixtures and phases: the run's final length, the one the export is used
+    at; the other phases' lengths are in ``lengths``)."""
+    sources: dict | None = None
+    """Mixtures: per source name, that source's validation metrics at ``seq_len`` (loss, perplexity, accuracy,
+    masked_tokens, sequences, unigram_nats, below_unigram); the top-level numbers are their masked-token-weighted
+    total."""
+    lengths: dict | None = None
+    """Phases: per evaluated length (a string), {"loss", "accuracy", "masked_tokens", "sources": {...}}."""
 
 
 Record = TrainWindow | Evaluation
@@ -282,6 +301,10 @@ class WindowTotals:
     masked: float
     tokens: float
     steps: int
+    source_sequences: list[float] = field(default_factory=list)
+    """Mixtures: sequences per source (all ranks)."""
+    source_tokens: list[float] = field(default_factory=list)
+    """Mixtures: non-padding tokens per source (all ranks)."""
 
     @property
     def loss(self) -> float:
@@ -296,33 +319,40 @@ class WindowAccumulator:
     """Sums of the current logging window. The loss sums stay on the device (no host sync per step);
     masked and real token counts are known on the host from the loader. ``close`` is the loop's one sync."""
 
-    def __init__(self, device) -> None:
+    def __init__(self, device, n_sources: int = 0) -> None:
         import torch
 
         self._device = device
         self._acc = torch.zeros(2, dtype=torch.float64, device=device)  # loss_sum, correct
         self._host = [0, 0]  # masked tokens, real tokens
+        self.n_sources = n_sources
+        self._sources = [0.0] * (2 * n_sources)  # mixtures: sequences, then tokens, per source (host numbers)
         self.steps = 0
 
-    def add(self, loss_sum, correct, n_masked: int, n_tokens: int) -> None:
+    def add(self, loss_sum, correct, n_masked: int, n_tokens: int, source_counts=None) -> None:
         import torch
 
         self._acc += torch.stack([loss_sum.detach().double(), correct.detach().double()])
         self._host[0] += n_masked
         self._host[1] += n_tokens
+        if source_counts is not None:
+            self._sources = [a + float(b) for a, b in zip(self._sources, source_counts)]
 
     def close(self) -> WindowTotals:
         """Sum the window over ranks, read it, and start a new window."""
         import torch
         import torch.distributed as dist
 
-        total = torch.cat([self._acc, torch.tensor(self._host, dtype=torch.float64, device=self._device)])
+        host = torch.tensor(self._host + self._sources, dtype=torch.float64, device=self._device)
+        total = torch.cat([self._acc, host])
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(total)
-        loss_sum, correct, masked, tokens = total.tolist()
-        out = WindowTotals(loss_sum, correct, masked, tokens, self.steps)
+        loss_sum, correct, masked, tokens, *src = total.tolist()
+        n = self.n_sources
+        out = WindowTotals(loss_sum, correct, masked, tokens, self.steps, src[:n], src[n:])
         self._acc.zero_()
         self._host = [0, 0]
+        self._sources = [0.0] * (2 * n)
         self.steps = 0
         return out
 
@@ -378,6 +408,14 @@ class RunSummary:
     data: dict | None = None
     definitions: dict = field(default_factory=lambda: SUMMARY_DEFINITIONS)
     warnings: list[str] | None = None
+    sources: dict | None = None
+    """Mixtures: per source name, what the run trained on: {"sequences", "tokens", "epochs"} (passes over it)."""
+    phases: list | None = None
+    """Phases: one {"max_seq_length", "steps", "sequences", "tokens"} per phase, in order."""
+    continued_from: dict | None = None
+    """--continue_from: the checkpoint whose weights and optimizer state this run started from."""
+    stopped_by: str | None = None
+    """Why a run ended before its planned steps when data ran out ('stop' sources)."""
 
     def to_dict(self) -> dict:
         return {"version": VERSION, **asdict(self)}

@@ -34,13 +34,30 @@ class TrainState:
     clock: ClockState = field(default_factory=ClockState)
     run_id: str = ""
     """Names the run across resumes; checkpoint rotation deletes only checkpoints with this id ("" before v0.2)."""
+    phase_totals: list[dict] = field(default_factory=list)
+    """Mixtures and phases: per phase {"steps", "sequences", "tokens", "source_sequences", "source_tokens"}."""
+    phase_starts: list[int | None] = field(default_factory=list)
+    """Mixtures and phases: each phase's first step (None: not decided yet; time-share phases)."""
+    continued_from: dict | None = None
+    """--continue_from: the checkpoint this run's weights and optimizer state came from."""
 
-    def add_window(self, w: WindowTotals, epoch: int) -> None:
+    def add_window(self, w: WindowTotals, epoch: int, phase: int | None = None) -> None:
         if self.initial_loss is None:
             self.initial_loss = w.loss
         self.tokens_seen += int(w.tokens)
         self.epochs.setdefault(epoch, EpochTotals()).add(w)
         self.last_window_loss, self.last_window_steps = w.loss, w.steps
+        if phase is not None:
+            n = len(w.source_sequences)
+            while len(self.phase_totals) <= phase:
+                self.phase_totals.append({"steps": 0, "sequences": 0, "tokens": 0, "source_sequences": [0] * n,
+                                          "source_tokens": [0] * n})
+            t = self.phase_totals[phase]
+            t["steps"] += w.steps
+            t["sequences"] += int(round(sum(w.source_sequences)))
+            t["tokens"] += int(w.tokens)
+            t["source_sequences"] = [a + int(round(b)) for a, b in zip(t["source_sequences"], w.source_sequences)]
+            t["source_tokens"] = [a + int(round(b)) for a, b in zip(t["source_tokens"], w.source_tokens)]
 
     @property
     def last_eval(self) -> Evaluation | None:
@@ -66,6 +83,9 @@ class TrainState:
             "evals": [e.to_dict() for e in self.evals],
             "clock": asdict(self.clock),
             "run_id": self.run_id,
+            "phase_totals": self.phase_totals,
+            "phase_starts": self.phase_starts,
+            "continued_from": self.continued_from,
         }
 
     @classmethod
@@ -85,5 +105,8 @@ class TrainState:
             evals=[Evaluation.from_dict(e) for e in d.get("evals", [])],
             clock=ClockState(**d.get("clock", {})),
             run_id=d.get("run_id", ""),
+            phase_totals=d.get("phase_totals", []),
+            phase_starts=d.get("phase_starts", []),
+            continued_from=d.get("continued_from"),
         )
 
