@@ -159,8 +159,18 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """``@FILE`` on a command line reads arguments from FILE (a recipe: recipes/*/pretrain.args): ``--flag value`` on
+    a line, split as a shell splits it; blank lines and ``#`` comments are skipped. Later arguments win."""
+
+    def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
+        import shlex
+
+        return shlex.split(arg_line, comments=True)
+
+
 def parser_for(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = _Parser(prog=prog, description=description, fromfile_prefix_chars="@")
     add_arguments(p, cls)
     return p
 

@@ -138,8 +138,8 @@ class Trainer:
         if not n or self.run.scheduler is None:
             return
         factor = self.warmup_factor(step)
-        if factor < 1.0:
-            for group, lr in zip(self.run.scheduler.optimizer.param_groups, self.run.scheduler.get_last_lr()):
+        if factor < 1.0:  # get_lr(), not get_last_lr(): a resumed scheduler's last lr is its constructor's, stale
+            for group, lr in zip(self.run.scheduler.optimizer.param_groups, self.run.scheduler.get_lr()):
                 group["lr"] = lr * factor
 
     def warmup_factor(self, step: int) -> float:
