@@ -5,7 +5,7 @@ bf16 matmul ceiling and a run_mlm-style loop measured on the same GPU, plus the 
     bash bench/gpu_check.sh --device cpu          # the same steps with the tiny preset on a CPU (what the tests run)
 
 Steps: (1) a vocab built from the embedded inews corpus (or --tokenizer), (2) one eighth of inews packed at 512
-(`data_tools pack --part 1/8`), (3) the bf16 matmul ceiling (torch.mm, median of 5), (4) roberta-ds through
+(`data_tools pack --part 1/8`), (3) the bf16 matmul ceiling (F.linear of square matrices, median of 5), (4) roberta-ds through
 `deepspeed --num_gpus 1 launcher/pretrain.py --ds_config ds_configs/zero2.json --ds bf16.enabled=true`, timed from its
 own logging windows after the warm-up steps, (5) the run_mlm-style arm of bench/train_throughput.py (group_texts
 blocks, DataCollatorForLanguageModeling, full LM head, torch AdamW, torch.autocast bf16) on the same device, same
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     shards, times = prepare_data(a.work, a.tokenizer, a.length)
     ceiling = tt.matmul_ceiling(a.device, "bf16")
-    print(f"bf16 matmul ceiling (torch.mm, median of 5): {ceiling / 1e12:.2f} TFLOP/s", flush=True)
+    print(f"bf16 matmul ceiling (F.linear, median of 5): {ceiling / 1e12:.2f} TFLOP/s", flush=True)
 
     rows = []
     for n in sorted({1, ranks}):

@@ -27,7 +27,7 @@ Useful tokens: non-padding tokens trained on. Model FLOPs per step, the usual tr
 6 x (encoder parameters without embeddings) x tokens + 12 x layers x hidden x L x tokens (attention scores and
 values) + 6 x hidden x vocab x (rows through the LM head: every token for the full head, the masked ones for the
 sparse head), tokens = all positions computed (padding included). MFU = model FLOP/s / the matmul ceiling
-measured in this run at the same precision (torch.mm of square matrices, 2048 on a CPU, 8192 on a GPU, median of
+measured in this run at the same precision (F.linear of square matrices, 2048 on a CPU, 8192 on a GPU, median of
 5; measured before the arms and after each round of them, the highest taken: a noisy machine measures low, never
 high). Run it alone on the machine.
 """
@@ -97,21 +97,28 @@ def model_flops(hf, L: int, tokens: int, head_rows: int) -> float:
 
 
 def matmul_ceiling(device: str = "cpu", precision: str = "fp32") -> float:
-    """FLOP/s of torch.mm on square matrices (2048 on a CPU, 8192 on a GPU), median of 5 timings of 4 (CPU) or
-    20 (GPU) products."""
+    """FLOP/s of a square matrix product through F.linear, the op the model's layers run (2048 on a CPU, 1024 for
+    bf16 on a CPU without native bf16, 8192 on a GPU), median of 5 timings of 4 (CPU) or 20 (GPU) products.
+
+    F.linear, not torch.mm: on a CPU without native bf16 (AVX2 only, e.g. AMD EPYC Milan) torch.mm multiplies bf16
+    on a fallback path at 0.3-1.3 GFLOP/s (one 2048 product took 54 s) while F.linear goes through oneDNN at
+    15-19 GFLOP/s, and the model runs F.linear. On a GPU both are the same cuBLAS product."""
     import torch
+    import torch.nn.functional as F
 
     n, reps = (8192, 20) if device == "cuda" else (2048, 4)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if device == "cpu" and dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        n = 1024  # 0.12 s a product there instead of 0.9 s
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     setting = Setting(device=device)
-    torch.mm(a, b)
+    F.linear(a, b)
     setting.sync()
     rates = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(reps):
-            torch.mm(a, b)
+            F.linear(a, b)
         setting.sync()
         rates.append(reps * 2 * n**3 / (time.perf_counter() - t0))
     return statistics.median(rates)
@@ -345,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     ceiling = max(ceilings)  # the best the machine showed: an upper bound is what MFU divides by
     for row in table:
         row["mfu"] = row["model_flops_per_s"] / ceiling
-    print(f"{a.precision} matmul ceiling on {a.device} (torch.mm, median of 5, the highest of {len(ceilings)} "
+    print(f"{a.precision} matmul ceiling on {a.device} (F.linear, median of 5, the highest of {len(ceilings)} "
           f"measurements between rounds; lowest {min(ceilings) / 1e9:.1f}): {ceiling / 1e9:.1f} GFLOP/s; micro batch "
           f"{a.micro}, dropout {a.dropout:g}, {a.steps} timed steps per arm, median of {a.repeats} interleaved repeats")
     print(f"{'shape':>6} {'L':>4} {'arm':>13} {'useful tok/s':>13} {'GFLOP/s':>8} {'MFU':>6} {'peak RSS MiB':>13} "

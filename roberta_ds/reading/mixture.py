@@ -17,11 +17,14 @@ position carries over a phase boundary as the share of its epoch already read. A
 ``--max_steps`` (known up front) or of ``--time_budget`` (decided at a clock agreement point, every rank at the
 same step, and kept in the checkpoint).
 
-Why not DeepSpeed's ``curriculum_learning`` (``seqlen``, ``fixed_discrete``): it shortens each batch by
-truncating the sequences to the current difficulty (``seqlen_truncate``) or reshaping them (``seqlen_reshape``,
-GPT-only) inside the engine's forward, so a phase at 128 would train on the first 128 tokens of every 512-token
-block and never see the rest; it also keeps the global batch and the data position blind to the length. Here a
-shorter phase reads every token, as its own pieces (docs/design.md, "Mixtures and phases").
+Why not DeepSpeed's ``curriculum_learning`` (``seqlen``, ``fixed_discrete``): DeepSpeed 0.19 refuses the legacy
+top-level section ("Legacy top-level 'curriculum_learning' has been removed"), whose seqlen type handed the model a
+``curriculum_seqlen`` to truncate every batch to; what remains, ``data_efficiency.data_sampling.curriculum_learning``,
+chooses *which samples* DeepSpeed's own sampler draws (by a difficulty metric precomputed into index files, through
+``deepspeed_io``), and a length curriculum there still truncates in the model (Megatron-DeepSpeed's seqlen_truncate):
+a 128-token phase would never train on tokens 129-512 of a block, and the sampler would replace this rank-sliced
+order (elastic resume, the mixture). A shorter phase here reads every token, as its own pieces (docs/design.md,
+"Mixtures and phases").
 """
 
 from __future__ import annotations
