@@ -95,6 +95,21 @@ def test_the_order_is_the_same_at_any_world_size_and_keeps_the_weights(mix_dir: 
     assert passes and min(passes) >= 1 and heavy.limit() is None
 
 
+def test_time_share_phases_start_when_the_agreed_clock_passes_their_share(mix_dir: Path):
+    data = _data(mix_dir, (0.7, 0.3), 1, 0, 16)
+    data.time_shares, data.starts = True, [0, None]  # as build_run leaves a --time_budget run
+    assert data.phase_end(0) is None and not data.decide(5, 40.0, 100.0)  # 40 % of the budget: still phase 1
+    assert data.decide(10, 50.0, 100.0) and data.starts == [0, 10] and data.phase_at(10) == 1
+    assert not data.decide(15, 90.0, 100.0)  # the last phase runs to the end
+    offsets = data.offsets()[1]  # phase 2 continues each source at the share of its pass phase 1 read
+    read = data.mixture.count_before(0, 10 * 16)
+    assert list(offsets) == [-(-r * n2 // n1) for r, n1, n2 in zip(read, data.lengths[0], data.lengths[1])]
+    resumed = _data(mix_dir, (0.7, 0.3), 1, 0, 16)
+    resumed.time_shares = True
+    resumed.set_starts([0, 10])  # what a checkpoint restores
+    assert [k for k, _, _ in resumed.rank_pieces(12)[0]] == [k for k, _, _ in data.rank_pieces(12)[0]]
+
+
 def test_a_stop_source_ends_the_run_where_it_runs_out_and_says_so(mix_dir: Path, tmp_path: Path, capsys):
     data = _data(mix_dir, (0.5, 0.5), 1, 0, 16, "64:1", on_exhausted="stop", max_epochs=0.03)
     step, name = data.limit()
@@ -173,6 +188,17 @@ def test_bad_mixtures_and_phases_are_refused_naming_each_problem(mix_dir: Path, 
     assert pretrain_main(_args(mix_dir / "mix.json", out, "--data_dir", str(mix_dir / "a"))) == 2
     assert "--data_dir SHARDS or as --mixture FILE.json (one of them)" in capsys.readouterr().err
     assert not out.exists()  # nothing written
+
+
+def test_a_validation_document_another_source_trains_on_is_warned_about(mix_dir: Path, zh_docs: list[str],
+                                                                         vocab_dir: Path, tmp_path: Path):
+    from roberta_ds.training.sanity import check_mixture_leaks
+
+    # the same documents split at another fraction: some of c's validation documents are a's training documents
+    c = pack_corpus(zh_docs[:100], tmp_path / "c", vocab_dir, "--max_seq_length", "128", "--val_fraction", "0.5")
+    found = check_mixture_leaks([(n, p, read_manifest(p)) for n, p in (("a", mix_dir / "a"), ("c", c))])
+    assert len(found) == 1 and "validation documents of source 'c' are training documents of source 'a'" in found[0]
+    assert check_mixture_leaks([(n, mix_dir / n, read_manifest(mix_dir / n)) for n in ("a", "b")]) == []
 
 
 def test_resuming_with_another_mixture_or_phases_is_refused_naming_what_changed(mix_dir: Path, tmp_path: Path,

@@ -233,6 +233,8 @@ def build_run(cfg: RunConfig) -> PretrainRun:
     if rank == 0:
         for s, m in zip(sources or [None], manifests):
             data_warnings += sanity.check_data(Path(s.dir) if s else root, m)
+        if sources and len(sources) > 1:
+            data_warnings += sanity.check_mixture_leaks([(s.name, Path(s.dir), m) for s, m in zip(sources, manifests)])
     if cfg.masking.wwm and not manifest.wwm:
         raise ValueError(f"--wwm needs shards packed with --wwm; {root} has none (re-run data_tools pack --wwm)")
     seq_len = max(p.seq_len for p in phases) if mixed else (t.max_seq_length or manifest.max_seq_length)

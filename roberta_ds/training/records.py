@@ -6,7 +6,8 @@
 The trainer writes through this module; the sanity checks, the report and the tests read through it.
 Every record carries ``"version"``. Version 1 (files written before this module existed) has no
 ``"version"`` key and the same fields: it reads the same way. Version 3 added ``grad_norm`` to the
-training windows (None when read from an older file). Readers ignore keys they do not know,
+training windows (None when read from an older file); version 4 the mixture and phase fields (``seq_len``,
+``phase``, ``sources``, ``lengths``), written only by runs that have them. Readers ignore keys they do not know,
 so a newer writer's extra fields do not break an older reader.
 
 Loss bookkeeping (the original run's "final loss 0.19" divided a sum reset every 5,000 steps by all
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 
 from roberta_ds.reading.masking import EVAL_MASK_SEED, EVAL_MASKING
 
-VERSION = 3
+VERSION = 4
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 PROBE_NAME = "probe.json"
@@ -107,9 +108,16 @@ def eval_metrics(loss_sum: float, correct: float, masked: float, sequences: floa
 # ---------------------------------------------------------------------------- records
 class _Record:
     KIND: ClassVar[str]
+    ONLY_WHEN_SET: ClassVar[tuple[str, ...]] = ()
+    """Fields written only when they hold a value (what only mixtures and phases fill in): a single-directory
+    run's records stay as they were."""
 
     def to_dict(self) -> dict:
-        return {"kind": self.KIND, "version": VERSION, **asdict(self)}
+        d = asdict(self)
+        for name in self.ONLY_WHEN_SET:
+            if d.get(name) is None:
+                d.pop(name, None)
+        return {"kind": self.KIND, "version": VERSION, **d}
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -126,6 +134,7 @@ class TrainWindow(_Record):
     """Training over one logging window: the steps since the previous window, summed over all ranks."""
 
     KIND: ClassVar[str] = "train"
+    ONLY_WHEN_SET: ClassVar[tuple[str, ...]] = ("seq_len", "phase", "sources")
     step: int
     epoch: int
     loss: float
@@ -157,6 +166,7 @@ class Evaluation(_Record):
     """Held-out metrics at one step (EVAL_DEFINITIONS), with the collapse check and the unigram line."""
 
     KIND: ClassVar[str] = "eval"
+    ONLY_WHEN_SET: ClassVar[tuple[str, ...]] = ("seq_len", "sources", "lengths")
     step: int
     loss: float
     perplexity: float | None = None

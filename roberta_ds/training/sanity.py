@@ -102,6 +102,26 @@ def _hashes(root: Path, manifest: Manifest, split: str) -> np.ndarray | None:
     return np.load(root / rel, allow_pickle=False).astype(np.uint64)
 
 
+def check_mixture_leaks(sources: list[tuple[str, Path, Manifest]]) -> list[str]:
+    """Mixtures: validation documents of one source that are training documents of another (the same article in
+    two corpora: THUCNews and a crawl). Each source's own split is check_data's."""
+    warnings = []
+    for name, root, manifest in sources:
+        if "validation" not in manifest.splits or not manifest.splits["validation"].shards:
+            continue
+        val = _hashes(root, manifest, "validation")
+        if val is None:
+            continue
+        for other, oroot, omanifest in sources:
+            train = _hashes(oroot, omanifest, "train") if other != name else None
+            n = 0 if train is None else int(np.isin(val, train).sum())
+            if n:
+                warnings.append(f"{n:,} of {len(val):,} validation documents of source {name!r} are training "
+                                f"documents of source {other!r}: its held-out numbers are not held out from the "
+                                "mixture (pack the sources from deduplicated inputs)")
+    return warnings
+
+
 def check_data(data_dir: str | Path, manifest: Manifest | None = None) -> list[str]:
     """Validation documents that also occur in the training split (content-hash check against the manifest)."""
     root = Path(data_dir)
