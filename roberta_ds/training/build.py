@@ -273,6 +273,7 @@ def build_run(cfg: RunConfig) -> PretrainRun:
         total_steps = PROJECTION_PLACEHOLDER
         if mixed:
             data.time_shares = True
+            data_limit = data.limit()  # within the first phase; re-computed when the clock starts the next one
     ds_cfg = ds_config.resolve(raw, total_steps=total_steps, world_size=world)
     problems = monitor.place_outputs(ds_cfg, Path(t.output_dir), is_main=rank == 0)
     if problems:

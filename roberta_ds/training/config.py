@@ -135,7 +135,7 @@ class TrainConfig:
             problems.append(f"--mixture {self.mixture}: no such file (a JSON list of sources: README \"Mixtures and "
                             "phases\")")
         if self.phases is not None:
-            from roberta_ds.reading.mixture import parse_phases
+            from roberta_ds.reading.mixture_config import parse_phases
 
             try:
                 parse_phases(self.phases)

@@ -330,7 +330,8 @@ class Trainer:
         run, totals = self.run, self.state.phase_totals
         if not run.mixed:
             return {}
-        out: dict = {"phases": [{"max_seq_length": run.data.specs[k].seq_len, "steps": t["steps"],
+        out: dict = {"epochs_completed": run.data.epochs_done(self.state.step),
+                     "phases": [{"max_seq_length": run.data.specs[k].seq_len, "steps": t["steps"],
                                  "sequences": t["sequences"], "tokens": t["tokens"]} for k, t in enumerate(totals)]}
         if run.cfg.train.mixture:
             epochs = run.data.source_epochs([t["source_sequences"] for t in totals])
