@@ -50,7 +50,7 @@ def _args(mix: Path, out: Path, *extra: str) -> list[str]:
 def reference(mix_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The recipe's uninterrupted 12-step run (checkpoints every 2 steps)."""
     out = tmp_path_factory.mktemp("mix_ref") / "run"
-    assert pretrain_main(_args(mix_dir / "mix.json", out)) == 0
+    assert pretrain_main(_args(mix_dir / "mix.json", out, "--ds", "csv_monitor.enabled=true")) == 0
     return out
 
 
@@ -150,6 +150,10 @@ def test_a_mixture_with_phases_trains_and_reports_per_source_shares_and_held_out
     for name in ("a", "b"):
         sha = json.loads((reference / "effective_config.json").read_text())["data"]["mixture"][name == "b"]
         assert f"mixture source {name}" in card and sha["manifest_sha256"] in card
+    csv = reference / "csv_monitor" / reference.name  # the monitors carry the shares and every held-out loss
+    names = {p.stem for p in csv.glob("*.csv")}
+    assert {"Train_Samples_share_a", "Train_Samples_share_b", "Eval_Samples_loss_a", "Eval_Samples_loss_b",
+            "Eval_Samples_loss_at_64", "Eval_Samples_loss_at_128"} <= names, names
     from roberta_ds.reports.report import write_report
 
     report = write_report([reference])[0].read_text()
