@@ -64,7 +64,8 @@ def load_mixture(path: str | Path) -> list[Source]:
             problems.append(f"{where}: name must be a non-empty word (no spaces or slashes), got {name!r}")
         elif name in names:
             problems.append(f"{where}: the name {name!r} is used by two sources; give each source its own name")
-        names.add(name)
+        else:
+            names.add(name)
         if not isinstance(d, str) or not d:
             problems.append(f"{where}: dir must be a shard directory path")
         else:

@@ -61,6 +61,10 @@ class PretrainRun:
     headline one: the run's final phase)."""
     data_limit: tuple[int, str] | None = None
     """The step at which a 'stop' source runs out, and its name (the run ends there)."""
+    manifests: list[Manifest] | None = None
+    """Mixtures and phases: each source's manifest, in the sources' order."""
+    mixture: list[dict] | None = None
+    """Mixtures and phases: the sources as configured, each with its manifest's sha256 (read once, at build)."""
 
     @property
     def is_main(self) -> bool:
@@ -97,16 +101,10 @@ class PretrainRun:
         out = {"data_dir": str(self.data_dir), "source": self.manifest.source,
                "train_documents": split.documents, "train_sequences": split.sequences, "train_tokens": split.tokens}
         if self.sources and self.cfg.train.mixture:
-            splits = [read_manifest(s.dir).splits["train"] for s in self.sources]
+            splits = [m.splits["train"] for m in self.manifests]
             out.update(train_documents=sum(x.documents for x in splits), train_sequences=sum(x.sequences for x in splits),
-                       train_tokens=sum(x.tokens for x in splits), mixture=self.mixture_record())
+                       train_tokens=sum(x.tokens for x in splits), mixture=self.mixture)
         return out
-
-    def mixture_record(self) -> list[dict] | None:
-        """The mixture's sources as configured, with each manifest's sha256 (the model card lists them)."""
-        if not self.sources:
-            return None
-        return [{**s.to_dict(), "manifest_sha256": sha256_file(Path(s.dir) / MANIFEST_NAME)} for s in self.sources]
 
     def phases_record(self) -> list[dict] | None:
         if not self.mixed:
@@ -134,7 +132,7 @@ class PretrainRun:
                 "steps_per_epoch": self.data.steps_per_epoch,
                 "dropped_sequences_per_epoch": self.data.dropped_per_epoch,
                 "source": self.manifest.source,
-                **({"mixture": self.mixture_record(), "phases": self.phases_record()} if self.mixed else {}),
+                **({"mixture": self.mixture, "phases": self.phases_record()} if self.mixed else {}),
             },
             "world_size": self.world,
             "global_batch": self.layout.global_batch,
@@ -188,10 +186,14 @@ def _open_source(root: Path) -> tuple[Manifest, object, list[str]]:
 def _check_sources(sources: list[Source], manifests: list[Manifest], phases: list[PhaseSpec], wwm: bool) -> list[str]:
     """What keeps the sources from training together in this run: a tokenizer that differs from the first source's
     (vocab hash, special ids), a phase longer than a source's packed length, --wwm on shards without word starts."""
-    problems, first = [], sources[0].name
+    problems, named_first = [], False
     for s, m in zip(sources, manifests):
         if s is not sources[0]:
-            problems += [f"source {s.name!r}: tokenizer {c}" for c in m.tokenizer.conflicts(manifests[0].tokenizer)]
+            tokenizer = [f"source {s.name!r}: tokenizer {c}" for c in m.tokenizer.conflicts(manifests[0].tokenizer)]
+            if tokenizer and not named_first:
+                problems.append(f"(tokenizers are compared with the first source, {sources[0].name!r})")
+                named_first = True
+            problems += tokenizer
         too_long = sorted({p.seq_len for p in phases if p.seq_len > m.max_seq_length})
         if too_long:
             problems.append(f"source {s.name!r} ({s.dir}) is packed at {m.max_seq_length} tokens, shorter than the "
@@ -199,8 +201,6 @@ def _check_sources(sources: list[Source], manifests: list[Manifest], phases: lis
                             "the longest length serve every shorter phase)")
         if wwm and not m.wwm:
             problems.append(f"source {s.name!r}: --wwm needs shards packed with --wwm (re-run data_tools pack --wwm)")
-    if len(problems) and len(sources) > 1:
-        problems.insert(0, f"(tokenizers are compared with the first source, {first!r})")
     return problems
 
 
@@ -308,7 +308,9 @@ def build_run(cfg: RunConfig) -> PretrainRun:
         seq_len=seq_len, layout=layout, train_stream=train_stream, data=data, eval_stream=eval_stream, ds_cfg=ds_cfg,
         precision=precision, hf_config=hf_config, engine=engine, scheduler=scheduler, total_steps=total_steps,
         warm_start_report=warm_start_report, data_warnings=data_warnings, sources=sources,
-        eval_streams=eval_streams or None, data_limit=data_limit,
+        eval_streams=eval_streams or None, data_limit=data_limit, manifests=manifests if mixed else None,
+        mixture=[{**s.to_dict(), "manifest_sha256": sha256_file(Path(s.dir) / MANIFEST_NAME)} for s in sources]
+        if mixed else None,
     )
 
 

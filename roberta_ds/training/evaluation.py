@@ -145,7 +145,8 @@ def evaluate_sources(engine, streams: dict[int, dict[str, ShardStream]], layout:
     short = ("loss", "perplexity", "accuracy", "masked_tokens", "sequences", "unigram_nats", "below_unigram")
     out["sources"] = {name: {k: r[k] for k in short} for name, r in parts.items()}
     if len(results) > 1:
-        out["lengths"] = {str(L): {**{k: combine(by)[k] for k in ("loss", "accuracy", "masked_tokens")},
+        totals = {L: combine(by) for L, by in results.items()}
+        out["lengths"] = {str(L): {**{k: totals[L][k] for k in ("loss", "accuracy", "masked_tokens")},
                                    "sources": {n: {k: r[k] for k in short} for n, r in by.items()}}
                           for L, by in results.items()}
     out["seq_len"] = headline

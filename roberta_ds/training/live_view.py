@@ -53,39 +53,35 @@ class LiveView:
 
     # ------------------------------------------------------------------ events
     def header(self, warnings: list[str]) -> None:
-        run, t = self.run, self.run.cfg.train
+        run, t, d = self.run, self.run.cfg.train, self.run.data
         if not self.shown:
             return
-        d = run.data
-        if run.mixed:
-            self._mixed_header()
-            self.warn(warnings)
-            return
-        self.console.print(
-            f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), precision "
-            f"{run.precision}, ZeRO stage {zero_stage(run.ds_cfg)}, optimizer {engine.optimizer_implementation(run.engine)}\n"
-            + (f"{engine.LAUNCH.describe()}\n" if engine.LAUNCH is not None else "")
-            + f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, global batch "
-            f"{run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation {run.layout.grad_accum} "
-            f"x {run.world} rank(s); {d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch "
-            f"left over and skipped); "
-            + (f"{self.cadence.total_steps} steps in all\n" if run.budget_s is None else
-               f"time budget {t.time_budget} (the step count follows the clock)\n")
-            + f"effective configs (all of them): {run.out / EFFECTIVE_CONFIG_NAME}"
-        )
-        self.console.print("effective DeepSpeed config: " + json.dumps(run.ds_cfg, sort_keys=True))
-        self.warn(warnings)
-        if run.warm_start_report:
-            self.console.print(f"warm start from {t.init_from}: {run.warm_start_report}")
-
-    def _mixed_header(self) -> None:
-        run, t, d = self.run, self.run.cfg.train, self.run.data
         lines = [f"roberta-ds: {run.cfg.model.model_size} ({run.cfg.model.architecture()}), {run.world} rank(s), "
                  f"precision {run.precision}, ZeRO stage {zero_stage(run.ds_cfg)}, optimizer "
                  f"{engine.optimizer_implementation(run.engine)}"]
         if engine.LAUNCH is not None:
             lines.append(engine.LAUNCH.describe())
-        weights = sum(s.weight for s in run.sources)
+        batch = (f"global batch {run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation "
+                 f"{run.layout.grad_accum} x {run.world} rank(s)")
+        steps = (f"{self.cadence.total_steps} steps in all" if run.budget_s is None else
+                 f"time budget {t.time_budget} (the step count follows the clock)")
+        if run.mixed:
+            lines += self._mixture_lines() + [f"{batch}; {steps}"]
+        else:
+            lines.append(f"data: {len(run.train_stream):,} training sequences of {run.seq_len} tokens, {batch}; "
+                         f"{d.steps_per_epoch} steps/epoch ({d.dropped_per_epoch} sequences per epoch left over and "
+                         f"skipped); {steps}")
+        lines.append(f"effective configs (all of them): {run.out / EFFECTIVE_CONFIG_NAME}")
+        self.console.print("\n".join(lines))
+        self.console.print("effective DeepSpeed config: " + json.dumps(run.ds_cfg, sort_keys=True))
+        self.warn(warnings)
+        if run.warm_start_report:
+            self.console.print(f"warm start from {t.init_from}: {run.warm_start_report}")
+
+    def _mixture_lines(self) -> list[str]:
+        """Mixtures and phases: a line per source (weight, sequences, what happens when it runs out) and per phase."""
+        run, d = self.run, self.run.data
+        lines, weights = [], sum(s.weight for s in run.sources)
         for s, n in zip(run.sources, d.lengths[0]):
             lines.append(f"source {s.name}: {s.dir}, weight {s.weight:g} ({s.weight / weights:.1%} of each batch's "
                          f"sequences), {n:,} training sequences of {d.specs[0].seq_len} tokens, "
@@ -95,13 +91,7 @@ class LiveView:
             when = (f"from step {p.start}" if p.start is not None else
                     f"from {sum(x.share for x in d.specs[:k]):.0%} of the time budget")
             lines.append(f"phase {k + 1}: {p.seq_len} tokens, {p.share:.0%} of the run, {when}")
-        lines.append(f"global batch {run.layout.global_batch} = micro {run.layout.micro_batch} x accumulation "
-                     f"{run.layout.grad_accum} x {run.world} rank(s); "
-                     + (f"{self.cadence.total_steps} steps in all" if run.budget_s is None else
-                        f"time budget {t.time_budget} (the step count follows the clock)"))
-        lines.append(f"effective configs (all of them): {run.out / EFFECTIVE_CONFIG_NAME}")
-        self.console.print("\n".join(lines))
-        self.console.print("effective DeepSpeed config: " + json.dumps(run.ds_cfg, sort_keys=True))
+        return lines
 
     def phase(self, k: int, step: int) -> None:
         if self.shown and len(self.run.data.specs) > 1:
