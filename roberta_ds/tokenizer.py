@@ -13,8 +13,8 @@ then checked against the file's line count.
 from __future__ import annotations
 
 import copy
-
 import hashlib
+import json
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -64,6 +64,51 @@ def handoff_tokenizer(tokenizer: PreTrainedTokenizerBase, *, max_tokens: int, to
         tokenizer_object=backend, model_max_length=max_tokens, model_input_names=names,
         unk_token=tokenizer.unk_token, sep_token=tokenizer.sep_token, pad_token=tokenizer.pad_token,
         cls_token=tokenizer.cls_token, mask_token=tokenizer.mask_token)
+
+
+HANDOFF_CLASS = "PreTrainedTokenizerFast"
+"""The tokenizer class an export names. The one name every transformers version from 4.40 to 5.x builds straight from
+tokenizer.json, the character table included: 5.x's BertTokenizer(Fast) rebuilds BERT's normalizer from
+do_lower_case & co. and drops the table (a “ becomes [UNK]); 4.x does not know 5.x's "TokenizersBackend"."""
+
+
+def save_handoff_tokenizer(tokenizer: PreTrainedTokenizerBase, out: str | Path, *, max_tokens: int, token_types: int,
+                           normalize: bool = True) -> None:
+    """``handoff_tokenizer`` saved the way every client loads it: tokenizer.json (the normalizer with the table),
+    a tokenizer_config.json naming HANDOFF_CLASS and carrying BERT's flags (do_lower_case, tokenize_chinese_chars,
+    strip_accents) for the slow BertTokenizer, and vocab.txt (one token per line in id order, the same ids) for the
+    code written for hfl's checkpoints: the slow BertTokenizer, jieba/LTP whole-word tools, TF/Paddle ports."""
+    out = Path(out)
+    handoff_tokenizer(tokenizer, max_tokens=max_tokens, token_types=token_types,
+                      normalize=normalize).save_pretrained(str(out))
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.pop("backend", None)  # 5.x's loader hint; 4.x would keep it as an unknown init argument
+    config.update(tokenizer_class=HANDOFF_CLASS, **bert_flags(tokenizer))
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "vocab.txt").write_text(vocab_lines(tokenizer), encoding="utf-8")
+
+
+def bert_flags(tokenizer: PreTrainedTokenizerBase) -> dict:
+    """BERT's normalizer settings as the slow BertTokenizer's arguments, read from the fast tokenizer's BertNormalizer
+    (BERT's defaults where it has none)."""
+    state = json.loads(tokenizer.backend_tokenizer.to_str()).get("normalizer") or {}
+    steps = state.get("normalizers", [state]) if state.get("type") == "Sequence" else [state]
+    bert = next((s for s in steps if s.get("type") == "BertNormalizer"), {})
+    return {"do_lower_case": bert.get("lowercase", True), "tokenize_chinese_chars": bert.get("handle_chinese_chars", True),
+            "strip_accents": bert.get("strip_accents")}
+
+
+def vocab_lines(tokenizer: PreTrainedTokenizerBase) -> str:
+    """vocab.txt: token i on line i. Raises when the ids are not 0..n-1 or a token holds a line break (the file could
+    not give the same ids back)."""
+    by_id = sorted((i, t) for t, i in tokenizer.get_vocab().items())
+    gaps = [i for n, (i, _) in enumerate(by_id) if i != n]
+    broken = [t for _, t in by_id if "\n" in t or "\r" in t]
+    if gaps or broken:
+        raise TokenizerError(f"the vocabulary cannot be written as vocab.txt: ids not 0..{len(by_id) - 1} (first "
+                             f"gap at {gaps[:1]}) or tokens with line breaks {broken[:3]}")
+    return "".join(t + "\n" for _, t in by_id)
 
 
 class TokenizerError(ValueError):

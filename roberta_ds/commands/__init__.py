@@ -15,7 +15,7 @@ from pathlib import Path
 
 LAUNCHER_FORM = {"pretrain": "deepspeed launcher/pretrain.py", "evaluate": "python launcher/evaluate.py",
                  "export": "python launcher/export.py", "report": "python launcher/report.py",
-                 "probe": "python launcher/probe.py"}
+                 "probe": "python launcher/probe.py", "check_clients": "python launcher/check_clients.py"}
 """How each command is written in the README and in --help when it was not started by its console script."""
 
 

@@ -148,6 +148,13 @@ tokenizer = AutoTokenizer.from_pretrained("PATH_TO_THIS_DIRECTORY")
 model = AutoModelForMaskedLM.from_pretrained("PATH_TO_THIS_DIRECTORY")
 print(pipeline("fill-mask", model=model, tokenizer=tokenizer)("今天北京的天气[MASK]好。"))
 ```
+
+Loads with transformers 4.40 to 5.x. `AutoTokenizer` reads `tokenizer.json`, whose normalizer maps the characters
+the vocab lacks (“ ” ‘ ’ — – ― …) to ones it has, as pretraining did. `vocab.txt` holds the same ids for the slow
+`BertTokenizer` and tools that read a vocab file; they (and transformers 5's `BertTokenizer`) apply BERT's normalizer
+only, so map those characters first (“ ” to ", ‘ ’ to ', — – ― to -, … to ...). ONNX: `optimum-cli export onnx
+--model PATH_TO_THIS_DIRECTORY --task fill-mask onnx/` (optimum-onnx); sentence embeddings:
+`SentenceTransformer("PATH_TO_THIS_DIRECTORY")` (mean pooling).
 """
 
 

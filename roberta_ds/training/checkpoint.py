@@ -32,7 +32,7 @@ import torch
 from roberta_ds.training.collective import any_rank
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
-from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, handoff_tokenizer
+from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, save_handoff_tokenizer
 
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
@@ -430,8 +430,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str
     claim_dir(out, "roberta-ds export", EXPORT_ENTRIES, flag="export directory", what="a roberta-ds export", clean=False)
     model.save_pretrained(str(out))
     tok = AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
-    handoff_tokenizer(tok, max_tokens=positions, token_types=types,
-                      normalize=_packed_with_normalization(tag_dir)).save_pretrained(str(out))
+    save_handoff_tokenizer(tok, out, max_tokens=positions, token_types=types,
+                           normalize=_packed_with_normalization(tag_dir))
     record_entries(out, "roberta-ds export", EXPORT_ENTRIES | {p.name for p in out.iterdir()} - {MARKER_NAME})
     return out
 
