@@ -27,7 +27,7 @@ SPLITS=train,dev
   python -m data_tools pack --format inews --inews_splits "$SPLITS" --output "$OUT/shards" \
     --tokenizer_path "$OUT/tokenizer" --max_seq_length 128 --val_fraction 0.02 --workers 2
 
-# 3. Pretrain with the short-run recipe (README, "The short-run recipe"): engine settings in
+# 3. Pretrain with the short-run recipe (docs/guide.md, "The short-run recipe"): engine settings in
 #    ds_configs/zero2_short_run.json, the rest in these flags. One CPU process here; --num_gpus N on a GPU machine.
 deepspeed --num_gpus 1 launcher/pretrain.py --ds_config ds_configs/zero2_short_run.json \
   --data_dir "$OUT/shards" --output_dir "$OUT/run" --model_size tiny --dropout 0 --position_init sinusoid --mask_prob 0.15 \
@@ -41,7 +41,7 @@ python launcher/evaluate.py --model "$OUT/run/final_model" --data_dir "$OUT/shar
 #    test on inews test, two tasks: the 3 news classes, and title-article matching (a sentence pair: is this the
 #    title's article, or another of its class?), from the pretrained encoder and from random initialisation with
 #    the same budget. Here one seed on all the training data (about 100 s; the whole demo took 11 min 50 s);
-#    PROBE_REPEATS=3 PROBE_FRACTIONS=0.1,1 runs the grid the README reports (3 seeds x 10 % and 100 % of the
+#    PROBE_REPEATS=3 PROBE_FRACTIONS=0.1,1 runs the grid docs/measurements.md reports (3 seeds x 10 % and 100 % of the
 #    training data: about 10 minutes more on 2 cores), so that each gain reads against its spread over seeds.
 python launcher/probe.py --model "$OUT/run/final_model" --train inews:train --test inews:test \
   --max_length 128 --max_steps 200 --batch_size 32 --lr 5e-4 \

@@ -22,4 +22,4 @@ LAUNCHER_FORM = {"pretrain": "deepspeed launcher/pretrain.py", "evaluate": "pyth
 def prog(name: str) -> str:
     """The command's name in its --help usage line: how the user started it."""
     invoked = Path(sys.argv[0]).name
-    return invoked if invoked == f"roberta-ds-{name}" else LAUNCHER_FORM[name]
+    return invoked if invoked == f"roberta-ds-{name.replace('_', '-')}" else LAUNCHER_FORM[name]

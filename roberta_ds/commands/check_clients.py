@@ -13,7 +13,7 @@ Checks (each reported as ok, failed with the error, or not installed):
                          torch's on the same batch (max |difference| over the real tokens, at most --onnx_tolerance)
   sentence-transformers  SentenceTransformer(DIR).encode (mean pooling over the encoder's last layer)
 
-Stock libraries only: nothing of roberta-ds is imported, so the check runs in a colleague's environment (transformers
+Stock libraries only: nothing of roberta-ds is imported (but the package's stdlib-only __init__ files), so the check runs in a colleague's environment (transformers
 4.40 to 5.x) from a checkout that was never installed. ``--out`` writes the results and the masked-LM logits of a
 fixed batch (``--logits FILE.npy``), so two environments' predictions can be compared number for number.
 """
@@ -161,7 +161,9 @@ def _quiet() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python launcher/check_clients.py", description=__doc__.split("\n\n")[0],
+    from roberta_ds.commands import prog  # the package's __init__ and this: stdlib only
+
+    p = argparse.ArgumentParser(prog=prog("check_clients"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("model", help="an exported model directory (RUN/final_model, or `launcher/export.py` output)")
     p.add_argument("--clients", help=f"comma-separated clients to check, each of which must be installed ("
