@@ -49,6 +49,10 @@ class LabelledConfig:
     """Share of each label held out for testing when --test is omitted (seeded, stratified)."""
     max_train_examples: int | None = None
     """Use only the first N training examples (after the split)."""
+    pair_negatives: str = "same_class"
+    """The pair task's mismatches: the body of another article of the title's class (same_class: the class alone
+    cannot tell a match from a mismatch) or of any other article (any: as BERT's next-sentence pairs; most mismatches
+    change topic, so a model from scratch can learn them)."""
     tasks: tuple[str, ...] = ("auto",)
     """single (classify each text), pair (title-article matching, from articles: a THUCNews tree or inews), or
     auto: single, and pair when the sources are articles."""
@@ -79,6 +83,8 @@ class LabelledConfig:
             plain = next(v for v in (self.train, self.test) if v is not None and not _articles(v))
             problems.append(f"--tasks pair: {plain} holds text<TAB>label lines, no article bodies; title-article "
                             "matching needs a THUCNews tree or inews:SPLIT")
+        if self.pair_negatives not in PAIR_NEGATIVES:
+            problems.append(f"--pair_negatives {self.pair_negatives}: choose {' or '.join(PAIR_NEGATIVES)}")
         if not 0.0 < self.test_fraction < 1.0:
             problems.append(f"--test_fraction {self.test_fraction}: must be in (0, 1)")
         if problems:
@@ -102,6 +108,7 @@ class LabelledConfig:
 
 
 TASKS = ("single", "pair")
+PAIR_NEGATIVES = ("same_class", "any")
 
 
 def _articles(source: str) -> bool:
@@ -184,9 +191,11 @@ def load_pairs(cfg: LabelledConfig, seed: int) -> tuple[list[tuple[str, str, str
     """The pair task's train and test examples (title_article_pairs) from the same sources and split as load()'s,
     and how they were made, in words."""
     train, test, split = _train_test(cfg, seed, read_titled)
+    other = "another article of its class" if cfg.pair_negatives == "same_class" else "any other article"
     how = (f"title-article matching on {split}: each article's title with its own body (match) and with the body "
-           f"of another article of its class (mismatch), drawn with seed {seed}")
-    return title_article_pairs(train, seed), title_article_pairs(test, seed), how
+           f"of {other} (mismatch), drawn with seed {seed}")
+    return (title_article_pairs(train, seed, cfg.pair_negatives), title_article_pairs(test, seed, cfg.pair_negatives),
+            how)
 
 
 def read_labelled(path: str | Path, stats: ReadStats | None = None) -> Pairs:
@@ -263,18 +272,19 @@ def read_titled(path: str | Path, stats: ReadStats | None = None) -> Titled:
     return out
 
 
-def title_article_pairs(articles: Titled, seed: int) -> list[tuple[str, str, str]]:
+def title_article_pairs(articles: Titled, seed: int, negatives: str = "same_class") -> list[tuple[str, str, str]]:
     """The sentence-pair task: does this article belong to this title? Each article gives (its title, its body,
-    "match") and (its title, the body of another article of the same class, "mismatch"), the other drawn with a
-    seeded generator: balanced by construction, and the class alone cannot tell a match from a mismatch.
-    Articles alone in their class give no pair."""
+    "match") and (its title, the body of another article, "mismatch"), the other drawn with a seeded generator:
+    balanced by construction. ``negatives`` "same_class" draws the other from the title's class, so the class alone
+    cannot tell a match from a mismatch (articles alone in their class give no pair); "any" from all articles."""
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[int]] = {}
     for i, (_, _, y) in enumerate(articles):
         by_label.setdefault(y, []).append(i)
+    everyone = list(range(len(articles)))
     out = []
     for i, (title, body, y) in enumerate(articles):
-        same = by_label[y]
+        same = by_label[y] if negatives == "same_class" else everyone
         if len(same) < 2:
             continue
         j = same[int(rng.integers(len(same) - 1))]

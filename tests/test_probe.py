@@ -171,6 +171,12 @@ def test_the_pair_task_matches_titles_to_articles_of_the_same_class(zh_docs, tmp
         assert (body == own[title]) == (y == "match")
         # the negative is another article of the same class: the class alone cannot tell them apart
         assert label_of_body[body] == label_of_body[own[title]]
+    # --pair_negatives any: the mismatch is any other article's body (BERT's next-sentence pairs), here often of the
+    # other class; still balanced and never the title's own body
+    anyone = title_article_pairs(articles, seed=5, negatives="any")
+    assert len(anyone) == 120 and sum(y == "match" for *_, y in anyone) == 60
+    assert all((body == own[title]) == (y == "match") for title, body, y in anyone)
+    assert 10 < sum(label_of_body[b] != label_of_body[own[t]] for t, b, y in anyone if y == "mismatch") < 50
     with pytest.raises(ValueError, match="no article bodies; the pair task"):
         read_titled(tmp_path / "lines.txt")
     # --tasks auto (the default): the pair task whenever the sources are articles
