@@ -5,7 +5,10 @@ near-duplicates) at several sizes; for each, in the same run, on the same file, 
 - `data_tools pack --near_dedup` (the same, plus planted near-duplicates dropped and unique documents dropped),
 - what run_mlm users pack with: `datasets.load_dataset("json")` -> `map(tokenize, batched, num_proc)` ->
   `map(group_texts)` -> `save_to_disk`,
-- `data_tools build-vocab --workers` on the same file.
+- `data_tools build-vocab --workers` on the same file,
+- with `--arms ...,neardups,dtneardups`: `data_tools near-dups` inline (rensa's index in memory) and on datatrove's
+  local executor (one signature task in one process), each with the share of planted copies and of the other
+  documents its drop list holds, and the peak RSS growth per added document between the first and last size.
 
     python bench/pack_scale.py [--sizes_mb 15 30 60] [--workers 2] [--tokenizer_path tests/data/chinese-bert-vocab.txt]
 
@@ -112,10 +115,28 @@ def arm_vocab(src: Path, out: Path, workers: int) -> dict:
     return {"seconds": time.perf_counter() - t0, **_rss()}
 
 
+def arm_near_dups(src: Path, out: Path, workers: int, executor: str) -> dict:
+    """`data_tools near-dups`: inline (rensa, one index in memory) or on datatrove's local executor (one signature
+    task, run in this process: the worst case for memory, every document's signature sorted by one task)."""
+    from rich.console import Console
+
+    from data_tools.config import NearDupsConfig
+    from data_tools.near_dups_job import run_near_dups
+    from data_tools.readers import ReaderConfig
+
+    t0 = time.perf_counter()
+    extra = {"executor": "local", "tasks": 1} if executor == "datatrove" else {}
+    run_near_dups(NearDupsConfig(ReaderConfig("jsonl", src), out, workers=1 if extra else workers, **extra),
+                  Console(stderr=True, quiet=True))
+    return {"seconds": time.perf_counter() - t0, **_rss()}
+
+
 def child(argv: list[str]) -> None:
     arm, src, out, tok, workers = argv[0], Path(argv[1]), Path(argv[2]), argv[3], int(argv[4])
     if arm in ("pack", "near", "part8"):
         r = arm_pack(src, out, tok, workers, arm == "near", "1/8" if arm == "part8" else None)
+    elif arm in ("neardups", "dtneardups"):
+        r = arm_near_dups(src, out, workers, "datatrove" if arm == "dtneardups" else "inline")
     elif arm == "datasets":
         r = arm_datasets(src, out, tok, workers)
     else:
@@ -145,6 +166,20 @@ def near_recall(out: Path, src: Path, planted: list[int]) -> tuple[float, float]
     dropped_planted = sum(hashes[i] not in kept for i in planted)
     dropped_other = sum(h not in kept for i, h in enumerate(hashes) if i not in p)
     return dropped_planted / len(planted), dropped_other / (len(hashes) - len(planted))
+
+
+def list_recall(out: Path, src: Path, planted: list[int]) -> tuple[float, float]:
+    """(share of planted copies, share of the other documents) whose content hash a near-dups drop list holds."""
+    from data_tools.near_dedup import DropList
+    from data_tools.normalize import normalize
+    from data_tools.tokenize_worker import doc_hash
+
+    drop = DropList.load(out)
+    hashes = [doc_hash(normalize(json.loads(line)["text"])[0]) for line in src.open(encoding="utf-8")]
+    p = set(planted)
+    listed_planted = sum(hashes[i] in drop for i in planted)
+    listed_other = sum(h in drop for i, h in enumerate(hashes) if i not in p)
+    return listed_planted / len(planted), listed_other / (len(hashes) - len(planted))
 
 
 def main() -> None:
@@ -177,6 +212,8 @@ def main() -> None:
                 row[arm]["runs_s"] = runs
                 if arm == "near":  # deterministic: the same documents in every run
                     row["near"]["planted_dropped"], row["near"]["unique_dropped"] = near_recall(out, src, info["planted"])
+                if arm in ("neardups", "dtneardups"):
+                    row[arm]["planted_dropped"], row[arm]["unique_dropped"] = list_recall(out, src, info["planted"])
                 print(f"{mb:7.1f} MB {arm:9s} {r['seconds']:7.1f} s  {mb / r['seconds']:6.2f} MB/s  "
                       f"{info['documents'] / r['seconds']:8,.0f} docs/s  RSS main {r['rss_main_mib']:6.0f} MiB  "
                       f"worker {r['rss_worker_mib']:6.0f} MiB", flush=True)
@@ -192,6 +229,11 @@ def main() -> None:
                      f"(fastest of {row['pack']['runs_s']} s and {row['datasets']['runs_s']} s);")
         if "pack" in row and "vocab" in row:
             line += f" build-vocab / pack time {row['vocab']['seconds'] / row['pack']['seconds']:.2f}x;"
+        for arm in ("neardups", "dtneardups"):
+            if arm in row:
+                n = row[arm]
+                line += (f" {arm} lists {n['planted_dropped']:.1%} of planted, {n['unique_dropped']:.2%} of the rest "
+                         f"in {n['seconds']:.1f} s;")
         if "near" in row:
             n = row["near"]
             line += (f" near-dedup drops {n['planted_dropped']:.1%} of planted, {n['unique_dropped']:.2%} of the rest, "
@@ -203,6 +245,10 @@ def main() -> None:
         for arm in [x for x in arms if x in first]:
             print(f"{arm}: peak RSS main x{last[arm]['rss_main_mib'] / first[arm]['rss_main_mib']:.2f}, worker "
                   f"x{last[arm]['rss_worker_mib'] / max(first[arm]['rss_worker_mib'], 1):.2f} for x{growth:.1f} corpus")
+            peak = [max(r[arm]["rss_main_mib"], r[arm]["rss_worker_mib"]) * 2**20 for r in (first, last)]
+            print(f"{arm}: peak RSS (the larger of main and worker) grows by "
+                  f"{(peak[1] - peak[0]) / (last['documents'] - first['documents']):,.0f} bytes per added document "
+                  f"({first['documents']:,} -> {last['documents']:,} documents)")
     big = rows[-1]
     if "pack" in big:
         print(extrapolation(big))

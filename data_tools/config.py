@@ -230,12 +230,28 @@ class NearDupsConfig:
     """Documents per pool task."""
     checkpoint_docs: int = 200_000
     """Save the resume state every this many documents read (a killed pass continues from the last one)."""
+    executor: str = field(default="inline", metadata=cli(choices=("inline", "local", "slurm")))
+    """inline: one process indexes every document (rensa; about 2.2 KB of memory per kept document). local / slurm:
+    datatrove's MinHash stages on its LocalPipelineExecutor (--workers processes) or as SLURM job arrays with their
+    dependencies (sbatch), signatures and pairs on disk under OUTPUT/.datatrove (data_tools/dt_near_dups.py)."""
+    tasks: int = 1
+    """local / slurm: signature tasks, each reading every tasks-th input file."""
+    slurm_partition: str | None = None
+    """slurm: the partition the stages' job arrays go to (required with --executor slurm)."""
+    slurm_time: str = "4:00:00"
+    """slurm: each array task's time limit."""
+    slurm_mem_gb: int = 2
+    """slurm: memory per task, in GB."""
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
         problems = (self.quality.problems() + check_threshold(self.near_dedup_threshold)
                     + at_least_one(workers=self.workers, chunk_docs=self.chunk_docs,
-                                   checkpoint_docs=self.checkpoint_docs))
+                                   checkpoint_docs=self.checkpoint_docs, tasks=self.tasks))
+        if self.executor == "slurm" and not self.slurm_partition:
+            problems.append("--executor slurm needs --slurm_partition NAME (the partition the job arrays go to)")
+        if self.executor == "inline" and self.tasks != 1:
+            problems.append(f"--tasks {self.tasks}: the inline pass is one process; use --executor local or slurm")
         if problems:
             raise ValueError("invalid near-dups options:\n  " + "\n  ".join(problems))
 

@@ -78,9 +78,13 @@ class _State:
         tmp.replace(self.dir / "state.json")
 
 
-def run_near_dups(cfg: NearDupsConfig, console: Console | None = None) -> dict:
+def run_near_dups(cfg: NearDupsConfig, console: Console | None = None) -> dict | None:
     console = console or Console(stderr=True)
     check_input(cfg.reader)
+    if cfg.executor != "inline":
+        from data_tools.dt_near_dups import run_stages
+
+        return run_stages(cfg, console)
     options = {**cfg.document_options(), "near_dedup_threshold": cfg.near_dedup_threshold}
     resume = _State(cfg.output, options)
     state = resume.load()

@@ -1,0 +1,335 @@
+"""`data_tools near-dups --executor local|slurm`: the near-duplicate pass at crawl scale, on datatrove's MinHash
+stages and executors (LocalPipelineExecutor; SlurmPipelineExecutor job arrays with their dependencies).
+
+    stage 1  signatures  (--tasks tasks)  the corpus' files, task i reading files i, i+tasks, ...: normalised, empty
+                                          and quality-filtered documents left out (as a pack does), character 5-gram
+                                          MinHash (128 permutations in 16 bands of 8) of the rest; datatrove's
+                                          MinhashDedupSignature writes each band's sorted signatures, and this stage
+                                          also writes, per document, its full signature and its key (file, record,
+                                          content hash) to disk
+    stage 2  buckets     (16 tasks)       datatrove's MinhashDedupBuckets: the pairs that share a band
+    stage 3  clusters    (1 task)         each pair's estimated Jaccard similarity from the full signatures on disk
+                                          (memory-mapped), pairs at or above the threshold joined (union-find); in each
+                                          cluster the document first in the input (file, record) stays and every
+                                          other one's content hash goes to the drop list, except exact copies of the
+                                          one that stays (the pack's exact dedup drops those)
+
+The drop list is the one `pack --drop_list` reads (data_tools.near_dedup.DropList). No stage holds a per-document
+index in memory: stage 1 holds one task's band at a time to sort it (68 bytes per document of the task), stage 2
+streams sorted files, stage 3 holds the union-find of the documents in verified pairs (about 200 bytes per
+near-duplicate). What differs from the in-process pass (--executor inline, rensa): a document is dropped when it is
+in a cluster of pairs at the threshold, not only when it is close to a document kept before it, so a chain A~B~C
+with A and C apart drops both B and C here, and B only there.
+
+Killed? Run the same command again: datatrove skips the tasks it finished (their completion files in
+OUTPUT/.datatrove/logs) and reruns the others from the start of their files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, NGRAM, NUM_PERM, SEED, near_dedup_settings)
+
+WORK = ".datatrove"
+"""Under --output: the stages' files (signatures, pairs) and datatrove's logs and completion files."""
+ROWS = NUM_PERM // BANDS
+KEY = np.dtype([("file", "<u4"), ("record", "<u8"), ("hash", "<u8")])
+"""Per document of a stage-1 task, in its order: the input file's index (in the sorted file list), the document's
+number within that file, and its content hash (tokenize_worker.doc_hash of the normalised text)."""
+_P = np.uint64(1_000_003)
+
+
+def shingle_hashes(text: str) -> np.ndarray:
+    """64-bit hashes of the character NGRAM-grams of ``text`` without whitespace (near_dedup.shingles' n-grams), as
+    the (N, 1) uint64 array datatrove's signature step takes: a polynomial hash of the code points, vectorised."""
+    t = "".join(text.split())
+    c = np.frombuffer(t.encode("utf-32-le"), dtype="<u4").astype(np.uint64) + np.uint64(1)
+    if len(c) < NGRAM:
+        c = np.concatenate([c, np.zeros(NGRAM - len(c), dtype=np.uint64)])
+    with np.errstate(over="ignore"):
+        h = np.zeros(len(c) - NGRAM + 1, dtype=np.uint64)
+        for k in range(NGRAM):
+            h = h * _P + c[k : len(c) - NGRAM + 1 + k]
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return np.unique(h).reshape(-1, 1)
+
+
+def minhash_config():
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.utils.hashing import HashConfig
+
+    return MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=SEED,
+                         hash_config=HashConfig(precision=64, hash_fc="sha1"))
+
+
+def input_files(reader) -> list[str]:
+    """The corpus' files in the pack's order, for the formats read file by file; [] for the others (thucnews, hf,
+    inews), which every task reads whole, keeping every tasks-th document."""
+    from data_tools import readers
+
+    if reader.format not in readers.SUFFIXES:
+        return []
+    return [str(f) for f in readers._files(readers.location(reader.input), readers.SUFFIXES[reader.format])]
+
+
+def _steps():
+    """The datatrove step classes, built on first use (datatrove is imported only when an executor runs)."""
+    from datatrove.data import Document
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.io import get_datafolder
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    class CorpusDocuments(PipelineStep):
+        """Reader: this task's share of the corpus, read by data_tools.readers (every format, compression, URLs),
+        normalised and filtered as a pack does; the documents left out are counted by reason, not passed on."""
+
+        name = "roberta-ds corpus"
+        type = "📖 - READER"
+
+        def __init__(self, reader, normalize: bool, quality, keys_dir: str):
+            super().__init__()
+            self.reader, self.normalize, self.quality, self.keys_dir = reader, normalize, quality, keys_dir
+
+        def run(self, data=None, rank: int = 0, world_size: int = 1):
+            from data_tools import readers
+            from data_tools.normalize import normalize
+            from data_tools.tokenize_worker import doc_hash
+
+            files = input_files(self.reader)
+            stats = readers.ReadStats()
+            if files:
+                mine = [(i, f) for i, f in enumerate(files) if i % world_size == rank]
+                sources = ((i, readers.read_documents(replace(self.reader, input=f), stats)) for i, f in mine)
+            else:
+                sources = iter([(0, (d for n, d in enumerate(readers.read_documents(self.reader, stats))
+                                     if n % world_size == rank))])
+            left_out = {"empty": 0, "quality filters": 0}
+            Path(self.keys_dir).mkdir(parents=True, exist_ok=True)
+            with (Path(self.keys_dir) / f"{rank:05d}.keys").open("wb") as out:  # streamed: nothing kept per document
+                for file_index, docs in sources:
+                    for record, doc in enumerate(docs):
+                        text, _ = normalize(doc.text, self.normalize)
+                        why = "empty" if not text else (
+                            "quality filters" if self.quality.active and self.quality.verdict(doc.text, text) else None)
+                        if why:
+                            left_out[why] += 1
+                            self.stat_update(why)
+                            continue
+                        self.stat_update("documents")
+                        out.write(np.array([(file_index, record, doc_hash(text))], dtype=KEY).tobytes())
+                        yield Document(text=text, id=f"{file_index}/{record}")
+            counts = {"documents_read": stats.documents_read, "left_out": left_out, "reading": stats.to_dict()}
+            (Path(self.keys_dir) / f"{rank:05d}.read.json").write_text(json.dumps(counts), encoding="utf-8")
+
+    class CharMinhashSignature(MinhashDedupSignature):
+        """datatrove's stage 1 with character n-grams for Chinese (no words to make shingles of), and each
+        document's whole signature also kept on disk (NUM_PERM uint64, by document), for stage 3's check."""
+
+        name = "🎯 MinHash signatures (character 5-grams)"
+
+        def __init__(self, output_folder: str, full_dir: str):
+            # MinhashDedupSignature.__init__, less its word tokenizer (spaCy; these shingles are characters)
+            PipelineStep.__init__(self)
+            self.output_folder = get_datafolder(output_folder)
+            self.config = minhash_config()
+            self.num_hashes = self.config.num_buckets * self.config.hashes_per_bucket
+            self._parameters = None
+            self._hash_func = None
+            self.language, self.word_tokenizer, self.skip_existing_sigs = None, None, False
+            self.full_dir = full_dir
+
+        def get_shingles(self, text: str) -> np.ndarray:
+            return shingle_hashes(text)
+
+        def run(self, data, rank: int = 0, world_size: int = 1):
+            Path(self.full_dir).mkdir(parents=True, exist_ok=True)
+            with (Path(self.full_dir) / f"{rank:05d}.sig").open("wb") as full:
+                def signed():
+                    for doc in data:
+                        sig = self.get_signature(self.get_shingles(doc.text))
+                        full.write(np.asarray(sig, dtype="<u8").tobytes())
+                        yield doc
+                super().run(signed(), rank, world_size)
+
+    return CorpusDocuments, CharMinhashSignature
+
+
+def cluster_step(root: str, threshold: float, options: dict, output: str):
+    """Stage 3 as a datatrove step: the pairs of stage 2 checked against the threshold, clustered, the drop list
+    written."""
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.utils.binaryio import read_tuples_from_file
+
+    class Clusters(PipelineStep):
+        name = "🔗 verified clusters -> drop list"
+        type = "🫂 - DEDUP"
+
+        def run(self, data=None, rank: int = 0, world_size: int = 1):
+            work = Path(root)
+            # on disk, memory-mapped: only the pages of documents in candidate pairs are read
+            keys = {int(p.stem): _mapped(p, KEY) for p in sorted((work / "keys").glob("*.keys"))}
+            sigs = {t: _mapped(work / "full" / f"{t:05d}.sig", np.dtype("<u8")).reshape(-1, NUM_PERM)
+                    for t in keys}
+            parent: dict[tuple[int, int], tuple[int, int]] = {}
+
+            def order(node):  # the document's place in the input: the cluster keeps the first
+                t, d = node
+                return int(keys[t]["file"][d]), int(keys[t]["record"][d])
+
+            def find(x):
+                while parent.get(x, x) != x:
+                    parent[x] = parent.get(parent[x], parent[x])
+                    x = parent[x]
+                return x
+
+            pairs = checked = 0
+            for f in sorted((work / "buckets").glob("*.dups")):
+                with f.open("rb") as fh:
+                    for t1, d1, t2, d2 in read_tuples_from_file(fh, "I", "I", "I", "I", lines_to_buffer=4096):
+                        pairs += 1
+                        a, b = (t1, d1), (t2, d2)
+                        ra, rb = find(a), find(b)
+                        if ra == rb:
+                            continue
+                        checked += 1
+                        if float(np.mean(sigs[t1][d1] == sigs[t2][d2])) < threshold:
+                            continue
+                        first, other = (ra, rb) if order(ra) <= order(rb) else (rb, ra)
+                        parent[other] = first
+                        parent.setdefault(first, first)
+            drop, exact, examples, near = set(), 0, [], 0
+            for node in sorted(parent, key=order):
+                root_node = find(node)
+                if root_node == node:
+                    continue
+                h = int(keys[node[0]]["hash"][node[1]])
+                if h == int(keys[root_node[0]]["hash"][root_node[1]]):
+                    exact += 1  # an exact copy of the document kept: the pack's exact dedup drops it
+                    continue
+                near += 1
+                drop.add(h)
+                if len(examples) < 3:
+                    examples.append({"document": _where(order(node)), "near_duplicate_of": _where(order(root_node))})
+            read = [json.loads(p.read_text()) for p in sorted((work / "keys").glob("*.read.json"))]
+            hashes = np.array(sorted(drop), dtype="<u8")
+            out = Path(output)
+            hashes.tofile(out / DROP_HASHES)
+            indexed = sum(len(k) for k in keys.values())
+            info = {
+                "options": options,
+                "near_dedup": {**near_dedup_settings(threshold),
+                               "method": "datatrove MinHash stages (signatures, buckets), candidate pairs checked "
+                                         "against the threshold by estimated Jaccard, clustered (union-find)"},
+                "engine": "datatrove",
+                "documents_read": sum(r["documents_read"] for r in read),
+                "documents_indexed": indexed - near - exact,
+                "documents_dropped": len(hashes),
+                "drops": near,
+                "drops_note": "documents in a cluster of near-duplicates other than its first; exact copies of the "
+                              "first are left to the pack's exact dedup; documents_dropped counts distinct content "
+                              "hashes",
+                "left_out": {"empty": sum(r["left_out"]["empty"] for r in read),
+                             "quality filters": sum(r["left_out"]["quality filters"] for r in read),
+                             "exact duplicates": exact},
+                "candidate_pairs": pairs, "pairs_checked": checked,
+                "examples": examples,
+            }
+            tmp = out / (DROP_INFO + ".tmp")
+            tmp.write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+            tmp.replace(out / DROP_INFO)
+
+    return Clusters()
+
+
+def _where(order: tuple[int, int]) -> dict:
+    return {"file_index": order[0], "record": order[1]}
+
+
+def _mapped(path: Path, dtype: np.dtype) -> np.ndarray:
+    """The file as a read-only array on disk (an empty array for an empty file, which np.memmap refuses)."""
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def executors(cfg, options: dict):
+    """The three stages as datatrove executors (local or SLURM), each depending on the one before."""
+    from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
+
+    CorpusDocuments, CharMinhashSignature = _steps()
+    work = cfg.output / WORK
+    stages = {
+        "signatures": ([CorpusDocuments(cfg.reader, cfg.normalize, cfg.quality, str(work / "keys")),
+                        CharMinhashSignature(str(work / "signatures"), str(work / "full"))], cfg.tasks),
+        "buckets": ([MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"),
+                                         config=minhash_config())], BANDS),
+        "clusters": ([cluster_step(str(work), cfg.near_dedup_threshold, options, str(cfg.output))], 1),
+    }
+    out, before = [], None
+    for name, (pipeline, tasks) in stages.items():
+        logs = str(work / "logs" / name)
+        if cfg.executor == "slurm":
+            ex = SlurmPipelineExecutor(
+                pipeline=pipeline, tasks=tasks, job_name=f"near-dups-{name}", logging_dir=logs, depends=before,
+                partition=cfg.slurm_partition, time=cfg.slurm_time, cpus_per_task=1, mem_per_cpu_gb=cfg.slurm_mem_gb,
+                venv_path=str(Path(sys.prefix) / "bin" / "activate") if sys.prefix != sys.base_prefix else None,
+                skip_completed=True)
+        else:
+            ex = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(cfg.workers, tasks),
+                                       logging_dir=logs, depends=before, skip_completed=True)
+        out.append(ex)
+        before = ex
+    return out
+
+
+def run_stages(cfg, console) -> dict | None:
+    """Run (local) or submit (slurm) the three stages; the drop list's info once written (local), else None."""
+    try:
+        import datatrove  # noqa: F401
+    except ImportError:
+        raise ValueError("--executor local/slurm runs on datatrove: pip install 'roberta-ds[crawl]' "
+                         "(or pip install datatrove)") from None
+    from roberta_ds.owned_dir import claim_dir
+    from roberta_ds.shard_format import source_stamp
+
+    options = cfg.document_options()
+    settings = {"options": options, "threshold": cfg.near_dedup_threshold, "tasks": cfg.tasks}
+    work = cfg.output / WORK
+    previous = work / "settings.json"
+    resuming = previous.exists()
+    claim_dir(cfg.output, "data_tools near-dups", {DROP_HASHES, DROP_INFO, DROP_INFO + ".tmp", WORK}, flag="--output",
+              what="a drop list", clean=not resuming)
+    if resuming:
+        before = json.loads(previous.read_text(encoding="utf-8"))
+        if before != settings:
+            diff = [k for k in settings if before.get(k) != settings[k]]
+            raise ValueError(f"{cfg.output} holds an unfinished near-dups pass with other settings ({', '.join(diff)}); "
+                             "re-run the original command to finish it, or choose a new --output")
+        console.print(f"resuming {cfg.output}: datatrove skips the tasks it finished")
+    work.mkdir(parents=True, exist_ok=True)
+    previous.write_text(json.dumps(settings, ensure_ascii=False), encoding="utf-8")
+    stages = executors(cfg, options)
+    stages[-1].run()  # runs (or submits) the stages it depends on first
+    if cfg.executor == "slurm":
+        ids = ", ".join(f"{ex.job_name} {ex.job_id}" for ex in stages)
+        console.print(f"near-dups: submitted SLURM jobs {ids}; the drop list appears in {cfg.output} "
+                      f"({DROP_INFO}) when the last ends; logs in {work / 'logs'}")
+        if not (cfg.output / DROP_INFO).exists():
+            return None
+    info = json.loads((cfg.output / DROP_INFO).read_text(encoding="utf-8"))
+    info.update(source_stamp("data_tools near-dups"))
+    (cfg.output / DROP_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+    console.print(f"near-dups ({cfg.executor} datatrove executor, {cfg.tasks} signature task(s)): "
+                  f"{info['documents_read']:,} documents read, {info['drops']:,} near-duplicates "
+                  f"(Jaccard >= {cfg.near_dedup_threshold}) in clusters of {info['documents_indexed']:,} kept; left out: "
+                  + ", ".join(f"{k} {v:,}" for k, v in info["left_out"].items()) + f" -> {cfg.output}")
+    return info

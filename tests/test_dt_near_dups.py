@@ -1,0 +1,97 @@
+"""Near-duplicates at crawl scale on datatrove (issue 32): `near-dups --executor local|slurm` runs datatrove's MinHash
+stages (character 5-gram signatures, buckets, verified clusters) and writes the drop list `pack --drop_list` reads;
+planted near-duplicates are dropped, unique documents kept; the SLURM path (stand-in sbatch/srun running the array
+tasks on this host) writes the same list as the local one, for any number of tasks; a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from data_tools.cli import main
+from data_tools.near_dedup import DROP_HASHES, DROP_INFO, DropList
+from data_tools.normalize import normalize
+from data_tools.tokenize_worker import doc_hash
+
+sys.path.insert(0, str(REPO / "bench"))
+from synthetic_crawl import recombined, sentences, with_planted  # noqa: E402
+
+
+
+FILE = 83
+"""Documents per file (330 in 4 files)."""
+
+
+@pytest.fixture(scope="module")
+def crawl_files(zh_docs, tmp_path_factory) -> tuple[Path, list[str], list[int]]:
+    """300 recombined documents and 30 planted near-copies (5 characters changed, a footer added), in 4 JSONL files."""
+    docs, planted = with_planted(recombined(sentences(zh_docs), 300, seed=3), 30, seed=4)
+    root = tmp_path_factory.mktemp("crawl")
+    for f in range(4):  # consecutive stretches of the crawl: every copy still comes after its original
+        (root / f"part-{f}.jsonl").write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n"
+                                                      for d in docs[FILE * f: FILE * (f + 1)]), encoding="utf-8")
+    return root, docs, planted
+
+
+def near_dups(crawl: Path, out: Path, *extra: str) -> int:
+    return main(["near-dups", "--format", "jsonl", "--input", str(crawl), "--output", str(out), *extra])
+
+
+def test_datatrove_stages_drop_the_planted_near_duplicates(crawl_files, tmp_path):
+    crawl, docs, planted = crawl_files
+    out = tmp_path / "local"
+    assert near_dups(crawl, out, "--executor", "local", "--tasks", "3", "--workers", "2") == 0
+    drop = DropList.load(out)
+    hs = [doc_hash(normalize(d)[0]) for d in docs]
+    planted_set = set(planted)
+    dropped_planted = sum(hs[i] in drop for i in planted)
+    dropped_unique = sum(h in drop for i, h in enumerate(hs) if i not in planted_set)
+    assert dropped_planted >= 0.9 * len(planted), dropped_planted
+    assert dropped_unique <= 0.01 * (len(docs) - len(planted)), dropped_unique
+    info = drop.info
+    assert info["engine"] == "datatrove" and info["documents_read"] == len(docs)
+    assert info["documents_dropped"] == len(drop.hashes) == dropped_planted + dropped_unique
+    assert info["drops"] + info["documents_indexed"] + info["left_out"]["exact duplicates"] == len(docs)
+    # an example names a dropped document and the one it duplicates, which stays (its hash is not in the list)
+    position = [FILE * e[k]["file_index"] + e[k]["record"] for e in info["examples"]
+                for k in ("document", "near_duplicate_of")]
+    assert info["examples"] and all(hs[i] in drop for i in position[0::2])
+    assert not any(hs[i] in drop for i in position[1::2])
+
+
+@pytest.mark.slow  # three stages submitted as job arrays, each task a process with datatrove imported
+def test_the_slurm_path_writes_the_local_runs_list_for_any_number_of_tasks(crawl_files, tmp_path, monkeypatch):
+    crawl, _, _ = crawl_files
+    monkeypatch.setenv("PATH", str(REPO / "tests" / "fake_slurm") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("FAKE_SBATCH_LOG", str(tmp_path / "sbatch.log"))
+    assert near_dups(crawl, tmp_path / "local", "--executor", "local", "--tasks", "2") == 0
+    assert near_dups(crawl, tmp_path / "slurm", "--executor", "slurm", "--tasks", "4", "--slurm_partition", "cpu") == 0
+    log = (tmp_path / "sbatch.log").read_text()
+    assert "FAILED" not in log, log[-3000:]
+    assert log.count("== job ") >= 4 + 16 + 1  # the signature array, the 16 bucket tasks, the clusters task
+    local, slurm = (tmp_path / "local" / DROP_HASHES).read_bytes(), (tmp_path / "slurm" / DROP_HASHES).read_bytes()
+    assert slurm == local and len(local) > 0
+    info = json.loads((tmp_path / "slurm" / DROP_INFO).read_text())
+    assert info["engine"] == "datatrove"
+
+
+def test_a_rerun_resumes_and_other_settings_are_refused(crawl_files, tmp_path, capsys):
+    crawl, _, _ = crawl_files
+    out = tmp_path / "list"
+    assert near_dups(crawl, out, "--executor", "local", "--tasks", "2") == 0
+    first = (out / DROP_HASHES).read_bytes()
+    (out / DROP_INFO).unlink()  # as if killed before the last stage finished
+    (out / ".datatrove" / "logs" / "clusters" / "completions" / "00000").unlink()
+    assert near_dups(crawl, out, "--executor", "local", "--tasks", "2") == 0
+    assert (out / DROP_HASHES).read_bytes() == first and "resuming" in capsys.readouterr().err
+    assert near_dups(crawl, out, "--executor", "local", "--tasks", "3") == 2
+    assert "holds an unfinished near-dups pass with other settings (tasks)" in capsys.readouterr().err
+    assert main(["near-dups", "--format", "jsonl", "--input", str(crawl), "--output", str(tmp_path / "x"),
+                 "--executor", "slurm"]) == 2
+    assert "--executor slurm needs --slurm_partition" in capsys.readouterr().err
