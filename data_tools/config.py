@@ -55,9 +55,26 @@ class PackConfig:
     """I/N: pack only part I of N (1-based, e.g. 2/3) for packing on several machines; a document's part is its
     content hash modulo N, so duplicates share a part and the train/validation split is unchanged. Every part
     reads the whole input; `data_tools merge` joins the N part directories. Default: the whole input."""
+    part_by: str = field(default="hash", metadata=cli(choices=("hash", "files")))
+    """How --part I/N shares the input: hash (above: every part reads everything) or files: part I reads only input
+    files I, I+N, I+2N, ... (in the sorted file list) and drops the exact copies of documents read earlier, in any
+    part, that --drop_list lists: a list from `near-dups --executor local|slurm`, whose pass over the whole input
+    finds them. The merged parts keep the documents one pack with that --drop_list keeps, with its split."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.part_by == "files":
+            from data_tools.readers import SUFFIXES
+
+            if self.part is None or self.drop_list is None:
+                problems.append("--part_by files needs --part I/N and --drop_list DIR from `data_tools near-dups "
+                                "--executor local` (or slurm): its pass over the whole input lists the exact copies "
+                                "across parts")
+            if self.reader.format not in SUFFIXES:
+                problems.append(f"--part_by files: --format {self.reader.format} is not read file by file; use "
+                                "--part_by hash")
+        elif self.part_by != "hash":
+            problems.append(f"--part_by {self.part_by!r}: choose hash or files")
         if self.part is not None:
             try:
                 parse_part(self.part)
@@ -101,6 +118,7 @@ class PackConfig:
             **({"quality": asdict(self.quality)} if self.quality.active else {}),
             **({"near_dedup_threshold": self.near_dedup_threshold} if self.near_dedup else {}),
             **({"drop_list": str(self.drop_list)} if self.drop_list is not None else {}),
+            **({"part_by": self.part_by} if self.part_by != "hash" else {}),
         }
 
     def document_options(self) -> dict:
@@ -231,7 +249,7 @@ class NearDupsConfig:
     checkpoint_docs: int = 200_000
     """Save the resume state every this many documents read (a killed pass continues from the last one)."""
     executor: str = field(default="inline", metadata=cli(choices=("inline", "local", "slurm")))
-    """inline: one process indexes every document (rensa; about 2.2 KB of memory per kept document). local / slurm:
+    """inline: one process indexes every document (rensa; 2-3 KB of memory per kept document). local / slurm:
     datatrove's MinHash stages on its LocalPipelineExecutor (--workers processes) or as SLURM job arrays with their
     dependencies (sbatch), signatures and pairs on disk under OUTPUT/.datatrove (data_tools/dt_near_dups.py)."""
     tasks: int = 1

@@ -2,11 +2,11 @@
 stages and executors (LocalPipelineExecutor; SlurmPipelineExecutor job arrays with their dependencies).
 
     stage 1  signatures  (--tasks tasks)  the corpus' files, task i reading files i, i+tasks, ...: normalised, empty
-                                          and quality-filtered documents left out (as a pack does), character 5-gram
-                                          MinHash (128 permutations in 16 bands of 8) of the rest; datatrove's
-                                          MinhashDedupSignature writes each band's sorted signatures, and this stage
-                                          also writes, per document, its full signature and its key (file, record,
-                                          content hash) to disk
+                                          and quality-filtered documents left out (as a pack does), the inline pass's
+                                          MinHash of the rest (rensa, character 5-grams, 128 permutations) in 16 bands
+                                          of 8; datatrove's MinhashDedupSignature writes each band's sorted
+                                          signatures, and this stage also writes, per document, its full signature
+                                          (512 bytes) and its key (file, record, content hash) to disk
     stage 2  buckets     (16 tasks)       datatrove's MinhashDedupBuckets: the pairs that share a band
     stage 3  clusters    (1 task)         each pair's estimated Jaccard similarity from the full signatures on disk
                                           (memory-mapped), pairs at or above the threshold joined (union-find); in each
@@ -15,7 +15,7 @@ stages and executors (LocalPipelineExecutor; SlurmPipelineExecutor job arrays wi
                                           one that stays (the pack's exact dedup drops those)
 
 The drop list is the one `pack --drop_list` reads (data_tools.near_dedup.DropList). No stage holds a per-document
-index in memory: stage 1 holds one task's band at a time to sort it (68 bytes per document of the task), stage 2
+index in memory: stage 1 holds one task's band at a time to sort it (36 bytes per document of the task), stage 2
 streams sorted files, stage 3 holds the union-find of the documents in verified pairs (about 200 bytes per
 near-duplicate). What differs from the in-process pass (--executor inline, rensa): a document is dropped when it is
 in a cluster of pairs at the threshold, not only when it is close to a document kept before it, so a chain A~B~C
@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, NGRAM, NUM_PERM, SEED, near_dedup_settings)
+from data_tools import near_dedup
+from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, EXACT_COPIES, NGRAM, NUM_PERM, SEED,
+                                    copy_key, near_dedup_settings)
 
 WORK = ".datatrove"
 """Under --output: the stages' files (signatures, pairs) and datatrove's logs and completion files."""
@@ -42,32 +44,12 @@ ROWS = NUM_PERM // BANDS
 KEY = np.dtype([("file", "<u4"), ("record", "<u8"), ("hash", "<u8")])
 """Per document of a stage-1 task, in its order: the input file's index (in the sorted file list), the document's
 number within that file, and its content hash (tokenize_worker.doc_hash of the normalised text)."""
-_P = np.uint64(1_000_003)
-
-
-def shingle_hashes(text: str) -> np.ndarray:
-    """64-bit hashes of the character NGRAM-grams of ``text`` without whitespace (near_dedup.shingles' n-grams), as
-    the (N, 1) uint64 array datatrove's signature step takes: a polynomial hash of the code points, vectorised."""
-    t = "".join(text.split())
-    c = np.frombuffer(t.encode("utf-32-le"), dtype="<u4").astype(np.uint64) + np.uint64(1)
-    if len(c) < NGRAM:
-        c = np.concatenate([c, np.zeros(NGRAM - len(c), dtype=np.uint64)])
-    with np.errstate(over="ignore"):
-        h = np.zeros(len(c) - NGRAM + 1, dtype=np.uint64)
-        for k in range(NGRAM):
-            h = h * _P + c[k : len(c) - NGRAM + 1 + k]
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(32)
-    return np.unique(h).reshape(-1, 1)
-
-
 def minhash_config():
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.utils.hashing import HashConfig
 
     return MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=SEED,
-                         hash_config=HashConfig(precision=64, hash_fc="sha1"))
+                         hash_config=HashConfig(precision=32, hash_fc="sha1"))
 
 
 def input_files(reader) -> list[str]:
@@ -130,8 +112,9 @@ def _steps():
             (Path(self.keys_dir) / f"{rank:05d}.read.json").write_text(json.dumps(counts), encoding="utf-8")
 
     class CharMinhashSignature(MinhashDedupSignature):
-        """datatrove's stage 1 with character n-grams for Chinese (no words to make shingles of), and each
-        document's whole signature also kept on disk (NUM_PERM uint64, by document), for stage 3's check."""
+        """datatrove's stage 1 with the inline pass's MinHash: rensa's, over character 5-grams (Chinese has no words
+        to make shingles of; data_tools.near_dedup.shingles), 128 permutations, seed 42, split into 16 bands of 8.
+        Each document's whole signature is also written to disk (128 uint32, by document) for stage 3's check."""
 
         name = "🎯 MinHash signatures (character 5-grams)"
 
@@ -145,19 +128,24 @@ def _steps():
             self._hash_func = None
             self.language, self.word_tokenizer, self.skip_existing_sigs = None, None, False
             self.full_dir = full_dir
+            self._full = None
 
         def get_shingles(self, text: str) -> np.ndarray:
-            return shingle_hashes(text)
+            return np.array(near_dedup.shingles(text), dtype=object)
+
+        def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+            from rensa import RMinHash
+
+            m = RMinHash(NUM_PERM, SEED)
+            m.update(shingles.tolist())
+            sig = np.asarray(m.digest(), dtype="<u4")
+            self._full.write(sig.tobytes())  # called once per document, in order (the parent's run)
+            return [band.tolist() for band in np.split(sig, BANDS)]
 
         def run(self, data, rank: int = 0, world_size: int = 1):
             Path(self.full_dir).mkdir(parents=True, exist_ok=True)
-            with (Path(self.full_dir) / f"{rank:05d}.sig").open("wb") as full:
-                def signed():
-                    for doc in data:
-                        sig = self.get_signature(self.get_shingles(doc.text))
-                        full.write(np.asarray(sig, dtype="<u8").tobytes())
-                        yield doc
-                super().run(signed(), rank, world_size)
+            with (Path(self.full_dir) / f"{rank:05d}.sig").open("wb") as self._full:
+                super().run(data, rank, world_size)
 
     return CorpusDocuments, CharMinhashSignature
 
@@ -176,7 +164,7 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
             work = Path(root)
             # on disk, memory-mapped: only the pages of documents in candidate pairs are read
             keys = {int(p.stem): _mapped(p, KEY) for p in sorted((work / "keys").glob("*.keys"))}
-            sigs = {t: _mapped(work / "full" / f"{t:05d}.sig", np.dtype("<u8")).reshape(-1, NUM_PERM)
+            sigs = {t: _mapped(work / "full" / f"{t:05d}.sig", np.dtype("<u4")).reshape(-1, NUM_PERM)
                     for t in keys}
             parent: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -205,14 +193,16 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                         first, other = (ra, rb) if order(ra) <= order(rb) else (rb, ra)
                         parent[other] = first
                         parent.setdefault(first, first)
-            drop, exact, examples, near = set(), 0, [], 0
+            drop, copies, examples, near = set(), [], [], 0
             for node in sorted(parent, key=order):
                 root_node = find(node)
                 if root_node == node:
                     continue
                 h = int(keys[node[0]]["hash"][node[1]])
                 if h == int(keys[root_node[0]]["hash"][root_node[1]]):
-                    exact += 1  # an exact copy of the document kept: the pack's exact dedup drops it
+                    # an exact copy of the document kept: a pack's exact dedup drops it; parts that read only their
+                    # own files (pack --part_by files) drop it by its place in the input
+                    copies.append(copy_key(*order(node)))
                     continue
                 near += 1
                 drop.add(h)
@@ -222,6 +212,8 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
             hashes = np.array(sorted(drop), dtype="<u8")
             out = Path(output)
             hashes.tofile(out / DROP_HASHES)
+            np.array(sorted(copies), dtype="<u8").tofile(out / EXACT_COPIES)
+            exact = len(copies)
             indexed = sum(len(k) for k in keys.values())
             info = {
                 "options": options,
@@ -239,6 +231,7 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                 "left_out": {"empty": sum(r["left_out"]["empty"] for r in read),
                              "quality filters": sum(r["left_out"]["quality filters"] for r in read),
                              "exact duplicates": exact},
+                "exact_copies": exact,
                 "candidate_pairs": pairs, "pairs_checked": checked,
                 "examples": examples,
             }
@@ -306,7 +299,8 @@ def run_stages(cfg, console) -> dict | None:
     work = cfg.output / WORK
     previous = work / "settings.json"
     resuming = previous.exists()
-    claim_dir(cfg.output, "data_tools near-dups", {DROP_HASHES, DROP_INFO, DROP_INFO + ".tmp", WORK}, flag="--output",
+    claim_dir(cfg.output, "data_tools near-dups", {DROP_HASHES, DROP_INFO, DROP_INFO + ".tmp", EXACT_COPIES, WORK},
+              flag="--output",
               what="a drop list", clean=not resuming)
     if resuming:
         before = json.loads(previous.read_text(encoding="utf-8"))

@@ -44,6 +44,14 @@ DEFAULT_THRESHOLD = 0.7
 DROP_HASHES = "drop_hashes.u64"
 """In a drop list directory: the sorted content hashes (tokenize_worker.doc_hash, little-endian uint64) to drop."""
 DROP_INFO = "near_dups.json"
+EXACT_COPIES = "exact_copies.u64"
+"""In a drop list from `near-dups --executor local|slurm`: the sorted keys (file index * 2**40 + record number) of the
+documents that repeat one read before them, exactly: what `pack --part_by files` parts drop (data_tools.dt_near_dups)."""
+RECORD_BITS = 40
+
+
+def copy_key(file_index: int, record: int) -> int:
+    return (file_index << RECORD_BITS) | record
 _RECORD = struct.Struct("<QI")  # key, signature length
 
 
@@ -144,6 +152,8 @@ class DropList:
 
     hashes: np.ndarray
     info: dict
+    copies: np.ndarray | None = None
+    """EXACT_COPIES' keys, when the list has them (datatrove's pass); None for the inline pass's lists."""
 
     @classmethod
     def load(cls, root: Path) -> "DropList":
@@ -158,7 +168,19 @@ class DropList:
         if len(hashes) != info["documents_dropped"]:
             raise ValueError(f"--drop_list {root}: {DROP_HASHES} holds {len(hashes)} hashes, {DROP_INFO} says "
                              f"{info['documents_dropped']}; write it again with `data_tools near-dups`")
-        return cls(hashes, info)
+        copies = np.fromfile(root / EXACT_COPIES, dtype="<u8") if (root / EXACT_COPIES).exists() else None
+        if copies is not None and len(copies) != info.get("exact_copies"):
+            raise ValueError(f"--drop_list {root}: {EXACT_COPIES} holds {len(copies)} keys, {DROP_INFO} says "
+                             f"{info.get('exact_copies')}; write it again with `data_tools near-dups`")
+        return cls(hashes, info, copies)
+
+    def is_copy(self, file_index: int, record: int) -> bool:
+        """Whether the document is an exact copy of one read before it (in this file or an earlier one)."""
+        import numpy as np
+
+        key = np.uint64(copy_key(file_index, record))
+        i = int(np.searchsorted(self.copies, key))
+        return i < len(self.copies) and self.copies[i] == key
 
     def __contains__(self, h: int) -> bool:
         import numpy as np

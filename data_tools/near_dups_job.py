@@ -4,7 +4,7 @@
 The pass sees the documents a pack sees, in the same order: normalised, empty ones and those the quality filters drop
 left out, exact duplicates of a kept document left out; every other document is indexed or, when it nearly duplicates
 one indexed before it, listed. Signatures are computed in --workers processes (the pack's ordered pool), the index in
-this one. The list holds 8 bytes per dropped document (content hashes); the index about 2.2 KB per kept document.
+this one. The list holds 8 bytes per dropped document (content hashes); the index 2-3 KB per kept document (docs/guide.md).
 
 A killed pass resumes: every --checkpoint_docs documents it saves what it has (the kept and dropped hashes and the
 kept signatures, in append-only files, and the counts) to DIR/.near_dups_state, and the same command continues from

@@ -20,7 +20,7 @@ inside a part is dedup over the input, and the split is the same as in a single 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from collections import deque
 from itertools import islice
 
@@ -30,7 +30,7 @@ from rich.table import Table
 
 from data_tools import tokenize_worker
 from data_tools.config import PackConfig
-from data_tools.near_dedup import DropList, NearDupIndex, near_dedup_settings
+from data_tools.near_dedup import EXACT_COPIES, DropList, NearDupIndex, near_dedup_settings
 from data_tools.normalize import CHAR_TABLE
 from data_tools.pool import OrderedPool
 from data_tools.pack_state import Checkpoints, Counters, prepare_output
@@ -105,20 +105,34 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     seen = {h for w in writers.values() for h in w.hashes.view().tolist()}  # Python ints, as DocResult.hash
     threshold = int(cfg.val_fraction * 2.0**64)
     part = cfg.partition() or (1, 1)
+    by_files = cfg.part_by == "files"
+    if by_files and drop_list.copies is None:
+        raise ValueError(f"--part_by files: --drop_list {cfg.drop_list} has no list of exact copies ({EXACT_COPIES}); "
+                         "write it with `data_tools near-dups --executor local` (or slurm)")
     stats = ReadStats()
-    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm, part,
-                 cfg.quality, cfg.near_dedup)
+    init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm,
+                 (1, 1) if by_files else part, cfg.quality, cfg.near_dedup)
 
     # per chunk in flight, in order (results come in order): categories, and the raw texts while filters are on
-    chunk_meta: deque[tuple[list[str | None], list[str | None]]] = deque()
+    chunk_meta: deque[tuple[list[str | None], list[str | None], list]] = deque()
     keep_texts = cfg.quality.active or cfg.near_dedup or drop_list is not None  # for the examples
 
+    def documents():
+        """(document, its place in the input) for --part_by files: this part's files only; else every document."""
+        if not by_files:
+            return ((d, None) for d in read_documents(cfg.reader, stats))
+        from data_tools.dt_near_dups import input_files
+
+        mine = [(i, f) for i, f in enumerate(input_files(cfg.reader)) if i % part[1] == part[0] - 1]
+        return ((d, (i, record)) for i, f in mine
+                for record, d in enumerate(read_documents(replace(cfg.reader, input=f), stats)))
+
     def chunks():
-        it = islice(read_documents(cfg.reader, stats), consumed, None)
+        it = islice(documents(), consumed, None)
         while batch := list(islice(it, cfg.chunk_docs)):
-            chunk_meta.append(([d.meta.get("category") for d in batch],
-                               [d.text if keep_texts else None for d in batch]))
-            yield [d.text for d in batch]
+            chunk_meta.append(([d.meta.get("category") for d, _ in batch],
+                               [d.text if keep_texts else None for d, _ in batch], [place for _, place in batch]))
+            yield [d.text for d, _ in batch]
 
     t0 = time.perf_counter()
     start_consumed, start_tokens = consumed, counters.document_tokens
@@ -130,10 +144,13 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
     with progress, OrderedPool(cfg.workers, tokenize_worker.init_worker, init_args) as pool:
         task = progress.add_task("pack", total=None, docs=0, dps=0, toks=0, tps=0)
         for results in pool.map_ordered(chunks()):
-            categories, texts = chunk_meta.popleft()
-            for r, category, text in zip(results, categories, texts, strict=True):
+            categories, texts, places = chunk_meta.popleft()
+            for r, category, text, place in zip(results, categories, texts, places, strict=True):
                 consumed += 1
-                if not tokenize_worker.in_part(r.hash, part):
+                if place is not None and drop_list.is_copy(*place):
+                    counters.duplicates_dropped += 1  # an exact copy of a document read earlier, maybe in another part
+                    continue
+                if not by_files and not tokenize_worker.in_part(r.hash, part):
                     counters.documents_other_parts += 1
                     continue
                 counters.normalization_replacements += r.replaced
@@ -212,7 +229,7 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
             "input": options["input"],
             "options": {**options, "workers": cfg.workers, "chunk_docs": cfg.chunk_docs},
             **source_stamp("data_tools pack"),
-            **({"part": {"index": part[0], "of": part[1]}} if cfg.part else {}),
+            **({"part": {"index": part[0], "of": part[1], **({"by": "files"} if by_files else {})}} if cfg.part else {}),
         },
     )
     write_manifest(out, manifest)  # last: its presence means the dataset is complete

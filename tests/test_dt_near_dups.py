@@ -95,3 +95,42 @@ def test_a_rerun_resumes_and_other_settings_are_refused(crawl_files, tmp_path, c
     assert main(["near-dups", "--format", "jsonl", "--input", str(crawl), "--output", str(tmp_path / "x"),
                  "--executor", "slurm"]) == 2
     assert "--executor slurm needs --slurm_partition" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a near-dups pass, one pack and four part packs, a merge
+def test_parts_that_read_only_their_files_merge_to_what_one_pack_keeps(zh_docs, vocab_dir, tmp_path):
+    """pack --part I/4 --part_by files: each part reads 2 of the 8 input files; exact copies across files (listed by the
+    datatrove pass) and near-duplicates dropped; the merged parts keep the documents, and the split, of one pack with
+    the same --drop_list."""
+    from roberta_ds.shard_format import read_manifest
+
+    docs, _ = with_planted(recombined(sentences(zh_docs), 300, seed=5), 20, seed=6)
+    docs = docs + [docs[i] for i in range(0, 300, 15)]  # 20 exact copies, in the last file: their originals earlier
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    per = -(-len(docs) // 8)
+    for f in range(8):
+        (crawl / f"{f}.jsonl").write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n"
+                                                  for d in docs[per * f: per * (f + 1)]), encoding="utf-8")
+    listed = tmp_path / "list"
+    assert near_dups(crawl, listed, "--executor", "local", "--tasks", "2") == 0
+    drop = DropList.load(listed)
+    for pos in range(len(docs) - 20, len(docs)):  # each copy: listed as a copy, or a near-duplicate (its original is)
+        assert drop.is_copy(pos // per, pos % per) or doc_hash(normalize(docs[pos])[0]) in drop, pos
+    common = ["--format", "jsonl", "--input", str(crawl), "--tokenizer_path", str(vocab_dir), "--max_seq_length", "128",
+              "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--drop_list", str(listed)]
+    assert main(["pack", *common, "--output", str(tmp_path / "single")]) == 0
+    for i in range(1, 5):
+        assert main(["pack", *common, "--output", str(tmp_path / f"part{i}"), "--part", f"{i}/4",
+                     "--part_by", "files"]) == 0
+        read = read_manifest(tmp_path / f"part{i}").corpus["documents_read"]
+        assert read == len(docs[per * (i - 1): per * i]) + len(docs[per * (i + 3): per * (i + 4)])  # files i-1, i+3
+        assert read <= 0.3 * len(docs)
+    assert main(["merge", *(str(tmp_path / f"part{i}") for i in range(1, 5)), "--output", str(tmp_path / "merged")]) == 0
+
+    def kept(root: Path) -> dict[str, set[int]]:
+        return {s: set(np.load(root / s / "documents.npy").tolist()) for s in ("train", "validation")}
+
+    single, merged = kept(tmp_path / "single"), kept(tmp_path / "merged")
+    assert merged == single and len(single["train"]) > 200
+    assert main(["pack", *common[:-2], "--output", str(tmp_path / "x"), "--part", "1/4", "--part_by", "files"]) == 2

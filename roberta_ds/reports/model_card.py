@@ -121,7 +121,8 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
         for name, task in probe["tasks"].items():
             share, row = list(task["summary"].items())[-1]
             text = ", ".join(f"{arm} {row[arm]['accuracy']['mean']:.4f} acc / {row[arm]['macro_f1']['mean']:.4f} "
-                             f"macro-F1" for arm in ("pretrained", "scratch") if arm in row)
+                             f"macro-F1" + (" (did not learn)" if row[arm].get("did_not_learn") else "")
+                             for arm in ("pretrained", "scratch") if arm in row)
             rows.append((f"downstream probe ({name} task)",
                          f"{task['split']}, {float(share):.0%} of train, mean over {len(seeds)} seed(s): {text}; "
                          f"majority class {task['majority_accuracy']:.4f}"))
