@@ -60,14 +60,35 @@ class PackConfig:
     files I, I+N, I+2N, ... (in the sorted file list) and drops the exact copies of documents read earlier, in any
     part, that --drop_list lists: a list from `near-dups --executor local|slurm`, whose pass over the whole input
     finds them. The merged parts keep the documents one pack with that --drop_list keeps, with its split."""
+    executor: str = field(default="inline", metadata=cli(choices=("inline", "local", "slurm")))
+    """inline: this process packs (--part I/N or everything). local / slurm: --parts N packs of --part_by files
+    parts as datatrove tasks (LocalPipelineExecutor, or a SLURM job array), then a task that merges them into
+    --output; the parts are written to OUTPUT.parts/ (data_tools/dt_pack.py)."""
+    parts: int = 1
+    """local / slurm: the number of parts (each reads every parts-th input file)."""
+    slurm_partition: str | None = None
+    """slurm: the partition the job arrays go to."""
+    slurm_time: str = "4:00:00"
+    """slurm: each task's time limit."""
+    slurm_mem_gb: int = 4
+    """slurm: memory per task, in GB."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.executor != "inline":
+            if self.part is not None or self.part_by != "files" or self.drop_list is None or self.parts < 1:
+                problems.append(f"--executor {self.executor}: give --parts N (not --part), --part_by files and "
+                                "--drop_list DIR (from `near-dups --executor local|slurm`): the executor runs the N "
+                                "parts and merges them")
+            if self.executor == "slurm" and not self.slurm_partition:
+                problems.append("--executor slurm needs --slurm_partition NAME")
+        elif self.parts != 1:
+            problems.append(f"--parts {self.parts}: with --executor local or slurm (inline packs one --part I/N)")
         if self.part_by == "files":
             from data_tools.readers import SUFFIXES
 
-            if self.part is None or self.drop_list is None:
-                problems.append("--part_by files needs --part I/N and --drop_list DIR from `data_tools near-dups "
+            if (self.part is None and self.executor == "inline") or self.drop_list is None:
+                problems.append("--part_by files needs --part I/N (or --executor local|slurm --parts N) and --drop_list DIR from `data_tools near-dups "
                                 "--executor local` (or slurm): its pass over the whole input lists the exact copies "
                                 "across parts")
             if self.reader.format not in SUFFIXES:

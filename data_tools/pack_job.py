@@ -44,6 +44,7 @@ from roberta_ds.shard_format import (
     Manifest,
     SplitInfo,
     ids_dtype,
+    read_manifest,
     sequences_per_sample,
     unigram_line,
     write_manifest,
@@ -69,9 +70,14 @@ def _drop_list(cfg: PackConfig) -> DropList | None:
     return dl
 
 
-def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest:
+def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest | None:
     console = console or Console(stderr=True)
     check_input(cfg.reader)
+    if cfg.executor != "inline":  # N parts as datatrove tasks, then their merge (None: submitted to SLURM)
+        from data_tools.dt_pack import run_pack_stages
+
+        run_pack_stages(cfg, console)
+        return read_manifest(cfg.output) if (cfg.output / "manifest.json").exists() else None
     drop_list = _drop_list(cfg)  # before the tokenizer: a wrong list fails at once
     tok = load_tokenizer(cfg.tokenizer_path)
     if not getattr(tok, "is_fast", False):

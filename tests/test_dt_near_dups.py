@@ -134,3 +134,28 @@ def test_parts_that_read_only_their_files_merge_to_what_one_pack_keeps(zh_docs, 
     single, merged = kept(tmp_path / "single"), kept(tmp_path / "merged")
     assert merged == single and len(single["train"]) > 200
     assert main(["pack", *common[:-2], "--output", str(tmp_path / "x"), "--part", "1/4", "--part_by", "files"]) == 2
+
+
+@pytest.mark.slow  # the parts and the merge as datatrove tasks, through stand-in sbatch/srun
+def test_pack_on_the_executors_packs_the_parts_and_merges_them(crawl_files, vocab_dir, tmp_path, monkeypatch):
+    """pack --executor local|slurm --parts 2 --part_by files: two part tasks, then a merge task; the merged dataset
+    holds the documents of one pack with the same drop list, on either executor."""
+    crawl, _, _ = crawl_files
+    monkeypatch.setenv("PATH", str(REPO / "tests" / "fake_slurm") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("FAKE_SBATCH_LOG", str(tmp_path / "sbatch.log"))
+    listed = tmp_path / "list"
+    assert near_dups(crawl, listed, "--executor", "local", "--tasks", "2") == 0
+    common = ["--format", "jsonl", "--input", str(crawl), "--tokenizer_path", str(vocab_dir), "--max_seq_length", "128",
+              "--val_fraction", "0.2", "--shard_size_mb", "0.07", "--drop_list", str(listed)]
+    assert main(["pack", *common, "--output", str(tmp_path / "single")]) == 0
+    for executor in ("local", "slurm"):
+        out = tmp_path / executor
+        assert main(["pack", *common, "--output", str(out), "--executor", executor, "--parts", "2", "--part_by",
+                     "files", "--slurm_partition", "cpu"]) == 0
+        assert sorted(p.name for p in (tmp_path / f"{executor}.parts").iterdir() if p.name.startswith("part")) == \
+            ["part1", "part2"]
+        for split in ("train", "validation"):
+            assert set(np.load(out / split / "documents.npy").tolist()) == \
+                set(np.load(tmp_path / "single" / split / "documents.npy").tolist())
+    assert "FAILED" not in (tmp_path / "sbatch.log").read_text()
+    assert main(["pack", *common, "--output", str(tmp_path / "x"), "--executor", "local", "--part", "1/2"]) == 2
