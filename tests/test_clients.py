@@ -32,6 +32,7 @@ def test_the_export_names_a_tokenizer_every_version_loads_and_ships_vocab_txt(ti
     assert {t: i for i, t in enumerate(lines)} == vocab
 
 
+@pytest.mark.slow  # imports sentence-transformers (scikit-learn, scipy): 5 s before it checks anything
 def test_check_clients_passes_on_the_export_in_this_environment(tiny_run: Path, tmp_path: Path, capsys):
     """transformers 5.x and sentence-transformers (installed with the test extra): Auto classes, fill-mask, a
     truncated pair batch, the table applied, the slow tokenizer's ids; sentence embeddings."""

@@ -43,6 +43,7 @@ def near_dups(crawl: Path, out: Path, *extra: str) -> int:
     return main(["near-dups", "--format", "jsonl", "--input", str(crawl), "--output", str(out), *extra])
 
 
+@pytest.mark.slow  # datatrove's executor starts a manager process and 2 workers
 def test_datatrove_stages_drop_the_planted_near_duplicates(crawl_files, tmp_path):
     crawl, docs, planted = crawl_files
     out = tmp_path / "local"
@@ -81,6 +82,7 @@ def test_the_slurm_path_writes_the_local_runs_list_for_any_number_of_tasks(crawl
     assert info["engine"] == "datatrove"
 
 
+@pytest.mark.slow  # three passes on datatrove's executor
 def test_a_rerun_resumes_and_other_settings_are_refused(crawl_files, tmp_path, capsys):
     crawl, _, _ = crawl_files
     out = tmp_path / "list"
