@@ -9,15 +9,16 @@ stages and executors (LocalPipelineExecutor; SlurmPipelineExecutor job arrays wi
                                           (512 bytes) and its key (file, record, content hash) to disk
     stage 2  buckets     (16 tasks)       datatrove's MinhashDedupBuckets: the pairs that share a band
     stage 3  clusters    (1 task)         each pair's estimated Jaccard similarity from the full signatures on disk
-                                          (memory-mapped), pairs at or above the threshold joined (union-find); in each
-                                          cluster the document first in the input (file, record) stays and every
-                                          other one's content hash goes to the drop list, except exact copies of the
-                                          one that stays (the pack's exact dedup drops those)
+                                          (read record by record), pairs at or above the threshold joined (union-find);
+                                          in each cluster the document first in the input (file, record) stays and
+                                          every other one's content hash goes to the drop list, except exact copies of
+                                          the one that stays (listed by place in exact_copies.u64: the pack's exact
+                                          dedup drops them, and `pack --part_by files` parts by that list)
 
 The drop list is the one `pack --drop_list` reads (data_tools.near_dedup.DropList). No stage holds a per-document
 index in memory: stage 1 holds one task's band at a time to sort it (36 bytes per document of the task), stage 2
-streams sorted files, stage 3 holds the union-find of the documents in verified pairs (about 200 bytes per
-near-duplicate). What differs from the in-process pass (--executor inline, rensa): a document is dropped when it is
+streams sorted files, stage 3 holds the keys and union-find of the documents in candidate pairs (about 100 bytes
+each), reading their records from disk with pread (bench/README.md, "Near-duplicates on datatrove"). What differs from the in-process pass (--executor inline, rensa): a document is dropped when it is
 in a cluster of pairs at the threshold, not only when it is close to a document kept before it, so a chain A~B~C
 with A and C apart drops both B and C here, and B only there.
 
@@ -162,15 +163,23 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
 
         def run(self, data=None, rank: int = 0, world_size: int = 1):
             work = Path(root)
-            # on disk, memory-mapped: only the pages of documents in candidate pairs are read
-            keys = {int(p.stem): _mapped(p, KEY) for p in sorted((work / "keys").glob("*.keys"))}
-            sigs = {t: _mapped(work / "full" / f"{t:05d}.sig", np.dtype("<u4")).reshape(-1, NUM_PERM)
-                    for t in keys}
+            # read record by record from disk (pread), never mapped: only the documents of candidate pairs are read,
+            # and nothing of the others becomes resident (a memory map made whole pages of the signatures resident,
+            # 8 documents each: 490 bytes per document of the corpus at 5 % duplicates)
+            tasks = sorted(int(p.stem) for p in (work / "keys").glob("*.keys"))
+            keys = {t: _Records(work / "keys" / f"{t:05d}.keys", KEY) for t in tasks}
+            sigs = {t: _Records(work / "full" / f"{t:05d}.sig", np.dtype(("<u4", NUM_PERM))) for t in tasks}
             parent: dict[tuple[int, int], tuple[int, int]] = {}
+            key_of: dict[tuple[int, int], np.void] = {}  # per document in a pair: memory per duplicate
+
+            def key(node):
+                if node not in key_of:
+                    key_of[node] = keys[node[0]][node[1]]
+                return key_of[node]
 
             def order(node):  # the document's place in the input: the cluster keeps the first
-                t, d = node
-                return int(keys[t]["file"][d]), int(keys[t]["record"][d])
+                k = key(node)
+                return int(k["file"]), int(k["record"])
 
             def find(x):
                 while parent.get(x, x) != x:
@@ -188,7 +197,7 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                         if ra == rb:
                             continue
                         checked += 1
-                        if float(np.mean(sigs[t1][d1] == sigs[t2][d2])) < threshold:
+                        if float(np.mean(sigs[t1][d1] == sigs[t2][d2])) < threshold:  # rensa's estimated Jaccard
                             continue
                         first, other = (ra, rb) if order(ra) <= order(rb) else (rb, ra)
                         parent[other] = first
@@ -198,8 +207,8 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                 root_node = find(node)
                 if root_node == node:
                     continue
-                h = int(keys[node[0]]["hash"][node[1]])
-                if h == int(keys[root_node[0]]["hash"][root_node[1]]):
+                h = int(key(node)["hash"])
+                if h == int(key(root_node)["hash"]):
                     # an exact copy of the document kept: a pack's exact dedup drops it; parts that read only their
                     # own files (pack --part_by files) drop it by its place in the input
                     copies.append(copy_key(*order(node)))
@@ -215,6 +224,8 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
             np.array(sorted(copies), dtype="<u8").tofile(out / EXACT_COPIES)
             exact = len(copies)
             indexed = sum(len(k) for k in keys.values())
+            for records in (*keys.values(), *sigs.values()):
+                records.close()
             info = {
                 "options": options,
                 "near_dedup": {**near_dedup_settings(threshold),
@@ -246,11 +257,28 @@ def _where(order: tuple[int, int]) -> dict:
     return {"file_index": order[0], "record": order[1]}
 
 
-def _mapped(path: Path, dtype: np.dtype) -> np.ndarray:
-    """The file as a read-only array on disk (an empty array for an empty file, which np.memmap refuses)."""
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+class _Records:
+    """Fixed-size records of a file, each read when asked for (os.pread): nothing held or mapped."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        import os
+
+        self.fd, self.dtype = os.open(path, os.O_RDONLY), np.dtype(dtype)
+        self._len = os.fstat(self.fd).st_size // self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int):
+        import os
+
+        data = os.pread(self.fd, self.dtype.itemsize, i * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype)[0]
+
+    def close(self) -> None:
+        import os
+
+        os.close(self.fd)
 
 
 def executors(cfg, options: dict):
