@@ -47,6 +47,8 @@ class ClueFile:
     """Each example's "id" field (its record number, from 0, where it has none): the submission's ids."""
     left_out: dict[str, int] = field(default_factory=dict)
     encoding: str = "utf-8"
+    decode_errors: int = 0
+    """1 when the bytes were neither UTF-8 nor GB18030 and undecodable ones became U+FFFD (readers.decode_bytes)."""
 
     @property
     def labelled(self) -> bool:
@@ -54,7 +56,7 @@ class ClueFile:
 
     def input_counts(self) -> dict:
         return {"records": len(self.examples) + sum(self.left_out.values()), "examples": len(self.examples),
-                "left_out": dict(self.left_out), "encodings": {self.encoding: 1}}
+                "left_out": dict(self.left_out), "encodings": {self.encoding: 1}, "decode_errors": self.decode_errors}
 
 
 def read_clue(path: str | Path, *, labels: bool = True) -> ClueFile:
@@ -75,7 +77,7 @@ def read_clue(path: str | Path, *, labels: bool = True) -> ClueFile:
     if layout is None:
         raise ValueError(f"{p}: record 1 has keys {sorted(first)}; CLUE's layout is {_layout_help()}")
     keys = LAYOUTS[layout]
-    out = ClueFile(str(p), layout, [], [], encoding=enc)
+    out = ClueFile(str(p), layout, [], [], encoding=enc, decode_errors=stats.decode_errors)
     for n, (line, rec) in enumerate(records):
         missing = [k for k in keys if not isinstance(rec.get(k), str)]
         if missing:

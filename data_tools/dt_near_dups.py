@@ -29,13 +29,12 @@ OUTPUT/.datatrove/logs) and reruns the others from the start of their files.
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from data_tools import near_dedup
+from data_tools.dt_executors import chain, require_datatrove
 from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, EXACT_COPIES, NGRAM, NUM_PERM, SEED,
                                     copy_key, near_dedup_settings)
 
@@ -51,16 +50,6 @@ def minhash_config():
 
     return MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=SEED,
                          hash_config=HashConfig(precision=32, hash_fc="sha1"))
-
-
-def input_files(reader) -> list[str]:
-    """The corpus' files in the pack's order, for the formats read file by file; [] for the others (thucnews, hf,
-    inews), which every task reads whole, keeping every tasks-th document."""
-    from data_tools import readers
-
-    if reader.format not in readers.SUFFIXES:
-        return []
-    return [str(f) for f in readers._files(readers.location(reader.input), readers.SUFFIXES[reader.format])]
 
 
 def _steps():
@@ -86,29 +75,26 @@ def _steps():
             from data_tools.normalize import normalize
             from data_tools.tokenize_worker import doc_hash
 
-            files = input_files(self.reader)
             stats = readers.ReadStats()
-            if files:
-                mine = [(i, f) for i, f in enumerate(files) if i % world_size == rank]
-                sources = ((i, readers.read_documents(replace(self.reader, input=f), stats)) for i, f in mine)
-            else:
-                sources = iter([(0, (d for n, d in enumerate(readers.read_documents(self.reader, stats))
-                                     if n % world_size == rank))])
+            if readers.input_files(self.reader):
+                placed = readers.share_documents(self.reader, rank, world_size, stats)
+            else:  # thucnews, hf, inews: every task reads everything and keeps every world_size-th document
+                placed = ((d, (0, n)) for n, d in enumerate(readers.read_documents(self.reader, stats))
+                          if n % world_size == rank)
             left_out = {"empty": 0, "quality filters": 0}
             Path(self.keys_dir).mkdir(parents=True, exist_ok=True)
             with (Path(self.keys_dir) / f"{rank:05d}.keys").open("wb") as out:  # streamed: nothing kept per document
-                for file_index, docs in sources:
-                    for record, doc in enumerate(docs):
-                        text, _ = normalize(doc.text, self.normalize)
-                        why = "empty" if not text else (
-                            "quality filters" if self.quality.active and self.quality.verdict(doc.text, text) else None)
-                        if why:
-                            left_out[why] += 1
-                            self.stat_update(why)
-                            continue
-                        self.stat_update("documents")
-                        out.write(np.array([(file_index, record, doc_hash(text))], dtype=KEY).tobytes())
-                        yield Document(text=text, id=f"{file_index}/{record}")
+                for doc, (file_index, record) in placed:
+                    text, _ = normalize(doc.text, self.normalize)
+                    why = "empty" if not text else (
+                        "quality filters" if self.quality.active and self.quality.verdict(doc.text, text) else None)
+                    if why:
+                        left_out[why] += 1
+                        self.stat_update(why)
+                        continue
+                    self.stat_update("documents")
+                    out.write(np.array([(file_index, record, doc_hash(text))], dtype=KEY).tobytes())
+                    yield Document(text=text, id=f"{file_index}/{record}")
             counts = {"documents_read": stats.documents_read, "left_out": left_out, "reading": stats.to_dict()}
             (Path(self.keys_dir) / f"{rank:05d}.read.json").write_text(json.dumps(counts), encoding="utf-8")
 
@@ -283,42 +269,25 @@ class _Records:
 
 def executors(cfg, options: dict):
     """The three stages as datatrove executors (local or SLURM), each depending on the one before."""
-    from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
     CorpusDocuments, CharMinhashSignature = _steps()
     work = cfg.output / WORK
-    stages = {
-        "signatures": ([CorpusDocuments(cfg.reader, cfg.normalize, cfg.quality, str(work / "keys")),
+    stages = [
+        ("signatures", [CorpusDocuments(cfg.reader, cfg.normalize, cfg.quality, str(work / "keys")),
                         CharMinhashSignature(str(work / "signatures"), str(work / "full"))], cfg.tasks),
-        "buckets": ([MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"),
+        ("buckets", [MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"),
                                          config=minhash_config())], BANDS),
-        "clusters": ([cluster_step(str(work), cfg.near_dedup_threshold, options, str(cfg.output))], 1),
-    }
-    out, before = [], None
-    for name, (pipeline, tasks) in stages.items():
-        logs = str(work / "logs" / name)
-        if cfg.executor == "slurm":
-            ex = SlurmPipelineExecutor(
-                pipeline=pipeline, tasks=tasks, job_name=f"near-dups-{name}", logging_dir=logs, depends=before,
-                partition=cfg.slurm_partition, time=cfg.slurm_time, cpus_per_task=1, mem_per_cpu_gb=cfg.slurm_mem_gb,
-                venv_path=str(Path(sys.prefix) / "bin" / "activate") if sys.prefix != sys.base_prefix else None,
-                skip_completed=True)
-        else:
-            ex = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(cfg.workers, tasks),
-                                       logging_dir=logs, depends=before, skip_completed=True)
-        out.append(ex)
-        before = ex
-    return out
+        ("clusters", [cluster_step(str(work), cfg.near_dedup_threshold, options, str(cfg.output))], 1),
+    ]
+    return chain(stages, executor=cfg.executor, logs=work / "logs", job_prefix="near-dups", local_workers=cfg.workers,
+                 slurm_partition=cfg.slurm_partition, slurm_time=cfg.slurm_time, cpus_per_task=1,
+                 mem_per_cpu_gb=cfg.slurm_mem_gb)
 
 
 def run_stages(cfg, console) -> dict | None:
     """Run (local) or submit (slurm) the three stages; the drop list's info once written (local), else None."""
-    try:
-        import datatrove  # noqa: F401
-    except ImportError:
-        raise ValueError("--executor local/slurm runs on datatrove: pip install 'roberta-ds[crawl]' "
-                         "(or pip install datatrove)") from None
+    require_datatrove()
     from roberta_ds.owned_dir import claim_dir
     from roberta_ds.shard_format import source_stamp
 

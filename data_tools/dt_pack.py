@@ -8,11 +8,12 @@ unfinished one resumes as any pack does.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+
+from data_tools.dt_executors import chain, require_datatrove
 
 
 def parts_root(cfg) -> Path:
@@ -20,7 +21,6 @@ def parts_root(cfg) -> Path:
 
 
 def executors(cfg):
-    from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
     from datatrove.pipeline.base import PipelineStep
 
     root = parts_root(cfg)
@@ -47,34 +47,15 @@ def executors(cfg):
             run_merge(MergeConfig([root / f"part{i}" for i in range(1, cfg.parts + 1)], cfg.output),
                       Console(stderr=True))
 
-    logs = root / "logs"
-    stages = [("parts", PackPart(), cfg.parts), ("merge", MergeParts(), 1)]
-    out, before = [], None
-    for name, step, tasks in stages:
-        if cfg.executor == "slurm":
-            ex = SlurmPipelineExecutor(
-                pipeline=[step], tasks=tasks, job_name=f"pack-{name}", logging_dir=str(logs / name), depends=before,
-                partition=cfg.slurm_partition, time=cfg.slurm_time, cpus_per_task=cfg.workers,
-                mem_per_cpu_gb=max(1, cfg.slurm_mem_gb // cfg.workers),
-                venv_path=str(Path(sys.prefix) / "bin" / "activate") if sys.prefix != sys.base_prefix else None)
-        else:
-            ex = LocalPipelineExecutor(pipeline=[step], tasks=tasks, workers=1, logging_dir=str(logs / name),
-                                       depends=before)
-        out.append(ex)
-        before = ex
-    return out
+    stages = [("parts", [PackPart()], cfg.parts), ("merge", [MergeParts()], 1)]
+    return chain(stages, executor=cfg.executor, logs=root / "logs", job_prefix="pack", local_workers=1,
+                 slurm_partition=cfg.slurm_partition, slurm_time=cfg.slurm_time, cpus_per_task=cfg.workers,
+                 mem_per_cpu_gb=max(1, cfg.slurm_mem_gb // cfg.workers))
 
 
 def run_pack_stages(cfg, console: Console) -> None:
-    try:
-        import datatrove  # noqa: F401
-    except ImportError:
-        raise ValueError("--executor local/slurm runs on datatrove: pip install 'roberta-ds[crawl]'") from None
-    from data_tools.near_dedup import DropList
-
-    if DropList.load(cfg.drop_list).copies is None:  # before anything is submitted
-        raise ValueError(f"--part_by files: --drop_list {cfg.drop_list} has no list of exact copies; write it with "
-                         "`data_tools near-dups --executor local` (or slurm)")
+    """Run (local) or submit (slurm) the parts and their merge; pack_job.run_pack has checked the drop list."""
+    require_datatrove()
     parts_root(cfg).mkdir(parents=True, exist_ok=True)
     stages = executors(cfg)
     stages[-1].run()

@@ -158,7 +158,6 @@ class ClueSplit:
     """A CLUE-layout task: train and test examples, how they were split, the unlabelled examples to predict."""
 
     name: str
-    layout: str
     train: list[tuple]
     test: list[tuple]
     split: str
@@ -184,7 +183,7 @@ def load_clue(cfg: LabelledConfig, seed: int) -> ClueSplit:
     counts = {p: f.input_counts() for p, f in files.items()}
     if predict:
         counts[predict.path] = predict.input_counts()
-    return ClueSplit(name, next(iter(layouts.values())), train, test, split, counts, predict)
+    return ClueSplit(name, train, test, split, counts, predict)
 
 
 def load_pairs(cfg: LabelledConfig, seed: int) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]], str]:

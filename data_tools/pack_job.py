@@ -20,7 +20,7 @@ inside a part is dedup over the input, and the split is the same as in a single 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from collections import deque
 from itertools import islice
 
@@ -35,7 +35,7 @@ from data_tools.normalize import CHAR_TABLE
 from data_tools.pool import OrderedPool
 from data_tools.pack_state import Checkpoints, Counters, prepare_output
 from data_tools.quality import REASONS
-from data_tools.readers import ReadStats, check_input, read_documents
+from data_tools.readers import ReadStats, check_input, read_documents, share_documents
 from data_tools.sequence_packer import Packer
 from data_tools.shard_writer import SplitWriter
 from roberta_ds.shard_format import (
@@ -63,6 +63,9 @@ def _drop_list(cfg: PackConfig) -> DropList | None:
     if cfg.drop_list is None:
         return None
     dl = DropList.load(cfg.drop_list)
+    if cfg.part_by == "files" and dl.copies is None:
+        raise ValueError(f"--part_by files: --drop_list {cfg.drop_list} has no list of exact copies ({EXACT_COPIES}); "
+                         "write it with `data_tools near-dups --executor local` (or slurm)")
     if conflicts := dl.conflicts(cfg.document_options()):
         raise ValueError(f"--drop_list {cfg.drop_list} was computed over other documents than this pack reads "
                          f"({'; '.join(conflicts)}); run `data_tools near-dups` again with this pack's input, "
@@ -73,12 +76,12 @@ def _drop_list(cfg: PackConfig) -> DropList | None:
 def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest | None:
     console = console or Console(stderr=True)
     check_input(cfg.reader)
+    drop_list = _drop_list(cfg)  # before the tokenizer and before submitting anything: a wrong list fails at once
     if cfg.executor != "inline":  # N parts as datatrove tasks, then their merge (None: submitted to SLURM)
         from data_tools.dt_pack import run_pack_stages
 
         run_pack_stages(cfg, console)
         return read_manifest(cfg.output) if (cfg.output / "manifest.json").exists() else None
-    drop_list = _drop_list(cfg)  # before the tokenizer: a wrong list fails at once
     tok = load_tokenizer(cfg.tokenizer_path)
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"--tokenizer_path {cfg.tokenizer_path}: need a fast (tokenizers-backed) tokenizer")
@@ -112,9 +115,6 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest | None
     threshold = int(cfg.val_fraction * 2.0**64)
     part = cfg.partition() or (1, 1)
     by_files = cfg.part_by == "files"
-    if by_files and drop_list.copies is None:
-        raise ValueError(f"--part_by files: --drop_list {cfg.drop_list} has no list of exact copies ({EXACT_COPIES}); "
-                         "write it with `data_tools near-dups --executor local` (or slurm)")
     stats = ReadStats()
     init_args = (tokenize_worker.tokenizer_json_path(tok_dir), info.unk_id, dtype.str, cfg.normalize, cfg.wwm,
                  (1, 1) if by_files else part, cfg.quality, cfg.near_dedup)
@@ -125,13 +125,9 @@ def run_pack(cfg: PackConfig, console: Console | None = None) -> Manifest | None
 
     def documents():
         """(document, its place in the input) for --part_by files: this part's files only; else every document."""
-        if not by_files:
-            return ((d, None) for d in read_documents(cfg.reader, stats))
-        from data_tools.dt_near_dups import input_files
-
-        mine = [(i, f) for i, f in enumerate(input_files(cfg.reader)) if i % part[1] == part[0] - 1]
-        return ((d, (i, record)) for i, f in mine
-                for record, d in enumerate(read_documents(replace(cfg.reader, input=f), stats)))
+        if by_files:
+            return share_documents(cfg.reader, part[0] - 1, part[1], stats)
+        return ((d, None) for d in read_documents(cfg.reader, stats))
 
     def chunks():
         it = islice(documents(), consumed, None)

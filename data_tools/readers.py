@@ -17,7 +17,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from roberta_ds.cli_args import cli
@@ -141,6 +141,24 @@ def read_documents(cfg: ReaderConfig, stats: ReadStats) -> Iterator[Document]:
     for doc in gen:
         stats.documents_read += 1
         yield doc
+
+
+def input_files(cfg: ReaderConfig) -> list[str]:
+    """The corpus' files in the order a pack reads them, for the formats read file by file (SUFFIXES); [] for the
+    others (thucnews, hf, inews)."""
+    if cfg.format not in SUFFIXES:
+        return []
+    return [str(f) for f in _files(location(cfg.input), SUFFIXES[cfg.format])]
+
+
+def share_documents(cfg: ReaderConfig, index: int, count: int, stats: ReadStats) -> Iterator[tuple[Document, tuple[int, int]]]:
+    """Share ``index`` (from 0) of ``count`` of a corpus read file by file: the documents of input files index,
+    index + count, ..., each with its place in the input, (file index, its number in the file). What
+    `pack --part_by files` parts and datatrove's near-dups tasks read, so both number a document alike."""
+    for i, f in enumerate(input_files(cfg)):
+        if i % count == index:
+            for record, doc in enumerate(read_documents(replace(cfg, input=f), stats)):
+                yield doc, (i, record)
 
 
 def check_input(cfg: ReaderConfig) -> None:

@@ -60,6 +60,10 @@ def test_clue_files_are_read_by_their_keys(zh_docs, tmp_path):
     assert got.layout == "pair" and got.examples == [("蚂蚁借呗等额还款", "借呗可以提前还款吗", "0"),
                                                      ("花呗怎么还款", "花呗如何还款", "1")]
     assert got.left_out == {"no gold label ('-')": 1} and got.input_counts()["records"] == 3
+    # bytes neither UTF-8 nor GB18030 decode: replaced and counted, as pack counts them
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes('{"sentence": "新闻'.encode() + b"\xff\xfe\xff" + '", "label": "1"}\n'.encode())
+    assert read_clue(odd).input_counts()["decode_errors"] == 1
 
 
 def test_bad_clue_files_say_what_is_wrong(tmp_path, zh_docs, capsys):

@@ -192,11 +192,12 @@ def _source(encoder: EncoderConfig, budget: BudgetConfig, workdir: Path) -> _Sou
 
 
 def fine_tune(model, tokenizer, train: _Features, test: _Features, budget: BudgetConfig, seed: int,
-              workdir: Path, setting: tuple[int, float, int] | None = None, predict: _Features | None = None) -> dict:
-    """One arm, one seed, one (batch size, lr, steps) ``setting`` (default: the budget's): transformers.Trainer with
-    AdamW, linear warmup over 10 % of the steps then linear decay, gradient clipping at 1.0; then the test set's
-    predictions ("predictions", and "predict_predictions" for ``predict``: label ids)."""
-    batch_size, lr, max_steps = setting or (budget.batch_size, budget.lr, budget.max_steps)
+              workdir: Path, setting: tuple[int, float, int], predict: _Features | None = None) -> dict:
+    """One arm, one seed, one (batch size, lr, steps) ``setting`` (BudgetConfig.settings and .steps; the weight
+    decay is the budget's): transformers.Trainer with AdamW, linear warmup over 10 % of the steps then linear decay,
+    gradient clipping at 1.0; then the test set's predictions ("predictions", and "predict_predictions" for
+    ``predict``: label ids)."""
+    batch_size, lr, max_steps = setting
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
