@@ -7,7 +7,7 @@ before any command runs, so `--help` stays fast and never imports transformers o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools.near_dedup import DEFAULT_THRESHOLD, check_threshold
@@ -136,7 +136,7 @@ class PackConfig:
             "normalize": self.normalize,
             "part": None if self.part is None else "{}/{}".format(*parse_part(self.part)),
             # only when set: a pack started before the filters existed resumes with the same options
-            **({"quality": asdict(self.quality)} if self.quality.active else {}),
+            **({"quality": self.quality.settings()} if self.quality.active else {}),
             **({"near_dedup_threshold": self.near_dedup_threshold} if self.near_dedup else {}),
             **({"drop_list": str(self.drop_list)} if self.drop_list is not None else {}),
             **({"part_by": self.part_by} if self.part_by != "hash" else {}),
@@ -297,4 +297,4 @@ class NearDupsConfig:
     def document_options(self) -> dict:
         """As PackConfig.document_options: what a pack's --drop_list is checked against."""
         return {**self.reader.options(), "normalize": self.normalize,
-                "quality": asdict(self.quality) if self.quality.active else None}
+                "quality": self.quality.settings() if self.quality.active else None}

@@ -2,7 +2,8 @@
 stages and executors (LocalPipelineExecutor; SlurmPipelineExecutor job arrays with their dependencies).
 
     stage 1  signatures  (--tasks tasks)  the corpus' files, task i reading files i, i+tasks, ...: normalised, empty
-                                          and quality-filtered documents left out (as a pack does), the inline pass's
+                                          documents left out, the pack's quality filters as datatrove filter steps
+                                          (data_tools.steps.datatrove_filters), then the inline pass's
                                           MinHash of the rest (rensa, character 5-grams, 128 permutations) in 16 bands
                                           of 8; datatrove's MinhashDedupSignature writes each band's sorted
                                           signatures, and this stage also writes, per document, its full signature
@@ -35,6 +36,7 @@ import numpy as np
 
 from data_tools import near_dedup
 from data_tools.dt_executors import chain, require_datatrove
+from data_tools.steps import datatrove_filters, filter_counts
 from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, EXACT_COPIES, NGRAM, NUM_PERM, SEED,
                                     copy_key, near_dedup_settings)
 
@@ -60,15 +62,16 @@ def _steps():
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
     class CorpusDocuments(PipelineStep):
-        """Reader: this task's share of the corpus, read by data_tools.readers (every format, compression, URLs),
-        normalised and filtered as a pack does; the documents left out are counted by reason, not passed on."""
+        """Reader: this task's share of the corpus, read by data_tools.readers (every format, compression, URLs) and
+        normalised as a pack does; empty documents are counted, not passed on. Each document carries its place in
+        the input as its id, its raw text and its content hash in its metadata (for the filters and the keys)."""
 
         name = "roberta-ds corpus"
         type = "📖 - READER"
 
-        def __init__(self, reader, normalize: bool, quality, keys_dir: str):
+        def __init__(self, reader, normalize: bool, counts_dir: str):
             super().__init__()
-            self.reader, self.normalize, self.quality, self.keys_dir = reader, normalize, quality, keys_dir
+            self.reader, self.normalize, self.counts_dir = reader, normalize, counts_dir
 
         def run(self, data=None, rank: int = 0, world_size: int = 1):
             from data_tools import readers
@@ -81,22 +84,19 @@ def _steps():
             else:  # thucnews, hf, inews: every task reads everything and keeps every world_size-th document
                 placed = ((d, (0, n)) for n, d in enumerate(readers.read_documents(self.reader, stats))
                           if n % world_size == rank)
-            left_out = {"empty": 0, "quality filters": 0}
-            Path(self.keys_dir).mkdir(parents=True, exist_ok=True)
-            with (Path(self.keys_dir) / f"{rank:05d}.keys").open("wb") as out:  # streamed: nothing kept per document
-                for doc, (file_index, record) in placed:
-                    text, _ = normalize(doc.text, self.normalize)
-                    why = "empty" if not text else (
-                        "quality filters" if self.quality.active and self.quality.verdict(doc.text, text) else None)
-                    if why:
-                        left_out[why] += 1
-                        self.stat_update(why)
-                        continue
-                    self.stat_update("documents")
-                    out.write(np.array([(file_index, record, doc_hash(text))], dtype=KEY).tobytes())
-                    yield Document(text=text, id=f"{file_index}/{record}")
-            counts = {"documents_read": stats.documents_read, "left_out": left_out, "reading": stats.to_dict()}
-            (Path(self.keys_dir) / f"{rank:05d}.read.json").write_text(json.dumps(counts), encoding="utf-8")
+            empty = 0
+            for doc, (file_index, record) in placed:
+                text, _ = normalize(doc.text, self.normalize)
+                if not text:
+                    empty += 1
+                    self.stat_update("empty")
+                    continue
+                self.stat_update("documents")
+                yield Document(text=text, id=f"{file_index}/{record}",
+                               metadata={"raw": doc.text, "file": file_index, "record": record, "hash": doc_hash(text)})
+            Path(self.counts_dir).mkdir(parents=True, exist_ok=True)
+            counts = {"documents_read": stats.documents_read, "empty": empty, "reading": stats.to_dict()}
+            (Path(self.counts_dir) / f"{rank:05d}.read.json").write_text(json.dumps(counts), encoding="utf-8")
 
     class CharMinhashSignature(MinhashDedupSignature):
         """datatrove's stage 1 with the inline pass's MinHash: rensa's, over character 5-grams (Chinese has no words
@@ -105,7 +105,7 @@ def _steps():
 
         name = "🎯 MinHash signatures (character 5-grams)"
 
-        def __init__(self, output_folder: str, full_dir: str):
+        def __init__(self, output_folder: str, full_dir: str, keys_dir: str):
             # MinhashDedupSignature.__init__, less its word tokenizer (spaCy; these shingles are characters)
             PipelineStep.__init__(self)
             self.output_folder = get_datafolder(output_folder)
@@ -114,7 +114,7 @@ def _steps():
             self._parameters = None
             self._hash_func = None
             self.language, self.word_tokenizer, self.skip_existing_sigs = None, None, False
-            self.full_dir = full_dir
+            self.full_dir, self.keys_dir = full_dir, keys_dir
             self._full = None
 
         def get_shingles(self, text: str) -> np.ndarray:
@@ -130,14 +130,22 @@ def _steps():
             return [band.tolist() for band in np.split(sig, BANDS)]
 
         def run(self, data, rank: int = 0, world_size: int = 1):
-            Path(self.full_dir).mkdir(parents=True, exist_ok=True)
-            with (Path(self.full_dir) / f"{rank:05d}.sig").open("wb") as self._full:
-                super().run(data, rank, world_size)
+            def keyed(keys):  # each document's key, in the order its signature is written (streamed)
+                for doc in data:
+                    m = doc.metadata
+                    keys.write(np.array([(m["file"], m["record"], m["hash"])], dtype=KEY).tobytes())
+                    yield doc
+
+            for d in (self.full_dir, self.keys_dir):
+                Path(d).mkdir(parents=True, exist_ok=True)
+            with ((Path(self.full_dir) / f"{rank:05d}.sig").open("wb") as self._full,
+                  (Path(self.keys_dir) / f"{rank:05d}.keys").open("wb") as keys):
+                super().run(keyed(keys), rank, world_size)
 
     return CorpusDocuments, CharMinhashSignature
 
 
-def cluster_step(root: str, threshold: float, options: dict, output: str):
+def cluster_step(root: str, threshold: float, options: dict, output: str, reasons: tuple[str, ...]):
     """Stage 3 as a datatrove step: the pairs of stage 2 checked against the threshold, clustered, the drop list
     written."""
     from datatrove.pipeline.base import PipelineStep
@@ -203,7 +211,8 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                 drop.add(h)
                 if len(examples) < 3:
                     examples.append({"document": _where(order(node)), "near_duplicate_of": _where(order(root_node))})
-            read = [json.loads(p.read_text()) for p in sorted((work / "keys").glob("*.read.json"))]
+            read = [json.loads(p.read_text()) for p in sorted((work / "counts").glob("*.read.json"))]
+            filtered = filter_counts(work / "counts", reasons)
             hashes = np.array(sorted(drop), dtype="<u8")
             out = Path(output)
             hashes.tofile(out / DROP_HASHES)
@@ -225,9 +234,9 @@ def cluster_step(root: str, threshold: float, options: dict, output: str):
                 "drops_note": "documents in a cluster of near-duplicates other than its first; exact copies of the "
                               "first are left to the pack's exact dedup; documents_dropped counts distinct content "
                               "hashes",
-                "left_out": {"empty": sum(r["left_out"]["empty"] for r in read),
-                             "quality filters": sum(r["left_out"]["quality filters"] for r in read),
+                "left_out": {"empty": sum(r["empty"] for r in read), "quality filters": sum(filtered.values()),
                              "exact duplicates": exact},
+                "filtered": filtered,
                 "exact_copies": exact,
                 "candidate_pairs": pairs, "pairs_checked": checked,
                 "examples": examples,
@@ -274,11 +283,14 @@ def executors(cfg, options: dict):
     CorpusDocuments, CharMinhashSignature = _steps()
     work = cfg.output / WORK
     stages = [
-        ("signatures", [CorpusDocuments(cfg.reader, cfg.normalize, cfg.quality, str(work / "keys")),
-                        CharMinhashSignature(str(work / "signatures"), str(work / "full"))], cfg.tasks),
+        ("signatures", [CorpusDocuments(cfg.reader, cfg.normalize, str(work / "counts")),
+                        *datatrove_filters(cfg.quality, str(work / "counts")),
+                        CharMinhashSignature(str(work / "signatures"), str(work / "full"), str(work / "keys"))],
+         cfg.tasks),
         ("buckets", [MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"),
                                          config=minhash_config())], BANDS),
-        ("clusters", [cluster_step(str(work), cfg.near_dedup_threshold, options, str(cfg.output))], 1),
+        ("clusters", [cluster_step(str(work), cfg.near_dedup_threshold, options, str(cfg.output),
+                                   cfg.quality.reasons)], 1),
     ]
     return chain(stages, executor=cfg.executor, logs=work / "logs", job_prefix="near-dups", local_workers=cfg.workers,
                  slurm_partition=cfg.slurm_partition, slurm_time=cfg.slurm_time, cpus_per_task=1,

@@ -20,7 +20,6 @@ inside a part is dedup over the input, and the split is the same as in a single 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from collections import deque
 from itertools import islice
 
@@ -34,7 +33,6 @@ from data_tools.near_dedup import EXACT_COPIES, DropList, NearDupIndex, near_ded
 from data_tools.normalize import CHAR_TABLE
 from data_tools.pool import OrderedPool
 from data_tools.pack_state import Checkpoints, Counters, prepare_output
-from data_tools.quality import REASONS
 from data_tools.readers import ReadStats, check_input, read_documents, share_documents
 from data_tools.sequence_packer import Packer
 from data_tools.shard_writer import SplitWriter
@@ -259,9 +257,9 @@ def _corpus_stats(stats: ReadStats, c: Counters, cfg: PackConfig, drop_list: Dro
     if cfg.part:
         d["documents_other_parts"] = c.documents_other_parts
     if cfg.quality.active:
-        d["quality_filters"] = {"settings": asdict(cfg.quality),
-                                "dropped": {r: c.filtered[r] for r in REASONS},
-                                "examples": {r: c.filter_examples.get(r, []) for r in REASONS},
+        d["quality_filters"] = {"settings": cfg.quality.settings(),
+                                "dropped": {r: c.filtered[r] for r in cfg.quality.reasons},
+                                "examples": {r: c.filter_examples.get(r, []) for r in cfg.quality.reasons},
                                 "definitions": "data_tools/quality.py; examples: the first characters of the first "
                                                f"{FILTER_EXAMPLES} documents each filter dropped"}
     if cfg.near_dedup or drop_list is not None:

@@ -46,7 +46,7 @@ class Counters:
     category_kept: Counter = field(default_factory=Counter)
     """thucnews: documents kept (packed) per category."""
     filtered: Counter = field(default_factory=Counter)
-    """Documents dropped by each quality filter (data_tools.quality.REASONS)."""
+    """Documents dropped by each filter, by its reason (data_tools.steps)."""
     filter_examples: dict = field(default_factory=dict)
     """The first few documents each quality filter dropped (their first characters), for the manifest."""
     near_duplicates_dropped: int = 0

@@ -17,54 +17,83 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-REASONS = ("too short", "mostly not Han", "repeated lines", "repeated paragraphs")
+from data_tools.steps import DocumentFilter, FilterSet
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
-@dataclass(frozen=True)
-class QualityFilters:
-    """The quality filters of a pack (and of `data_tools near-dups`, which must see the documents the pack keeps)."""
+def _share_problem(flag: str, v: float) -> list[str]:
+    return [] if 0.0 <= v <= 1.0 else [f"--{flag} {v}: a share in [0, 1] (1 turns the filter off)"]
 
+
+@dataclass(frozen=True)
+class MinChars(DocumentFilter):
+    reason = "too short"
     min_chars: int = 0
     """Quality filter: drop documents shorter than this many characters after normalisation (0: keep all)."""
+
+    def problems(self) -> list[str]:
+        return [f"--min_chars {self.min_chars}: must be >= 0 (0 keeps every length)"] if self.min_chars < 0 else []
+
+    def drops(self, raw: str, text: str) -> bool:
+        return len(text) < self.min_chars
+
+
+@dataclass(frozen=True)
+class MaxNonHan(DocumentFilter):
+    reason = "mostly not Han"
     max_non_han: float = 1.0
     """Quality filter: drop documents whose non-space characters are more than this share not Han (1: keep all;
     0.7 drops English, code and navigation pages and keeps Chinese news with numbers and names)."""
+
+    def problems(self) -> list[str]:
+        return _share_problem("max_non_han", self.max_non_han)
+
+    def drops(self, raw: str, text: str) -> bool:
+        chars = len(text) - text.count(" ")
+        return bool(chars) and 1.0 - len(_HAN.findall(text)) / chars > self.max_non_han
+
+
+@dataclass(frozen=True)
+class MaxRepeatedLines(DocumentFilter):
+    reason = "repeated lines"
     max_repeated_lines: float = 1.0
     """Quality filter: drop documents in which more than this share of the lines repeat an earlier line (Gopher
     uses 0.3; 1: keep all)."""
+
+    def problems(self) -> list[str]:
+        return _share_problem("max_repeated_lines", self.max_repeated_lines)
+
+    def drops(self, raw: str, text: str) -> bool:
+        return repeated_share(raw.splitlines()) > self.max_repeated_lines
+
+
+@dataclass(frozen=True)
+class MaxRepeatedParagraphs(DocumentFilter):
+    reason = "repeated paragraphs"
     max_repeated_paragraphs: float = 1.0
     """Quality filter: the same for paragraphs, blocks between blank lines (Gopher uses 0.3; 1: keep all)."""
 
-    @property
-    def active(self) -> bool:
-        return self != QualityFilters()
-
     def problems(self) -> list[str]:
-        out = []
-        if self.min_chars < 0:
-            out.append(f"--min_chars {self.min_chars}: must be >= 0 (0 keeps every length)")
-        for name in ("max_non_han", "max_repeated_lines", "max_repeated_paragraphs"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                out.append(f"--{name} {v}: a share in [0, 1] (1 turns the filter off)")
-        return out
+        return _share_problem("max_repeated_paragraphs", self.max_repeated_paragraphs)
 
-    def verdict(self, raw: str, text: str) -> str | None:
-        """The first filter (REASONS) the document fails, or None. ``raw``: as read; ``text``: normalised."""
-        if self.min_chars and len(text) < self.min_chars:
-            return REASONS[0]
-        if self.max_non_han < 1.0:
-            chars = len(text) - text.count(" ")
-            if chars and 1.0 - len(_HAN.findall(text)) / chars > self.max_non_han:
-                return REASONS[1]
-        if self.max_repeated_lines < 1.0 and repeated_share(raw.splitlines()) > self.max_repeated_lines:
-            return REASONS[2]
-        if self.max_repeated_paragraphs < 1.0 and repeated_share(_PARAGRAPH_BREAK.split(raw)) > self.max_repeated_paragraphs:
-            return REASONS[3]
-        return None
+    def drops(self, raw: str, text: str) -> bool:
+        return repeated_share(_PARAGRAPH_BREAK.split(raw)) > self.max_repeated_paragraphs
+
+
+@dataclass(frozen=True)
+class QualityFilters(FilterSet):
+    """The quality filters of a pack (and of `data_tools near-dups`, which must see the documents the pack keeps), in
+    the order they run: a document dropped by one is counted under that one's reason only."""
+
+    too_short: MinChars = MinChars()
+    mostly_not_han: MaxNonHan = MaxNonHan()
+    repeated_lines: MaxRepeatedLines = MaxRepeatedLines()
+    repeated_paragraphs: MaxRepeatedParagraphs = MaxRepeatedParagraphs()
+
+
+REASONS = QualityFilters().reasons
 
 
 def repeated_share(pieces: list[str]) -> float:

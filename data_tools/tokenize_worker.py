@@ -43,7 +43,7 @@ class DocResult:
     """bool per token: starts a jieba word (only with --wwm)."""
     unk_chars: dict[str, int] | None
     dropped: str | None = None
-    """The quality filter the document failed (data_tools.quality.REASONS; then not tokenized)."""
+    """The reason of the filter that dropped the document (data_tools.steps; then not tokenized)."""
     signature: bytes | None = None
     """Its MinHash signature (data_tools.near_dedup), with near-duplicate removal on, for a document of this part that
     passed the filters."""

@@ -22,13 +22,13 @@ FLAGS = ("--min_chars", "20", "--max_non_han", "0.7", "--max_repeated_lines", "0
 
 
 def test_each_filter_names_its_reason():
-    f = QualityFilters(min_chars=20, max_non_han=0.7, max_repeated_lines=0.3, max_repeated_paragraphs=0.3)
+    f = QualityFilters.of(min_chars=20, max_non_han=0.7, max_repeated_lines=0.3, max_repeated_paragraphs=0.3)
     assert [f.verdict(t, " ".join(t.split())) for t in PLANTED] == list(REASONS)
     news = "国足热身赛首发名单出炉\n主教练在赛前发布会上表示，球队将以4-3-3阵型迎战对手，C罗式的个人能力不是全部。"
     assert f.verdict(news, " ".join(news.split())) is None  # digits and a Latin letter: still Chinese news
     assert QualityFilters().verdict(SHORT, SHORT) is None and not QualityFilters().active  # off by default
     assert repeated_share(["a", "a"]) == 0.5 and repeated_share(["a", "", "b"]) == 0.0
-    assert QualityFilters(max_non_han=1.5, min_chars=-1).problems() == [
+    assert QualityFilters.of(max_non_han=1.5, min_chars=-1).problems() == [
         "--min_chars -1: must be >= 0 (0 keeps every length)", "--max_non_han 1.5: a share in [0, 1] (1 turns the filter off)"]
 
 
