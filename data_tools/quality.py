@@ -83,6 +83,20 @@ class MaxRepeatedParagraphs(DocumentFilter):
 
 
 @dataclass(frozen=True)
+class MaxChars(DocumentFilter):
+    reason = "too long"
+    max_chars: int = 0
+    """Quality filter: drop documents longer than this many characters after normalisation: concatenated pages,
+    tables and dumps (Gopher drops documents over 100,000 words; 0: keep all)."""
+
+    def problems(self) -> list[str]:
+        return [f"--max_chars {self.max_chars}: must be >= 0 (0 keeps every length)"] if self.max_chars < 0 else []
+
+    def drops(self, raw: str, text: str) -> bool:
+        return len(text) > self.max_chars
+
+
+@dataclass(frozen=True)
 class QualityFilters(FilterSet):
     """The quality filters of a pack (and of `data_tools near-dups`, which must see the documents the pack keeps), in
     the order they run: a document dropped by one is counted under that one's reason only."""
@@ -91,6 +105,7 @@ class QualityFilters(FilterSet):
     mostly_not_han: MaxNonHan = MaxNonHan()
     repeated_lines: MaxRepeatedLines = MaxRepeatedLines()
     repeated_paragraphs: MaxRepeatedParagraphs = MaxRepeatedParagraphs()
+    too_long: MaxChars = MaxChars()
 
 
 REASONS = QualityFilters().reasons

@@ -161,3 +161,31 @@ def test_pack_on_the_executors_packs_the_parts_and_merges_them(crawl_files, voca
                 set(np.load(tmp_path / "single" / split / "documents.npy").tolist())
     assert "FAILED" not in (tmp_path / "sbatch.log").read_text()
     assert main(["pack", *common, "--output", str(tmp_path / "x"), "--executor", "local", "--part", "1/2"]) == 2
+
+
+@pytest.mark.slow  # datatrove's executor and an inline pass
+def test_the_filters_run_as_datatrove_steps_and_drop_what_the_inline_pass_drops(zh_docs, tmp_path):
+    """The quality filters (data_tools.steps) as datatrove filter steps: each document dropped for the reason the
+    filter set gives it, counted by reason, as many as the inline pass leaves out."""
+    from test_quality import FLAGS, PLANTED
+
+    from data_tools.quality import QualityFilters
+
+    docs = [*zh_docs[:30], *PLANTED, *zh_docs[30:60], *PLANTED]
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    for f in range(2):
+        (crawl / f"{f}.jsonl").write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n"
+                                                  for d in docs[f::2]), encoding="utf-8")
+    filters = QualityFilters.of(**{k.lstrip("-"): float(v) if "." in v else int(v) for k, v in zip(FLAGS[::2],
+                                                                                                  FLAGS[1::2])})
+    expected = dict.fromkeys(filters.reasons, 0)
+    for d in docs:
+        if why := filters.verdict(d, normalize(d)[0]):
+            expected[why] += 1
+    assert all(expected[r] >= 2 for r in filters.reasons), expected  # every filter drops something here
+    assert near_dups(crawl, tmp_path / "dt", "--executor", "local", "--tasks", "2", *FLAGS) == 0
+    assert near_dups(crawl, tmp_path / "inline", *FLAGS) == 0
+    dt, inline = (json.loads((tmp_path / d / DROP_INFO).read_text(encoding="utf-8")) for d in ("dt", "inline"))
+    assert dt["filtered"] == expected
+    assert dt["left_out"]["quality filters"] == inline["left_out"]["quality filters"] == sum(expected.values())
