@@ -22,6 +22,9 @@ runs it that way on a GPU).
                  training window (steps 3.., excluding start-up)
   roberta-ds-z0  the same with ZeRO stage 0 (`--ds zero_optimization.stage=0`): on one process ZeRO-1/2 partition
                  nothing, and their gradient bucketing is the difference between this arm and the one above
+  roberta-ds-eager, -vocab64, -flash, -flex
+                 the whole trainer with one model option: --attention eager, --vocab_multiple 64 (21,128 -> 21,184
+                 rows), --attention flash_attention_2 or flex_attention (CUDA only)
 
 Useful tokens: non-padding tokens trained on. Model FLOPs per step, the usual training count (3 x forward):
 6 x (encoder parameters without embeddings) x tokens + 12 x layers x hidden x L x tokens (attention scores and
@@ -91,7 +94,8 @@ def model_config(shape: str, tok, seq_len: int, dropout: float = 0.1):
 
 
 def model_flops(hf, L: int, tokens: int, head_rows: int) -> float:
-    h, layers, V = hf.hidden_size, hf.num_hidden_layers, hf.vocab_size
+    # the tokenizer's rows: a padded vocabulary's extra rows are computed but are not model work
+    h, layers, V = hf.hidden_size, hf.num_hidden_layers, getattr(hf, "unpadded_vocab_size", None) or hf.vocab_size
     per_layer = 4 * h * h + 2 * h * hf.intermediate_size  # attention projections + feed-forward (weights)
     return 6 * per_layer * layers * tokens + 12 * layers * h * L * tokens + 6 * h * V * head_rows
 
@@ -288,6 +292,10 @@ ARMS = {
     "bare-step": arm_bare_step,
     "roberta-ds": arm_roberta_ds,
     "roberta-ds-z0": lambda *a: arm_roberta_ds(*a, "--ds", "zero_optimization.stage=0"),
+    "roberta-ds-eager": lambda *a: arm_roberta_ds(*a, "--attention", "eager"),
+    "roberta-ds-vocab64": lambda *a: arm_roberta_ds(*a, "--vocab_multiple", "64"),
+    "roberta-ds-flash": lambda *a: arm_roberta_ds(*a, "--attention", "flash_attention_2"),
+    "roberta-ds-flex": lambda *a: arm_roberta_ds(*a, "--attention", "flex_attention"),
 }
 
 

@@ -24,7 +24,14 @@ def test_gpu_check_runs_every_step_on_the_cpu(vocab_dir: Path, tmp_path: Path):
     assert (work / "inews512_part1of8" / "manifest.json").exists()
     assert result["preset"] == "tiny" and result["length"] == 512 and result["bf16_ceiling_flops_per_s"] > 0
     arms = {r["arm"]: r for r in result["rows"]}
-    assert set(arms) == {"roberta-ds ZeRO-2, 1 rank", "roberta-ds ZeRO-2, 2 ranks", "run_mlm-style loop, 1 rank"}
+    assert set(arms) == {"roberta-ds ZeRO-2, 1 rank", "roberta-ds ZeRO-2, 2 ranks", "run_mlm-style loop, 1 rank",
+                         "roberta-ds ZeRO-2, 1 rank, eager+vocab64"}  # the model options' arm, rehearsed
+    vocab = json.loads((work / "inews512_part1of8" / "manifest.json").read_text())["tokenizer"]["vocab_size"]
+    options = json.loads((work / "run_tiny_512_eager+vocab64" / "final_model" / "config.json").read_text())
+    assert options["attn_implementation"] == "eager" and options["vocab_size"] == vocab  # exported unpadded
+    ran = json.loads((work / "run_tiny_512_eager+vocab64" / "effective_config.json").read_text())["model"]
+    assert ran["vocab_size"] == -(-vocab // 64) * 64 and ran["attn_implementation"] == "eager", ran
+    assert "best option set on 1 rank: " in proc.stdout
     assert arms["roberta-ds ZeRO-2, 2 ranks"]["world_size"] == 2  # the launcher really started 2 ranks
     assert arms["roberta-ds ZeRO-2, 1 rank"]["world_size"] == 1
     for row in result["rows"]:

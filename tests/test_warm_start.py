@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
 
 from roberta_ds.training.model import ModelConfig, build_model, roberta_config
 from roberta_ds.shard_format import read_manifest
-from roberta_ds.training.warm_start import init_from_pretrained
+from roberta_ds.training.model.hf_adapter import init_from_pretrained
 
 
 def _bert(vocab_dir: Path, out: Path, with_head: bool, vocab_size: int | None = None) -> Path:
@@ -102,7 +102,7 @@ def test_legacy_gamma_beta_layer_norm_names_load(vocab_dir: Path, shard_dir: Pat
 def test_a_hub_id_without_the_hub_says_how_to_bring_the_model(monkeypatch, tmp_path: Path):
     # --init_from takes a hub id; offline (no network here, HF_HUB_OFFLINE=1 as on a cluster node) and with nothing
     # cached, the message says how to get the model onto the machine.
-    from roberta_ds.training.warm_start import resolve_source
+    from roberta_ds.training.model.hf_adapter import resolve_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roberta_ds.cli_args import cli
-from roberta_ds.training.model_config import PRESETS
+from roberta_ds.training.model.settings import PRESETS
 
 
 @dataclass

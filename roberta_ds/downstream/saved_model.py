@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase, RobertaForMaskedLM
 
 from roberta_ds.training import checkpoint
 from roberta_ds.training.checkpoint import HF_CONFIG_NAME, STATE_NAME
+from roberta_ds.training.model.core import load_mlm
 from roberta_ds.reading.data import Layout, ShardStream
 from roberta_ds.reading.masking import EVAL_MASK_SEED
 from roberta_ds.shard_format import TOKENIZER_DIRNAME, read_manifest
@@ -50,7 +51,7 @@ def load_masked_lm(path: str | Path) -> LoadedModel:
     if not p.is_dir():
         raise ValueError(f"--model {p}: no such directory (RUN/final_model or RUN/checkpoints/global_stepN)")
     if (p / "config.json").exists():
-        mlm = RobertaForMaskedLM.from_pretrained(str(p))
+        mlm = load_mlm(p)
         tokenizer = load_tokenizer(p)
         kind = "hf"
     else:

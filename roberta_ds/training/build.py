@@ -19,11 +19,11 @@ from roberta_ds.reading.mixture import MixedData, PhaseSpec, Source, load_mixtur
 from roberta_ds.training import engine as engine_setup
 from roberta_ds.training.engine import build_engine, device, init_distributed, optimizer_implementation
 from roberta_ds.reading.masking import EVAL_MASK_SEED, Masker
-from roberta_ds.training.model import SparseMaskedLM, build_model, roberta_config
+from roberta_ds.training.model import SparseMaskedLM, attention, build_model, roberta_config
 from roberta_ds.training.schedule import TIME_SCHEDULERS
 from roberta_ds.shard_format import MANIFEST_NAME, TOKENIZER_DIRNAME, Manifest, read_manifest, sha256_file
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
-from roberta_ds.training.warm_start import init_from_pretrained, source_token_types
+from roberta_ds.training.model.hf_adapter import init_from_pretrained, source_token_types
 
 PROJECTION_PLACEHOLDER = 10**9
 """total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
@@ -122,7 +122,7 @@ class PretrainRun:
         return {
             "run": self.cfg.to_dict(),
             "deepspeed": self.ds_cfg,
-            "model": self.hf_config.to_dict(),
+            "model": attention.recorded(self.hf_config.to_dict(), attention.trained_kind(self.hf_config)),
             "data": {
                 "data_dir": str(self.data_dir),
                 "tokenizer": self.manifest.tokenizer.to_dict(),
@@ -160,7 +160,7 @@ def check_time_schedule(raw: dict) -> None:
 
 def memory_report(cfg: RunConfig) -> str:
     """--estimate_memory: the run's model (from the manifest's vocab and length) under every ZeRO set-up."""
-    from roberta_ds.training.memory import report
+    from roberta_ds.training.model.memory import report
 
     t = cfg.train
     root = Path(t.data_dir) if t.data_dir else Path(load_mixture(t.mixture)[0].dir)
@@ -282,6 +282,8 @@ def build_run(cfg: RunConfig) -> PretrainRun:
     ds_config.check_device_precision(ds_cfg)
 
     # Model: fresh, or warm-started from a Hugging Face directory.
+    if problems := attention.problems(cfg.model.attention, device().type, precision):
+        raise ValueError("invalid model settings:\n  " + "\n  ".join(problems))
     hf_config = roberta_config(cfg.model, tok, seq_len)
     if t.init_from:  # keep every tensor of the source: its segment rows too (pretraining itself uses type 0)
         hf_config.type_vocab_size = max(hf_config.type_vocab_size, source_token_types(t.init_from))

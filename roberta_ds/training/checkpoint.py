@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from roberta_ds.training.collective import any_rank
+from roberta_ds.training.model import attention
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
 from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, save_handoff_tokenizer
@@ -37,7 +38,7 @@ from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, save_handoff_to
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
 WRAPPER_PREFIX = "mlm."  # SparseMaskedLM keeps the HF model as .mlm
-TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+from roberta_ds.training.model.core import TIED  # noqa: E402  (re-exported: checkpoint.TIED)
 """Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""
 
 
@@ -117,7 +118,9 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
         engine.save_checkpoint(str(ckpt_root), tag=tag)  # our state goes in STATE_NAME only, once
         torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
         if rank == 0:
-            (tag_dir / HF_CONFIG_NAME).write_text(hf_config.to_json_string())
+            kind = attention.trained_kind(hf_config)
+            (tag_dir / HF_CONFIG_NAME).write_text(json.dumps(attention.recorded(hf_config.to_dict(), kind), indent=2,
+                                                             sort_keys=True) + "\n")
             tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
     except OSError as e:
         failure = e
@@ -393,10 +396,18 @@ def fp32_state_dict(tag_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def model_from_checkpoint(tag_dir: Path):
-    """A RobertaForMaskedLM with a checkpoint's consolidated fp32 weights (any ZeRO stage), decoder tied."""
+    """A RobertaForMaskedLM with a checkpoint's consolidated fp32 weights (any ZeRO stage), decoder tied, the
+    tokenizer's rows only (a padded vocabulary's padding rows cut: model.core.unpad), with the checkpoint's attention
+    kind where it runs here (sdpa otherwise; the kind stays recorded in the config for an export)."""
     from transformers import RobertaConfig, RobertaForMaskedLM
 
+    from roberta_ds.training.model.core import unpad
+
     config = RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME))
+    trained = attention.trained_kind(config)
+    if attention.reload_kind(config) != trained:  # e.g. trained with flash_attention_2, exported on a CPU machine
+        setattr(config, attention.RECORD_KEY, trained)
+        config._attn_implementation = attention.reload_kind(config)
     model = RobertaForMaskedLM(config)
     missing, unexpected = model.load_state_dict(fp32_state_dict(tag_dir), strict=False)
     model.tie_weights()
@@ -405,13 +416,13 @@ def model_from_checkpoint(tag_dir: Path):
         raise RuntimeError(f"checkpoint {tag_dir} does not match its config: missing {bad_missing}, unexpected {unexpected}")
     if model.lm_head.decoder.weight.data_ptr() != model.roberta.embeddings.word_embeddings.weight.data_ptr():
         raise RuntimeError("decoder weight is not tied to the word embeddings after loading")
-    return model
+    return unpad(model)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str = "roberta") -> Path:
     """Write a checkpoint (a global_stepN directory, or the newest in a checkpoints/ directory) as a
     Hugging Face model directory: save_pretrained weights and config, and the tokenizer. ``architecture``
-    "bert" writes a BertForMaskedLM (bert_format.py) for code written for BERT-architecture checkpoints."""
+    "bert" writes a BertForMaskedLM (model/hf_adapter.py) for code written for BERT-architecture checkpoints."""
     from transformers import AutoTokenizer
 
     tag_dir = find(checkpoint)
@@ -420,15 +431,17 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, architecture: str
                          "checkpoints/ directory holding them)")
     out = Path(out)
     model = model_from_checkpoint(tag_dir)
+    kind = attention.trained_kind(model.config)
     positions, types = model.config.max_position_embeddings - POSITION_OFFSET, model.config.type_vocab_size
     if architecture == "bert":
-        from roberta_ds.training.bert_format import roberta_to_bert
+        from roberta_ds.training.model.hf_adapter import roberta_to_bert
 
         model = roberta_to_bert(model)
         types = model.config.type_vocab_size
     # Never over a colleague's files: only into a new or empty directory, or over an export of ours.
     claim_dir(out, "roberta-ds export", EXPORT_ENTRIES, flag="export directory", what="a roberta-ds export", clean=False)
     model.save_pretrained(str(out))
+    attention.record(out, kind)
     tok = AutoTokenizer.from_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
     save_handoff_tokenizer(tok, out, max_tokens=positions, token_types=types,
                            normalize=_packed_with_normalization(tag_dir))

@@ -15,6 +15,8 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 POSITION_INITS = ("random", "sinusoid")
+ATTENTION_KINDS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+"""transformers' attention implementations for BERT-family models (model/attention.py says where each runs)."""
 
 
 @dataclass
@@ -36,6 +38,13 @@ class ModelConfig:
     position_init: str = "random"
     """Initial learned position embeddings: random (BERT's normal, std 0.02) or sinusoid (Vaswani et al.'s table,
     scaled to the same std); the model stays a stock RobertaForMaskedLM either way."""
+    attention: str = "sdpa"
+    """Attention implementation: sdpa (PyTorch's fused kernels; the default), eager (plain matmuls, for debugging),
+    flash_attention_2 (the flash-attn package, CUDA, bf16/fp16) or flex_attention (torch's, CUDA). Recorded in the
+    checkpoint and the export, so a reload uses it where it can run."""
+    vocab_multiple: int = 1
+    """Pad the embedding and LM-head rows to a multiple of this (64 suits tensor cores: 21,128 -> 21,184). Padding
+    rows never reach the loss, the accuracy or a prediction, and an export has the tokenizer's rows only. 1: none."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,6 +56,11 @@ class ModelConfig:
                 problems.append(f"--{name} {v}: must be a positive integer")
         if self.position_init not in POSITION_INITS:
             problems.append(f"--position_init {self.position_init!r}: choose one of {list(POSITION_INITS)}")
+        if self.attention not in ATTENTION_KINDS:
+            problems.append(f"--attention {self.attention!r}: choose one of {list(ATTENTION_KINDS)}")
+        if self.vocab_multiple < 1:
+            problems.append(f"--vocab_multiple {self.vocab_multiple}: a positive integer (1: no padding, 64 for "
+                            "tensor cores)")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"--dropout {self.dropout}: must be in [0, 1)")
         if not problems:

@@ -1,4 +1,5 @@
-"""The model: transformers' RobertaForMaskedLM with a sparse MLM loss.
+"""The model: transformers' RobertaForMaskedLM with a sparse MLM loss, its Hugging Face config (attention kind,
+padded vocabulary), and reloading a saved one.
 
 We never hand-write the transformer: the export is a standard Hugging Face model.
 """
@@ -6,14 +7,30 @@ We never hand-write the transformer: the export is a standard Hugging Face model
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import RobertaConfig, RobertaForMaskedLM
+from transformers import AutoConfig, RobertaConfig, RobertaForMaskedLM
 
 from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo
-from roberta_ds.training.model_config import POSITION_INITS, PRESETS, ModelConfig  # noqa: F401 (re-exported)
+from roberta_ds.training.model import attention
+from roberta_ds.training.model.settings import POSITION_INITS, PRESETS, ModelConfig  # noqa: F401 (re-exported)
+
+TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+"""The decoder is tied to the word embeddings (and its bias to lm_head.bias): not stored separately."""
+UNPADDED = "unpadded_vocab_size"
+"""The config key of a padded model: the tokenizer's rows (the rows from there to vocab_size are padding)."""
+
+
+def padded_size(vocab_size: int, multiple: int) -> int:
+    return -(-vocab_size // multiple) * multiple
+
+
+def real_vocab_size(config) -> int:
+    """The tokenizer's rows of a (maybe padded) model's vocabulary."""
+    return int(getattr(config, UNPADDED, None) or config.vocab_size)
 
 
 def roberta_config(cfg: ModelConfig, tok: TokenizerInfo, max_seq_length: int) -> RobertaConfig:
@@ -23,8 +40,10 @@ def roberta_config(cfg: ModelConfig, tok: TokenizerInfo, max_seq_length: int) ->
     (positions start at pad_id + 1), so with the BERT vocab pad is 0 and the table needs
     max_seq_length + 2 rows (docs/design.md, "Tokenizer").
     """
+    padded = padded_size(tok.vocab_size, cfg.vocab_multiple)
     return RobertaConfig(
-        vocab_size=tok.vocab_size,
+        vocab_size=padded,
+        **({UNPADDED: tok.vocab_size} if padded != tok.vocab_size else {}),
         max_position_embeddings=max_seq_length + POSITION_OFFSET,
         type_vocab_size=1,
         hidden_dropout_prob=cfg.dropout,
@@ -33,10 +52,37 @@ def roberta_config(cfg: ModelConfig, tok: TokenizerInfo, max_seq_length: int) ->
         bos_token_id=tok.cls_id,
         eos_token_id=tok.sep_id,
         layer_norm_eps=1e-12,
-        attn_implementation="sdpa",
+        attn_implementation=cfg.attention,
         tie_word_embeddings=True,
         **cfg.architecture(),
     )
+
+
+@torch.no_grad()
+def unpad(model: RobertaForMaskedLM) -> RobertaForMaskedLM:
+    """The model with the tokenizer's rows only (in place): what an export and a reload for evaluation hold, so
+    stock clients (fill-mask, ONNX) never see a padding row."""
+    n = real_vocab_size(model.config)
+    if n == model.config.vocab_size:
+        return model
+    emb = model.roberta.embeddings.word_embeddings
+    emb.weight = nn.Parameter(emb.weight[:n].clone())
+    emb.num_embeddings = n
+    model.lm_head.bias = nn.Parameter(model.lm_head.bias[:n].clone())
+    model.lm_head.decoder.out_features = n
+    model.config.vocab_size = n
+    delattr(model.config, UNPADDED)
+    model.tie_weights()
+    model.lm_head.decoder.bias = model.lm_head.bias
+    return model
+
+
+def load_mlm(path: str | Path) -> RobertaForMaskedLM:
+    """A saved Hugging Face model directory (an export), with the attention kind it records where that kind can run
+    here (attention.reload_kind)."""
+    config = AutoConfig.from_pretrained(str(path))
+    mlm = RobertaForMaskedLM.from_pretrained(str(path), attn_implementation=attention.reload_kind(config))
+    return mlm
 
 
 def build_model(config: RobertaConfig, seed: int, position_init: str = "random") -> RobertaForMaskedLM:
@@ -82,6 +128,8 @@ class SparseMaskedLM(nn.Module):
     def __init__(self, mlm: RobertaForMaskedLM) -> None:
         super().__init__()
         self.mlm = mlm
+        self.vocab = real_vocab_size(mlm.config)
+        """The tokenizer's rows: logits of padding rows (``--vocab_multiple``) are cut before the loss and argmax."""
 
     def forward(
         self,
@@ -96,7 +144,7 @@ class SparseMaskedLM(nn.Module):
         collapse check)."""
         hidden = self.mlm.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
-        logits = self.mlm.lm_head(flat).float()
+        logits = self.mlm.lm_head(flat)[:, : self.vocab].float()
         loss_sum = F.cross_entropy(logits, masked_labels, reduction="sum")
         correct = (logits.argmax(dim=-1) == masked_labels).sum()
         if return_hidden:

@@ -96,6 +96,6 @@ def report(hf_config, model_size: str, seq_len: int, micro_batch: int, precision
         lines.append(f"{r['setup']:<36} {r['gpu'] / GIB:>12.2f} GiB {(r['gpu'] + r['activations']) / GIB:>14.2f} GiB "
                      f"{cpu:>10}")
     lines.append("model states: DeepSpeed's estimators (ZeRO-1: ZeRO-2's plus its unpartitioned 16-bit gradients); "
-                 "activations: an estimate (roberta_ds/training/memory.py says how), without activation checkpointing. "
+                 "activations: an estimate (roberta_ds/training/model/memory.py says how), without activation checkpointing. "
                  "Leave ~10-20 % of the GPU for the allocator and communication buffers.")
     return "\n".join(lines)
