@@ -67,22 +67,23 @@ def prepare_data(work: Path, tokenizer: Path | None, seq_len: int) -> tuple[Path
 
 
 OPTION_FLAGS = {"sdpa": [], "eager": ["--attention", "eager"], "flash": ["--attention", "flash_attention_2"],
-                "flex": ["--attention", "flex_attention"], "vocab64": ["--vocab_multiple", "64"]}
+                "flex": ["--attention", "flex_attention"], "vocab64": ["--vocab_multiple", "64"],
+                "compile": ["--compile"]}
 """The model options an option set names (joined by '+', e.g. flash+vocab64): roberta_ds.training.model.settings."""
 
 
 def option_sets(text: str | None, gpu: bool) -> list[str]:
-    """The option sets to run on 1 rank besides the default (sdpa, vocab unpadded): --options, or on a GPU sdpa
-    and flex attention with and without the padded vocabulary, and flash attention where flash-attn is installed;
-    on a CPU one set (eager+vocab64) that walks the same code."""
+    """The option sets to run on 1 rank besides the default (sdpa, vocab unpadded, eager mode): --options, or on a
+    GPU the padded vocabulary with sdpa (compiled or not) and flex attention, and flash attention (compiled or not)
+    where flash-attn is installed; on a CPU one set (eager+vocab64) that walks the same code."""
     import importlib.util
 
     if text is not None:
         sets = [x for x in text.split(",") if x]
     elif gpu:
-        sets = ["sdpa+vocab64", "flex", "flex+vocab64"]
+        sets = ["sdpa+vocab64", "sdpa+vocab64+compile", "flex+vocab64"]
         if importlib.util.find_spec("flash_attn") is not None:
-            sets += ["flash", "flash+vocab64"]
+            sets += ["flash+vocab64", "flash+vocab64+compile"]
     else:
         sets = ["eager+vocab64"]
     for s in sets:
@@ -126,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "gpu_check")
     ap.add_argument("--options", default=None,
                     help="model option sets run on 1 rank besides the default, comma-separated, each options joined by "
-                         f"'+' from {', '.join(OPTION_FLAGS)} (default: GPU sdpa+vocab64,flex,flex+vocab64 and flash, "
-                         "flash+vocab64 where flash-attn is installed; CPU eager+vocab64)")
+                         f"'+' from {', '.join(OPTION_FLAGS)} (default: GPU sdpa+vocab64, sdpa+vocab64+compile, "
+                         "flex+vocab64, and flash+vocab64, flash+vocab64+compile where flash-attn is installed; CPU "
+                         "eager+vocab64)")
     a = ap.parse_args(argv)
     gpu = a.device == "cuda"
     a.preset = a.preset or ("base" if gpu else "tiny")

@@ -22,9 +22,10 @@ runs it that way on a GPU).
                  training window (steps 3.., excluding start-up)
   roberta-ds-z0  the same with ZeRO stage 0 (`--ds zero_optimization.stage=0`): on one process ZeRO-1/2 partition
                  nothing, and their gradient bucketing is the difference between this arm and the one above
-  roberta-ds-eager, -vocab64, -flash, -flex
+  roberta-ds-eager, -vocab64, -compile, -flash, -flex
                  the whole trainer with one model option: --attention eager, --vocab_multiple 64 (21,128 -> 21,184
-                 rows), --attention flash_attention_2 or flex_attention (CUDA only)
+                 rows), --compile (the compilation falls in the untimed first steps), --attention flash_attention_2
+                 or flex_attention (CUDA only)
 
 Useful tokens: non-padding tokens trained on. Model FLOPs per step, the usual training count (3 x forward):
 6 x (encoder parameters without embeddings) x tokens + 12 x layers x hidden x L x tokens (attention scores and
@@ -296,6 +297,7 @@ ARMS = {
     "roberta-ds-vocab64": lambda *a: arm_roberta_ds(*a, "--vocab_multiple", "64"),
     "roberta-ds-flash": lambda *a: arm_roberta_ds(*a, "--attention", "flash_attention_2"),
     "roberta-ds-flex": lambda *a: arm_roberta_ds(*a, "--attention", "flex_attention"),
+    "roberta-ds-compile": lambda *a: arm_roberta_ds(*a, "--compile"),
 }
 
 

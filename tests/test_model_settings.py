@@ -101,3 +101,24 @@ def test_a_run_with_eager_attention_and_a_padded_vocab_exports_what_stock_client
     assert mlm.get_input_embeddings().weight.shape[0] == vocab == len(AutoTokenizer.from_pretrained(str(export)))
     fill = pipeline("fill-mask", model=str(export), top_k=vocab)
     assert all(p["token"] < vocab for p in fill("今天[MASK]气很好"))  # every row ranked: none is padding
+
+
+@pytest.mark.slow  # two tiny runs (one compiled on the CPU: ~a minute of compilation) and an export
+def test_a_compiled_run_trains_as_the_eager_run_and_its_checkpoint_exports(shard_dir: Path, tmp_path: Path):
+    """--compile: the losses of a compiled run equal the eager run's within 1e-4 (relative; dropout 0, so both runs
+    draw the same masks and no dropout), and its checkpoint holds the usual parameter names (compiled in place), so
+    it exports and a stock client reloads it."""
+    from pretrain_helpers import run_pretrain, train_records
+    from transformers import AutoModelForMaskedLM
+
+    common = ("--save_steps", "3", "--dropout", "0", "--log_steps", "1")
+    assert run_pretrain(shard_dir, tmp_path / "eager", "zero2", 3, *common) == 0
+    assert run_pretrain(shard_dir, tmp_path / "compiled", "zero2", 3, *common, "--compile") == 0
+    eager, compiled = ([r["loss"] for r in train_records(tmp_path / run)] for run in ("eager", "compiled"))
+    assert len(eager) == len(compiled) == 3
+    assert compiled == pytest.approx(eager, rel=1e-4), (compiled, eager)
+    for run, compiled in (("eager", False), ("compiled", True)):
+        effective = json.loads((tmp_path / run / "effective_config.json").read_text(encoding="utf-8"))
+        assert effective["run"]["model"]["compile"] is compiled and effective["encoder_compiled"] is compiled
+    mlm = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "compiled" / "final_model"))
+    assert not any("_orig_mod" in k for k in mlm.state_dict())

@@ -140,6 +140,8 @@ class PretrainRun:
             "time_budget_s": self.budget_s,
             "precision": self.precision,
             "optimizer_implementation": optimizer_implementation(self.engine),
+            # what the module is, not what was asked: nn.Module.compile() sets _compiled_call_impl
+            "encoder_compiled": getattr(self.engine.module.mlm.roberta, "_compiled_call_impl", None) is not None,
             "launcher": engine_setup.LAUNCH.launcher if engine_setup.LAUNCH else None,
         }
 
@@ -289,6 +291,8 @@ def build_run(cfg: RunConfig) -> PretrainRun:
         hf_config.type_vocab_size = max(hf_config.type_vocab_size, source_token_types(t.init_from))
     mlm = build_model(hf_config, t.seed, cfg.model.position_init)
     warm_start_report = init_from_pretrained(mlm, t.init_from, tok, seq_len) if t.init_from else None
+    if cfg.model.compile:
+        mlm.roberta.compile()  # in place (nn.Module.compile): parameter names, state dicts and checkpoints unchanged
     engine, scheduler = build_engine(SparseMaskedLM(mlm), ds_cfg)
     # The engine reports the batch layout; check it is what our data layout assumed.
     got = (engine.train_micro_batch_size_per_gpu(), engine.gradient_accumulation_steps())

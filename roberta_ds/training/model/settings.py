@@ -42,6 +42,10 @@ class ModelConfig:
     """Attention implementation: sdpa (PyTorch's fused kernels; the default), eager (plain matmuls, for debugging),
     flash_attention_2 (the flash-attn package, CUDA, bf16/fp16) or flex_attention (torch's, CUDA). Recorded in the
     checkpoint and the export, so a reload uses it where it can run."""
+    compile: bool = False
+    """torch.compile the encoder (in place: checkpoints, resume and export are unchanged; the MLM head, whose row
+    count varies with the masked tokens, stays eager). Off by default: the first steps pay the compilation, and the
+    gain is measured per device (bench/gpu_check.py)."""
     vocab_multiple: int = 1
     """Pad the embedding and LM-head rows to a multiple of this (64 suits tensor cores: 21,128 -> 21,184). Padding
     rows never reach the loss, the accuracy or a prediction, and an export has the tokenizer's rows only. 1: none."""
