@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU readiness check (bench/gpu_check.py has the details): roberta-ds `base` in bf16 under ZeRO-2 through the
 # deepspeed launcher against the measured bf16 matmul ceiling and a run_mlm-style loop, plus 2 ranks over NCCL
-# where 2 GPUs are present. Under 5 minutes on one H100/H200-class GPU.
+# where 2 GPUs are present, and the model option sets (attention kinds, padded vocab, compile) on 1 rank. Meant
+# to take under 8 minutes on one H100/H200-class GPU (estimated; it has not run on one yet).
 #   bash bench/gpu_check.sh                 # on a GPU machine, after installing a CUDA torch and `pip install -e .`
 #   bash bench/gpu_check.sh --device cpu    # the same steps on a CPU with the tiny preset
 set -euo pipefail
