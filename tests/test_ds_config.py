@@ -63,3 +63,22 @@ def test_bad_batch_settings_are_one_message_not_a_traceback():
         ds_config.batch_layout(cfg)
     assert "train_micro_batch_size_per_gpu = 'auto': must be a positive integer" in str(e.value)
     assert "gradient_accumulation_steps = 0: must be a positive integer" in str(e.value)
+
+
+def test_zero_1_and_2_run_as_stage_0_on_one_fp32_rank_only():
+    """ds_config.one_rank_stage: one rank in fp32 has nothing to partition; everything else keeps its stage."""
+    from roberta_ds.training.ds_config import one_rank_stage
+
+    def cfg(stage: int, bf16: bool = False, offload: bool = False) -> dict:
+        zero = {"stage": stage, "overlap_comm": True, **({"offload_optimizer": {"device": "cpu"}} if offload else {})}
+        return {"bf16": {"enabled": bf16}, "fp16": {"enabled": False}, "zero_optimization": zero}
+
+    for stage in (1, 2):
+        out, note = one_rank_stage(cfg(stage), 1, None)
+        assert out["zero_optimization"] == {"stage": 0} and f"ZeRO stage {stage} runs as stage 0" in note
+        assert one_rank_stage(cfg(stage), 1, 0)[0]["zero_optimization"]["stage"] == 0  # resuming a stage-0 one
+    kept = [one_rank_stage(cfg(2), 2, None), one_rank_stage(cfg(2, bf16=True), 1, None),
+            one_rank_stage(cfg(2, offload=True), 1, None), one_rank_stage(cfg(3), 1, None),
+            one_rank_stage(cfg(2), 1, 2)]  # a checkpoint with ZeRO partitions resumes under ZeRO
+    assert [(c["zero_optimization"]["stage"], note) for c, note in kept] == [(2, None), (2, None), (2, None),
+                                                                            (3, None), (2, None)]

@@ -159,8 +159,9 @@ def test_every_shipped_config_trains_and_exports(config: str, shard_dir: Path, t
     assert last < first - 0.3, f"{config}: loss did not fall ({first:.3f} -> {last:.3f})"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["initial_loss"] == pytest.approx(first)
-    assert summary["zero_stage"] == json.loads((ROOT / "ds_configs" / f"{config}.json").read_text())[
-        "zero_optimization"]["stage"]
+    configured = json.loads((ROOT / "ds_configs" / f"{config}.json").read_text())["zero_optimization"]["stage"]
+    # ZeRO-1/2 on one fp32 rank run as stage 0 (ds_config.one_rank_stage); stage 3 and offload as configured
+    assert summary["zero_stage"] == (0 if configured in (1, 2) and "offload" not in config else configured)
 
     # The export is a standard HF model: weights equal the consolidated fp32 checkpoint, decoder tied.
     model = AutoModelForMaskedLM.from_pretrained(run / "final_model")

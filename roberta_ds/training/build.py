@@ -206,6 +206,18 @@ def _check_sources(sources: list[Source], manifests: list[Manifest], phases: lis
     return problems
 
 
+def _saved_zero_stage(t) -> int | None:
+    """The ZeRO stage of the checkpoint this run resumes (or continues from); None for a fresh run."""
+    from roberta_ds.training import checkpoint
+
+    tag = checkpoint.resolve_resume(t.resume_from_checkpoint, Path(t.output_dir) / records.CHECKPOINTS_DIRNAME)
+    if tag is None and t.continue_from:
+        tag = checkpoint.find(t.continue_from) or checkpoint.find(Path(t.continue_from) / records.CHECKPOINTS_DIRNAME)
+    if tag is None:
+        return None
+    return ds_config.zero_stage(checkpoint.read_state(tag)["config"]["deepspeed"])
+
+
 def build_run(cfg: RunConfig) -> PretrainRun:
     t = cfg.train
     if t.resume_from_checkpoint is None:
@@ -277,6 +289,9 @@ def build_run(cfg: RunConfig) -> PretrainRun:
             data.time_shares = True
             data_limit = data.limit()  # within the first phase; re-computed when the clock starts the next one
     ds_cfg = ds_config.resolve(raw, total_steps=total_steps, world_size=world)
+    ds_cfg, stage_note = ds_config.one_rank_stage(ds_cfg, world, _saved_zero_stage(t))
+    if stage_note and rank == 0:
+        console.print(stage_note)
     problems = monitor.place_outputs(ds_cfg, Path(t.output_dir), is_main=rank == 0)
     if problems:
         raise ds_config.DSConfigError("DeepSpeed config problems:\n  " + "\n  ".join(problems))

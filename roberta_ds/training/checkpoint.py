@@ -280,8 +280,12 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     scheduler, step counters and RNG, and the optimizer's groups take the fresh scheduler's lr.
     """
     same = saved_world == world
-    load_path = (engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name, load_lr_scheduler_states=schedule)[0]
-                 if same else _load_universal(engine, universal(tag_dir, rank), schedule))
+    if same or engine.zero_optimization_stage() == 0 and _unpartitioned(tag_dir):
+        load_path = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name, load_lr_scheduler_states=schedule)[0]
+    elif _unpartitioned(tag_dir):
+        load_path = _load_unpartitioned(engine, tag_dir, schedule)
+    else:
+        load_path = _load_universal(engine, universal(tag_dir, rank), schedule)
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint at {tag_dir}")
     if not schedule:
@@ -300,6 +304,57 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     if not rng_file.exists():
         raise ValueError(f"{rng_file} is missing: the checkpoint is incomplete")
     set_rng_state(load_rng_file(rng_file))
+
+
+def _unpartitioned(tag_dir: Path) -> bool:
+    """A checkpoint saved at ZeRO stage 0 (a one-rank fp32 run: ds_config.one_rank_stage): the module and torch's
+    Adam state in one file, no optimizer partitions."""
+    return not any(tag_dir.glob("*_optim_states.pt"))
+
+
+def _load_unpartitioned(engine, tag_dir: Path, schedule: bool = True) -> str | None:
+    """A stage-0 checkpoint into a ZeRO-1/2 engine at another world size (DeepSpeed's universal conversion reads
+    only partitioned checkpoints). DeepSpeed loads the module, the step counters and the scheduler, and copies the
+    weights into its fp32 partitions; Adam's moments and step go into the partitions through DeepSpeed's own
+    fragment API (safe_set_full_optimizer_state), parameter by parameter in the order of the optimizer's groups,
+    each checked after it is set."""
+    from deepspeed.utils import safe_get_full_optimizer_state, safe_set_full_optimizer_state
+
+    from roberta_ds.training.engine import param_groups
+
+    stage = engine.zero_optimization_stage()
+    if stage not in (1, 2):
+        raise ValueError(f"{tag_dir} was saved by a one-rank fp32 run at ZeRO stage 0 (no optimizer partitions); it "
+                         f"resumes on more ranks under ZeRO-1 or -2 (ds_configs/zero1.json, zero2.json), not stage "
+                         f"{stage}: resume under zero2 first, then move on from its next checkpoint")
+    load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name, load_optimizer_states=False,
+                                          load_lr_scheduler_states=schedule)
+    if load_path is None:
+        return None
+    files = sorted(tag_dir.glob("mp_rank_*_model_states.pt"))
+    saved = torch.load(files[0], map_location="cpu", weights_only=False)["optimizer"]
+    params = [p for group in param_groups(engine.module) for p in group["params"]]
+    if len(saved["state"]) not in (0, len(params)):
+        raise RuntimeError(f"{tag_dir}: optimizer state for {len(saved['state'])} parameters, the model has "
+                           f"{len(params)}")
+    if not saved["state"]:  # saved before the first update: Adam has no state yet
+        return load_path
+    zero = engine.optimizer
+    base = zero.optimizer
+    for group, old in zip(base.param_groups, saved["param_groups"], strict=True):  # the lr the schedule had reached
+        group.update({k: old[k] for k in _GROUP_STATE if k in old and k not in ("params", "step")})
+    step = next(iter(saved["state"].values()))["step"]
+    for flat in (g["params"][0] for g in base.param_groups):  # torch Adam's state for each flat fp32 partition
+        base.state[flat] = {"step": step.clone() if torch.is_tensor(step) else torch.tensor(float(step)),
+                            "exp_avg": torch.zeros_like(flat), "exp_avg_sq": torch.zeros_like(flat)}
+    zero._lazy_init_hp_params_optimizer_state()  # DeepSpeed links each parameter's fragment of that state
+    for i, p in enumerate(params):
+        for key in ("exp_avg", "exp_avg_sq"):
+            value = saved["state"][i][key].to(torch.float32)
+            safe_set_full_optimizer_state(p, value, key)
+            if not torch.equal(safe_get_full_optimizer_state(p, key).cpu(), value):
+                raise RuntimeError(f"{tag_dir}: Adam's {key} of parameter {i} did not reach the ZeRO partitions")
+    return load_path
 
 
 def _load_universal(engine, universal_dir: Path, schedule: bool = True) -> str | None:

@@ -100,9 +100,13 @@ class LiveView:
 
     def resuming(self, tag_dir, saved_world: int) -> None:
         if self.shown and saved_world != self.run.world:
+            from roberta_ds.training.checkpoint import _unpartitioned
+
+            how = ("its module through DeepSpeed and Adam's state into this run's ZeRO partitions (a stage-0 "
+                   "checkpoint)" if _unpartitioned(tag_dir) else
+                   f"it through DeepSpeed's universal checkpoint ({tag_dir / UNIVERSAL_DIRNAME}, converted once)")
             self.console.print(f"{tag_dir} was saved by {saved_world} rank(s), this run has {self.run.world}: loading "
-                               f"it through DeepSpeed's universal checkpoint ({tag_dir / UNIVERSAL_DIRNAME}, "
-                               "converted once); the data continues at the same global position")
+                               f"{how}; the data continues at the same global position")
 
     def resumed(self, tag_dir, state) -> None:
         if state.last_eval is not None:
