@@ -112,7 +112,8 @@ def launcher_run(shards: Path, out: Path, a: argparse.Namespace, ranks: int, opt
     summary = json.loads((out / "summary.json").read_text())
     optimizer = json.loads((out / "effective_config.json").read_text()).get("optimizer_implementation")
     hf = AutoConfig.from_pretrained(out / "final_model")  # the exported model's config: what was trained
-    return {**rate, "wall_s": wall, "world_size": summary.get("world_size"), "hf": hf, "optimizer": optimizer}
+    return {**rate, "wall_s": wall, "world_size": summary.get("world_size"), "hf": hf, "optimizer": optimizer,
+            "peak_gib": summary.get("peak_device_memory_gib")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"arm": f"roberta-ds ZeRO-2, {n} rank{'s' if n > 1 else ''}", "ranks": n, "options": "sdpa",
                      "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
                      "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"],
-                     "optimizer_implementation": r["optimizer"]})
+                     "optimizer_implementation": r["optimizer"], "peak_device_memory_gib": r["peak_gib"]})
         print(f"{n} rank(s): optimizer {r['optimizer']}", flush=True)
     for options in option_sets(a.options, gpu):
         out = a.work / f"run_{a.preset}_{a.length}_{options}"
@@ -174,20 +175,22 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"arm": f"roberta-ds ZeRO-2, 1 rank, {options}", "ranks": 1, "options": options,
                      "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
                      "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"],
-                     "optimizer_implementation": r["optimizer"]})
+                     "optimizer_implementation": r["optimizer"], "peak_device_memory_gib": r["peak_gib"]})
         print(f"options {options}: {rows[-1]['useful_tokens_per_s']:,.0f} useful tokens/s", flush=True)
     mlm = tt.run_arm("run_mlm", shards, a.preset, a.length, a.steps, tt.Setting(a.micro, a.device, "bf16"))
     rows.append({"arm": "run_mlm-style loop, 1 rank", "ranks": 1, "world_size": 1,
                  "useful_tokens_per_s": mlm["useful_tokens"] / mlm["seconds"],
-                 "flops_per_s": mlm["flops"] / mlm["seconds"], "launch_to_exit_s": None})
+                 "flops_per_s": mlm["flops"] / mlm["seconds"], "launch_to_exit_s": None,
+                 "peak_device_memory_gib": mlm["peak_gpu_mib"] / 1024 if mlm.get("peak_gpu_mib") else None})
 
     one = rows[0]["useful_tokens_per_s"]
-    print(f"{'arm':>30} {'useful tok/s':>13} {'TFLOP/s':>8} {'MFU':>6} {'vs 1 rank':>10}")
+    print(f"{'arm':>42} {'useful tok/s':>13} {'TFLOP/s':>8} {'MFU':>6} {'vs 1 rank':>10} {'peak GiB':>9}")
     for row in rows:
         row["mfu"] = row["flops_per_s"] / row["ranks"] / ceiling
         row["vs_one_rank"] = row["useful_tokens_per_s"] / one
-        print(f"{row['arm']:>30} {row['useful_tokens_per_s']:>13,.0f} {row['flops_per_s'] / 1e12:>8.2f} "
-              f"{row['mfu']:>6.1%} {row['vs_one_rank']:>9.2f}x")
+        peak = row.get("peak_device_memory_gib")
+        print(f"{row['arm']:>42} {row['useful_tokens_per_s']:>13,.0f} {row['flops_per_s'] / 1e12:>8.2f} "
+              f"{row['mfu']:>6.1%} {row['vs_one_rank']:>9.2f}x {'-' if peak is None else f'{peak:.1f}':>9}")
     ours = max((r for r in rows if r["ranks"] == 1 and "options" in r), key=lambda r: r["mfu"])
     print(f"best option set on 1 rank: {ours['options']} ({ours['mfu']:.1%} MFU; the default sdpa: {rows[0]['mfu']:.1%})")
     print(f"roberta-ds / run_mlm-style: {ours['useful_tokens_per_s'] / rows[-1]['useful_tokens_per_s']:.2f}x useful "

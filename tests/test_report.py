@@ -80,7 +80,7 @@ def test_clean_tiny_run_has_no_warnings_and_a_complete_report(tiny_run: Path, tm
     for row in ("| unigram line |", "| collapse check |", "nats below unigram |"):
         assert row in text
     for row in ("| steps | 12 |", "| held-out loss |", "| perplexity |", "| accuracy |", "| epoch mean loss |",
-                "| tokens/s |", "| ZeRO stage | 2 |"):
+                "| tokens/s |", "| ZeRO stage | 0 |"):  # zero2.json on one fp32 rank runs as stage 0
         assert row in text
     assert f"{summary['eval']['loss']:.4f}" in text  # the held-out loss, as the trainer measured it
     facts = json.loads((tmp_path / "rep" / "report.json").read_text())["runs"][0]["facts"]

@@ -126,7 +126,7 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
          "peak learning rate (DeepSpeed optimizer lr)"),
         ("precision", str(either(s.precision, c.get("precision", "—"))), "training precision"),
         ("ZeRO stage", format_value(either(s.zero_stage, zero_stage(ds) if ds else None)),
-         "DeepSpeed ZeRO stage"),
+         "DeepSpeed ZeRO stage the run ran at (ZeRO-1/2 run as stage 0 on one fp32 rank)"),
         ("ranks", format_value(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
         ("initial loss", format_value(either(s.initial_loss, run.train[0].loss if run.train else None)),
          rec.SUMMARY_DEFINITIONS["initial_loss"]),

@@ -434,6 +434,8 @@ class RunSummary:
     """--continue_from: the checkpoint whose weights and optimizer state this run started from."""
     stopped_by: str | None = None
     """Why a run ended before its planned steps when data ran out ('stop' sources)."""
+    peak_device_memory_gib: float | None = None
+    """On a GPU: this rank's peak allocated memory over the run (torch.cuda.max_memory_allocated), GiB; None on a CPU."""
 
     def to_dict(self) -> dict:
         return {"version": VERSION, **asdict(self)}

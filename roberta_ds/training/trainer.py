@@ -314,9 +314,11 @@ class Trainer:
     # ----------------------------------------------------------------- the end
     def _finish(self) -> RunSummary:
         run = self.run
+        peak = (torch.cuda.max_memory_allocated(run.device) / 2**30 if run.device.type == "cuda" else None)
         summary = RunSummary.from_state(self.state, run.effective_config(), elapsed_s=self.clock.state.elapsed_s,
                                         warm_start=run.warm_start_report, data=run.data_summary(),
-                                        continued_from=self.state.continued_from, **self._mixture_summary())
+                                        continued_from=self.state.continued_from, peak_device_memory_gib=peak,
+                                        **self._mixture_summary())
         if run.is_main:
             summary.warnings = sanity.check_run(self.log.records, summary, str(run.data_dir))
             self.view.warn(summary.warnings)
