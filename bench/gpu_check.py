@@ -156,26 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = tt.matmul_ceiling(a.device, "bf16")
     print(f"bf16 matmul ceiling (F.linear, median of 5): {ceiling / 1e12:.2f} TFLOP/s", flush=True)
 
+    def ours(ranks_: int, options: str, label: str, out_name: str) -> dict:
+        out = a.work / out_name
+        shutil.rmtree(out, ignore_errors=True)
+        r = launcher_run(shards, out, a, ranks_, options)
+        flops = tt.model_flops(r["hf"], a.length, r["steps"] * a.micro * ranks_ * a.length, r["masked"])
+        return {"arm": label, "ranks": ranks_, "options": options, "world_size": r["world_size"],
+                "useful_tokens_per_s": r["useful_tokens"] / r["seconds"], "flops_per_s": flops / r["seconds"],
+                "launch_to_exit_s": r["wall_s"], "optimizer_implementation": r["optimizer"],
+                "peak_device_memory_gib": r["peak_gib"]}
+
     rows = []
     for n in sorted({1, ranks}):
-        out = a.work / f"run_{a.preset}_{a.length}_{n}rank"
-        shutil.rmtree(out, ignore_errors=True)
-        r = launcher_run(shards, out, a, n)
-        flops = tt.model_flops(r["hf"], a.length, r["steps"] * a.micro * n * a.length, r["masked"])
-        rows.append({"arm": f"roberta-ds ZeRO-2, {n} rank{'s' if n > 1 else ''}", "ranks": n, "options": "sdpa",
-                     "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
-                     "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"],
-                     "optimizer_implementation": r["optimizer"], "peak_device_memory_gib": r["peak_gib"]})
-        print(f"{n} rank(s): optimizer {r['optimizer']}", flush=True)
+        rows.append(ours(n, "sdpa", f"roberta-ds ZeRO-2, {n} rank{'s' if n > 1 else ''}",
+                         f"run_{a.preset}_{a.length}_{n}rank"))
+        print(f"{n} rank(s): optimizer {rows[-1]['optimizer_implementation']}", flush=True)
     for options in option_sets(a.options, gpu):
-        out = a.work / f"run_{a.preset}_{a.length}_{options}"
-        shutil.rmtree(out, ignore_errors=True)
-        r = launcher_run(shards, out, a, 1, options)
-        flops = tt.model_flops(r["hf"], a.length, r["steps"] * a.micro * a.length, r["masked"])
-        rows.append({"arm": f"roberta-ds ZeRO-2, 1 rank, {options}", "ranks": 1, "options": options,
-                     "world_size": r["world_size"], "useful_tokens_per_s": r["useful_tokens"] / r["seconds"],
-                     "flops_per_s": flops / r["seconds"], "launch_to_exit_s": r["wall_s"],
-                     "optimizer_implementation": r["optimizer"], "peak_device_memory_gib": r["peak_gib"]})
+        rows.append(ours(1, options, f"roberta-ds ZeRO-2, 1 rank, {options}", f"run_{a.preset}_{a.length}_{options}"))
         print(f"options {options}: {rows[-1]['useful_tokens_per_s']:,.0f} useful tokens/s", flush=True)
     mlm = tt.run_arm("run_mlm", shards, a.preset, a.length, a.steps, tt.Setting(a.micro, a.device, "bf16"))
     rows.append({"arm": "run_mlm-style loop, 1 rank", "ranks": 1, "world_size": 1,
