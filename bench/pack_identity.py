@@ -69,16 +69,22 @@ def commands(crawl: Path, out: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
+JSONS: dict[str, dict] = {}
+"""The stamp-less manifests and near_dups.json files of the last digests() call, to say what differs in them."""
+
+
 def digests(out: Path) -> dict[str, str]:
     """sha256 of every file under ``out`` (datatrove's work files and logs left out; manifests without their stamps)."""
     d = {}
+    JSONS.clear()
     for f in sorted(out.rglob("*")):
         rel = str(f.relative_to(out))
         if not f.is_file() or ".datatrove" in f.parts or "logs" in f.parts:
             continue
         data = f.read_bytes()
         if f.name in ("manifest.json", "near_dups.json"):
-            data = json.dumps(_unstamped(json.loads(data)), sort_keys=True, ensure_ascii=False).encode()
+            JSONS[rel] = _unstamped(json.loads(data))
+            data = json.dumps(JSONS[rel], sort_keys=True, ensure_ascii=False).encode()
         d[rel] = hashlib.sha256(data).hexdigest()
     return d
 
@@ -88,6 +94,14 @@ def _unstamped(j):
     if isinstance(j, dict):
         return {k: _unstamped(v) for k, v in j.items() if k not in ("created", "roberta_ds_version", "seconds_last_run")}
     return [_unstamped(v) for v in j] if isinstance(j, list) else j
+
+
+def _changed(a, b, path: str = "") -> list[str]:
+    """The key paths at which two JSON values differ (added, removed or changed)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(a.keys() | b.keys()) for p in
+                (_changed(a[k], b[k], f"{path}.{k}") if k in a and k in b else [f"{path}.{k} ({'added' if k in b else 'removed'})"])]
+    return [] if a == b else [path or "(root)"]
 
 
 def run_all(code: Path, crawl: Path, out: Path) -> dict[str, str]:
@@ -113,6 +127,7 @@ def main() -> int:
                        capture_output=True)
         try:
             theirs = run_all(other, tmp / "crawl", tmp / "out")  # the same paths: the manifests record them
+            their_jsons = dict(JSONS)
             shutil.rmtree(tmp / "out")
             ours = run_all(ROOT, tmp / "crawl", tmp / "out")
         finally:
@@ -121,6 +136,8 @@ def main() -> int:
     print(f"{len(ours)} files from {len(commands(Path(), Path()))} commands; {len(differ)} differ from {a.against}")
     for k in differ:
         print(f"  DIFFERS {k}: {theirs.get(k, 'missing')[:12]} ({a.against}) vs {ours.get(k, 'missing')[:12]} (this)")
+        if k in JSONS and k in their_jsons:
+            print("    keys: " + ", ".join(_changed(their_jsons[k], JSONS[k])))
     return 1 if differ else 0
 
 

@@ -190,5 +190,8 @@ class DropList:
 
     def conflicts(self, options: dict) -> list[str]:
         """The options of the pack that differ from those the list was computed with (which documents it saw)."""
-        return [f"--{k}: {self.info['options'].get(k)!r} in the drop list, {v!r} in this pack"
-                for k, v in options.items() if self.info["options"].get(k) != v]
+        from data_tools.quality import comparable
+
+        theirs, options = comparable(self.info["options"]), comparable(options)
+        return [f"--{k}: {theirs.get(k)!r} in the drop list, {v!r} in this pack"
+                for k, v in options.items() if theirs.get(k) != v]

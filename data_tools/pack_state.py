@@ -70,8 +70,10 @@ def prepare_output(out: Path, options: dict) -> dict | None:
     anything ambiguous, and anything we did not write."""
     state = load_state(out) if out.exists() else None
     if state is not None:
-        old = state["options"]
-        diff = [f"--{k}: {old.get(k)!r} before, {v!r} now" for k, v in options.items() if old.get(k) != v]
+        from data_tools.quality import comparable
+
+        old, now = comparable(state["options"]), comparable(options)
+        diff = [f"--{k}: {old.get(k)!r} before, {v!r} now" for k, v in now.items() if old.get(k) != v]
         if diff:
             raise ValueError(
                 f"{out} holds an unfinished pack made with different options ({'; '.join(diff)}). "

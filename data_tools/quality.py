@@ -111,6 +111,13 @@ class QualityFilters(FilterSet):
 REASONS = QualityFilters().reasons
 
 
+def comparable(options: dict) -> dict:
+    """Recorded options with their quality filters' settings completed by the defaults: a pack, a resume state or a
+    drop list recorded before a filter existed (without its setting) compares equal to one with that filter off."""
+    q = options.get("quality")
+    return {**options, "quality": {**QualityFilters().settings(), **q}} if isinstance(q, dict) else options
+
+
 def repeated_share(pieces: list[str]) -> float:
     """Share of the non-empty pieces (whitespace-stripped) that repeat an earlier piece: Gopher's duplicate-line
     fraction (0 for a document with no repeats; 0.5 for one line printed twice)."""

@@ -84,3 +84,16 @@ def test_every_document_filtered_is_a_clear_error(vocab_dir: Path, tmp_path: Pat
                           "--tokenizer_path", str(vocab_dir), "--min_chars", "10"])
     err = " ".join(capsys.readouterr().err.split())
     assert rc == 2 and "no documents packed" in err and "2 dropped as too short" in err, err
+
+
+def test_options_recorded_before_a_filter_existed_still_match():
+    """A drop list, a resume state or a part recorded before --max_chars existed (no max_chars in its settings)
+    matches a pack with that filter off, and not one with it on."""
+    from data_tools.quality import comparable
+
+    old = {"input": "x", "quality": {"min_chars": 20, "max_non_han": 1.0, "max_repeated_lines": 1.0,
+                                     "max_repeated_paragraphs": 1.0}}
+    new = {"input": "x", "quality": QualityFilters.of(min_chars=20).settings()}
+    assert old != new and comparable(old) == comparable(new)
+    assert comparable({"input": "x", "quality": None}) == {"input": "x", "quality": None}
+    assert comparable(old) != comparable({"input": "x", "quality": QualityFilters.of(min_chars=20, max_chars=99).settings()})
