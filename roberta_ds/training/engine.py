@@ -87,7 +87,22 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 def build_engine(model: nn.Module, ds_config: dict):
     engine, _, _, scheduler = deepspeed.initialize(model=model, model_parameters=param_groups(model), config=ds_config)
+    if not (engine.zero_optimization() or engine.fp16_enabled() or engine.bfloat16_enabled()):
+        _keep_clip_norm(engine)
     return engine, scheduler
+
+
+def _keep_clip_norm(engine) -> None:
+    """DeepSpeed's fp32 stage-0 step clips the gradients and drops the norm it computed (clip_fp32_gradients), so
+    get_global_grad_norm() is None there, where ZeRO and the bf16/fp16 optimizers keep it: keep it too (the same
+    clip_grad_norm_ call, its result stored; no extra work)."""
+    from deepspeed.runtime.utils import clip_grad_norm_
+
+    def clip() -> None:
+        engine._global_grad_norm = clip_grad_norm_(parameters=engine.module.parameters(),
+                                                   max_norm=engine.gradient_clipping(), mpu=engine.mpu)
+
+    engine.clip_fp32_gradients = clip
 
 
 def optimizer_implementation(engine) -> str:
