@@ -36,6 +36,7 @@ import numpy as np
 
 from data_tools import near_dedup
 from data_tools.dt_executors import chain, require_datatrove
+from data_tools.quality import comparable
 from data_tools.steps import datatrove_filters, filter_counts
 from data_tools.near_dedup import (BANDS, DROP_HASHES, DROP_INFO, EXACT_COPIES, NGRAM, NUM_PERM, SEED,
                                     copy_key, near_dedup_settings)
@@ -313,8 +314,10 @@ def run_stages(cfg, console) -> dict | None:
               what="a drop list", clean=not resuming)
     if resuming:
         before = json.loads(previous.read_text(encoding="utf-8"))
-        if before != settings:
-            diff = [k for k in settings if before.get(k) != settings[k]]
+        before["options"] = comparable(before.get("options", {}))  # a pass begun before a filter existed
+        now = {**settings, "options": comparable(options)}
+        if before != now:
+            diff = [k for k in now if before.get(k) != now[k]]
             raise ValueError(f"{cfg.output} holds an unfinished near-dups pass with other settings ({', '.join(diff)}); "
                              "re-run the original command to finish it, or choose a new --output")
         console.print(f"resuming {cfg.output}: datatrove skips the tasks it finished")

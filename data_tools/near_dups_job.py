@@ -27,6 +27,7 @@ from data_tools import tokenize_worker
 from data_tools.config import NearDupsConfig
 from data_tools.near_dedup import DROP_HASHES, DROP_INFO, NearDupIndex, near_dedup_settings
 from data_tools.pool import OrderedPool
+from data_tools.quality import comparable
 from data_tools.readers import ReadStats, check_input, read_documents
 from roberta_ds.owned_dir import claim_dir
 from roberta_ds.shard_format import source_stamp
@@ -51,9 +52,9 @@ class _State:
         if not path.exists():
             return None
         state = json.loads(path.read_text(encoding="utf-8"))
-        if state["options"] != self.options:
-            diff = [f"{k}: {state['options'].get(k)!r} before, {v!r} now" for k, v in self.options.items()
-                    if state["options"].get(k) != v]
+        old, now = comparable(state["options"]), comparable(self.options)  # a pass begun before a filter existed
+        if old != now:
+            diff = [f"{k}: {old.get(k)!r} before, {v!r} now" for k, v in now.items() if old.get(k) != v]
             raise ValueError(f"{self.dir.parent} holds an unfinished near-dups pass made with other options "
                              f"({'; '.join(diff)}); re-run the original command to finish it, or choose a new --output")
         self.saved = {k: state[k] for k in self.saved}

@@ -212,7 +212,7 @@ def _saved_zero_stage(t) -> int | None:
 
     tag = checkpoint.resolve_resume(t.resume_from_checkpoint, Path(t.output_dir) / records.CHECKPOINTS_DIRNAME)
     if tag is None and t.continue_from:
-        tag = checkpoint.find(t.continue_from) or checkpoint.find(Path(t.continue_from) / records.CHECKPOINTS_DIRNAME)
+        tag = checkpoint.find_in_run(t.continue_from)
     if tag is None:
         return None
     return ds_config.zero_stage(checkpoint.read_state(tag)["config"]["deepspeed"])

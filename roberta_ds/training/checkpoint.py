@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from roberta_ds.training.collective import any_rank
-from roberta_ds.training.model import attention
+from roberta_ds.training.model import TIED, attention  # noqa: F401  (TIED re-exported: checkpoint.TIED)
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
 from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, save_handoff_tokenizer
@@ -38,8 +38,6 @@ from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo, save_handoff_to
 STATE_NAME = "roberta_ds_state.json"
 HF_CONFIG_NAME = "hf_config.json"
 WRAPPER_PREFIX = "mlm."  # SparseMaskedLM keeps the HF model as .mlm
-from roberta_ds.training.model.core import TIED  # noqa: E402  (re-exported: checkpoint.TIED)
-"""Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""
 
 
 def tag_for(step: int) -> str:
@@ -171,6 +169,13 @@ def find(path: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def find_in_run(path: str | Path) -> Path | None:
+    """``find`` of ``path``, or of the checkpoints/ directory of a run directory ``path`` (--continue_from)."""
+    from roberta_ds.training.records import CHECKPOINTS_DIRNAME
+
+    return find(path) or find(Path(path) / CHECKPOINTS_DIRNAME)
+
+
 def resolve_resume(arg: str | None, ckpt_root: Path) -> Path | None:
     """'auto' -> the newest complete checkpoint under the run (or None to start fresh); a path -> that checkpoint."""
     if arg is None:
@@ -279,10 +284,10 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     ``schedule=False`` (--continue_from): weights and optimizer state only; the engine keeps this run's fresh
     scheduler, step counters and RNG, and the optimizer's groups take the fresh scheduler's lr.
     """
-    same = saved_world == world
-    if same or engine.zero_optimization_stage() == 0 and _unpartitioned(tag_dir):
+    same, flat = saved_world == world, unpartitioned(tag_dir)
+    if same or flat and engine.zero_optimization_stage() == 0:
         load_path = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name, load_lr_scheduler_states=schedule)[0]
-    elif _unpartitioned(tag_dir):
+    elif flat:
         load_path = _load_unpartitioned(engine, tag_dir, schedule)
     else:
         load_path = _load_universal(engine, universal(tag_dir, rank), schedule)
@@ -306,7 +311,7 @@ def load(engine, tag_dir: Path, rank: int, *, saved_world: int, world: int, seed
     set_rng_state(load_rng_file(rng_file))
 
 
-def _unpartitioned(tag_dir: Path) -> bool:
+def unpartitioned(tag_dir: Path) -> bool:
     """A checkpoint saved at ZeRO stage 0 (a one-rank fp32 run: ds_config.one_rank_stage): the module and torch's
     Adam state in one file, no optimizer partitions."""
     return not any(tag_dir.glob("*_optim_states.pt"))
@@ -342,7 +347,7 @@ def _load_unpartitioned(engine, tag_dir: Path, schedule: bool = True) -> str | N
     zero = engine.optimizer
     base = zero.optimizer
     for group, old in zip(base.param_groups, saved["param_groups"], strict=True):  # the lr the schedule had reached
-        group.update({k: old[k] for k in _GROUP_STATE if k in old and k not in ("params", "step")})
+        group.update({k: old[k] for k in ("lr", "initial_lr") if k in old})
     step = next(iter(saved["state"].values()))["step"]
     for flat in (g["params"][0] for g in base.param_groups):  # torch Adam's state for each flat fp32 partition
         base.state[flat] = {"step": step.clone() if torch.is_tensor(step) else torch.tensor(float(step)),
@@ -459,10 +464,10 @@ def model_from_checkpoint(tag_dir: Path):
     from roberta_ds.training.model.core import unpad
 
     config = RobertaConfig.from_json_file(str(tag_dir / HF_CONFIG_NAME))
-    trained = attention.trained_kind(config)
-    if attention.reload_kind(config) != trained:  # e.g. trained with flash_attention_2, exported on a CPU machine
+    trained, here = attention.trained_kind(config), attention.reload_kind(config)
+    if here != trained:  # e.g. trained with flash_attention_2, exported on a CPU machine
         setattr(config, attention.RECORD_KEY, trained)
-        config._attn_implementation = attention.reload_kind(config)
+        config._attn_implementation = here
     model = RobertaForMaskedLM(config)
     missing, unexpected = model.load_state_dict(fp32_state_dict(tag_dir), strict=False)
     model.tie_weights()

@@ -100,10 +100,10 @@ class LiveView:
 
     def resuming(self, tag_dir, saved_world: int) -> None:
         if self.shown and saved_world != self.run.world:
-            from roberta_ds.training.checkpoint import _unpartitioned
+            from roberta_ds.training.checkpoint import unpartitioned
 
             how = ("its module through DeepSpeed and Adam's state into this run's ZeRO partitions (a stage-0 "
-                   "checkpoint)" if _unpartitioned(tag_dir) else
+                   "checkpoint)" if unpartitioned(tag_dir) else
                    f"it through DeepSpeed's universal checkpoint ({tag_dir / UNIVERSAL_DIRNAME}, converted once)")
             self.console.print(f"{tag_dir} was saved by {saved_world} rank(s), this run has {self.run.world}: loading "
                                f"{how}; the data continues at the same global position")

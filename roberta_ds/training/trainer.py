@@ -293,7 +293,7 @@ class Trainer:
         """--continue_from: this new run starts from another run's checkpoint, weights and optimizer state (Adam's
         moments and step count) carried; its own schedule, data and step count start afresh."""
         run = self.run
-        tag_dir = checkpoint.find(path) or checkpoint.find(Path(path) / records.CHECKPOINTS_DIRNAME)
+        tag_dir = checkpoint.find_in_run(path)
         if tag_dir is None:
             raise ValueError(f"--continue_from {path}: no roberta-ds checkpoint there (a run directory, its "
                              "checkpoints/ or a global_stepN directory)")

@@ -18,12 +18,18 @@ from __future__ import annotations
 
 from roberta_ds.training.model.settings import ATTENTION_KINDS, POSITION_INITS, PRESETS, ModelConfig  # noqa: F401
 
+TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
+"""Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""
+
 
 def __getattr__(name: str):
     import importlib
+    import importlib.util
 
     if name.startswith("__"):
         raise AttributeError(name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule (attention, memory, ...): that
+        return importlib.import_module(f"{__name__}.{name}")  # alone, not core's torch and transformers
     core = importlib.import_module("roberta_ds.training.model.core")
     try:
         return getattr(core, name)

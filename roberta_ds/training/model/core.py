@@ -18,8 +18,6 @@ from roberta_ds.tokenizer import POSITION_OFFSET, TokenizerInfo
 from roberta_ds.training.model import attention
 from roberta_ds.training.model.settings import POSITION_INITS, PRESETS, ModelConfig  # noqa: F401 (re-exported)
 
-TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
-"""The decoder is tied to the word embeddings (and its bias to lm_head.bias): not stored separately."""
 UNPADDED = "unpadded_vocab_size"
 """The config key of a padded model: the tokenizer's rows (the rows from there to vocab_size are padding)."""
 
@@ -81,8 +79,8 @@ def load_mlm(path: str | Path) -> RobertaForMaskedLM:
     """A saved Hugging Face model directory (an export), with the attention kind it records where that kind can run
     here (attention.reload_kind)."""
     config = AutoConfig.from_pretrained(str(path))
-    mlm = RobertaForMaskedLM.from_pretrained(str(path), attn_implementation=attention.reload_kind(config))
-    return mlm
+    return RobertaForMaskedLM.from_pretrained(str(path), config=config,
+                                              attn_implementation=attention.reload_kind(config))
 
 
 def build_model(config: RobertaConfig, seed: int, position_init: str = "random") -> RobertaForMaskedLM:

@@ -37,7 +37,8 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, RobertaForMaskedLM
 
 from roberta_ds.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
-from roberta_ds.training.model.core import TIED, real_vocab_size
+from roberta_ds.training.model import TIED
+from roberta_ds.training.model.core import real_vocab_size
 
 BERT_HEAD = {
     "cls.predictions.transform.dense.": "lm_head.dense.",
