@@ -43,9 +43,9 @@ def loader_rate(shards: Path, micro: int, steps: int, workers: int, wwm: bool) -
 
 
 def step_rate(shards: Path, model_size: str, micro: int, steps: int) -> dict:
-    from roberta_ds.training import ds_config
+    from roberta_ds.training.engine import ds_config
     from roberta_ds.reading.data import Layout, PretrainingData, ShardStream, model_inputs, to_device
-    from roberta_ds.training.engine import build_engine, device, init_distributed
+    from roberta_ds.training.engine.setup import build_engine, device, init_distributed
     from roberta_ds.reading.masking import Masker, MaskingConfig
     from roberta_ds.training.model import ModelConfig, SparseMaskedLM, build_model, roberta_config
     from roberta_ds.shard_format import read_manifest

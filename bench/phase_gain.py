@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.time_to_quality import RECIPE_CONFIG, RECIPE_FLAGS, default_vocab  # noqa: E402
-from roberta_ds.training.schedule import parse_duration  # noqa: E402
+from roberta_ds.training.loop.schedule import parse_duration  # noqa: E402
 
 
 def pack(work: Path, tokenizer_path: str, length: int) -> Path:

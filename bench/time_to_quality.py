@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from roberta_ds.training.schedule import parse_duration  # noqa: E402
+from roberta_ds.training.loop.schedule import parse_duration  # noqa: E402
 
 SEQ_LEN = 128
 RECIPE_CONFIG = ROOT / "ds_configs" / "zero2_short_run.json"
@@ -107,7 +107,7 @@ def run_reference(shards: Path, model_cfg, budget_s: float, every_s: float, eval
     from transformers import DataCollatorForLanguageModeling
 
     from roberta_ds.reading.data import Layout, ShardStream
-    from roberta_ds.training.evaluation import evaluate
+    from roberta_ds.training.observe.evaluation import evaluate
     from roberta_ds.reading.masking import EVAL_MASK_SEED
     from roberta_ds.training.model import SparseMaskedLM, build_model, roberta_config
     from roberta_ds.shard_format import read_manifest

@@ -132,7 +132,7 @@ def matmul_ceiling(device: str = "cpu", precision: str = "fp32") -> float:
 def trainer_rate(run_dir: Path, micro: int, after_step: int = 2) -> dict:
     """Useful tokens, seconds, steps and masked tokens of a finished run's training windows after ``after_step``
     (start-up excluded), from its metrics.jsonl; micro = its global batch in sequences."""
-    from roberta_ds.training import records
+    from roberta_ds.training.observe import records
 
     windows = [w for w in records.windows(records.read_metrics(run_dir)) if w.step > after_step]
     if not windows:

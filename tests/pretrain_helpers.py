@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roberta_ds.training import launch_env, records
+from roberta_ds.training.engine import launch_env
+from roberta_ds.training.observe import records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +111,7 @@ def eval_records(run: Path) -> list[dict]:
 # per launcher process. The launchers themselves are tested with the real deepspeed, torchrun and srun paths.
 
 _PRELOAD = ["roberta_ds.commands.pretrain", "roberta_ds.commands.evaluate", "roberta_ds.training.build", "roberta_ds.training.trainer",
-            "roberta_ds.training.evaluation", "roberta_ds.training.checkpoint"]
+            "roberta_ds.training.observe.evaluation", "roberta_ds.training.engine.checkpoint"]
 _CONTEXT = None
 
 

@@ -15,7 +15,7 @@ from conftest import pack_corpus
 from pretrain_helpers import launcher_main, run_pretrain
 
 from data_tools.cli import main as data_tools_main
-from roberta_ds.training.checkpoint import STATE_NAME, list_checkpoints
+from roberta_ds.training.engine.checkpoint import STATE_NAME, list_checkpoints
 from roberta_ds.shard_format import ShardFormatError, read_manifest
 
 

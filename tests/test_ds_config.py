@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pretrain_helpers import ROOT
 
-from roberta_ds.training import ds_config
+from roberta_ds.training.engine import ds_config
 
 SHIPPED = sorted((ROOT / "ds_configs").glob("*.json"))
 
@@ -67,7 +67,7 @@ def test_bad_batch_settings_are_one_message_not_a_traceback():
 
 def test_zero_1_and_2_run_as_stage_0_on_one_fp32_rank_only():
     """ds_config.one_rank_stage: one rank in fp32 has nothing to partition; everything else keeps its stage."""
-    from roberta_ds.training.ds_config import one_rank_stage
+    from roberta_ds.training.engine.ds_config import one_rank_stage
 
     def cfg(stage: int, bf16: bool = False, offload: bool = False) -> dict:
         zero = {"stage": stage, "overlap_comm": True, **({"offload_optimizer": {"device": "cpu"}} if offload else {})}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from data_tools.cli import main as data_tools_main
 from roberta_ds.reading.data import ShardStream
-from roberta_ds.training.records import eval_metrics as metrics_from_sums
+from roberta_ds.training.observe.records import eval_metrics as metrics_from_sums
 from roberta_ds.downstream.saved_model import load_masked_lm
 from roberta_ds.reading.masking import EVAL_MASK_SEED, IGNORE_INDEX, Masker, MaskingConfig, sample_rng
 from roberta_ds.shard_format import read_manifest
@@ -120,7 +120,7 @@ def test_two_processes_match_one(tiny_run: Path, shard_dir: Path):
 def test_collapse_stats_tell_a_collapsed_encoder_from_a_working_one():
     import torch
 
-    from roberta_ds.training.evaluation import COLLAPSE_TOKEN_COSINE, collapse_stats
+    from roberta_ds.training.observe.evaluation import COLLAPSE_TOKEN_COSINE, collapse_stats
 
     g = torch.Generator().manual_seed(0)
     real = torch.ones(8, 16, dtype=torch.bool)

@@ -23,11 +23,11 @@ import torch
 from pretrain_helpers import ROOT, pretrain_args, run_pretrain, start_command, train_records
 from safetensors.torch import load_file
 
-from roberta_ds.training.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
+from roberta_ds.training.engine.checkpoint import STATE_NAME, export_checkpoint, list_checkpoints
 from roberta_ds.reading.data import Layout, PretrainingData, ShardStream
 from roberta_ds.reading.masking import Masker, MaskingConfig
 from roberta_ds.shard_format import read_manifest
-from roberta_ds.training.preemption import EXIT_REQUEUE
+from roberta_ds.training.loop.preemption import EXIT_REQUEUE
 
 STEPS = 30
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from pretrain_helpers import pretrain_args, run_deepspeed, run_pretrain, train_records
 
-from roberta_ds.training.ds_config import hardware_precision
+from roberta_ds.training.engine.ds_config import hardware_precision
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import TWO_RANK_ARGS
 from pretrain_helpers import ROOT, eval_records, free_port, pretrain_args, single_process_env, train_records
 
-from roberta_ds.training.launch_env import LaunchError, World, detect, first_host, slurm_port, tasks_on_node
+from roberta_ds.training.engine.launch_env import LaunchError, World, detect, first_host, slurm_port, tasks_on_node
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 

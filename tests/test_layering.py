@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SHARED = {"roberta_ds", "roberta_ds.shard_format", "roberta_ds.tokenizer", "roberta_ds.cli_args", "roberta_ds.owned_dir"}
@@ -14,8 +16,12 @@ directories that refuse files we did not write."""
 
 
 def imports(path: Path) -> set[str]:
+    return imports_in(ast.parse(path.read_text(encoding="utf-8")))
+
+
+def imports_in(tree: ast.AST) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -121,3 +127,55 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from data_tools.readers import ReaderConfig\n    import launcher.pretrain\n")
     assert {"data_tools.readers", "launcher.pretrain"} <= imports(f)
+
+
+# ---------------------------------------------------------------------------- training/, grouped by concern
+TRAINING_GROUPS = {"roberta_ds.training.run_files": 0, "roberta_ds.training.model": 1, "roberta_ds.training.engine": 2,
+                   "roberta_ds.training.loop": 3, "roberta_ds.training.observe": 4}
+"""training/'s groups, bottom to top (docs/architecture.md): the run directory's names; the model; DeepSpeed (the
+JSON, the engine, launch variables, checkpoints); when the loop acts; what the run measured and shows. The
+assembly (config, build, trainer) is above them all. A module imports only its own group and the groups below."""
+ASSEMBLY = {"roberta_ds.training", "roberta_ds.training.config", "roberta_ds.training.build", "roberta_ds.training.trainer"}
+
+
+def training_group(module: str) -> int:
+    for pkg, n in TRAINING_GROUPS.items():
+        if module == pkg or module.startswith(pkg + "."):
+            return n
+    assert module in ASSEMBLY, f"{module} is in no group of training/: move it into one (or update TRAINING_GROUPS)"
+    return len(TRAINING_GROUPS)
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """imports(), less those under ``if TYPE_CHECKING:`` (annotations only: the view is typed with the assembly's
+    PretrainRun without depending on it)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
+    return imports_in(tree)
+
+
+def test_training_groups_import_only_downwards():
+    mods = {module_name(p): p for p in sorted((ROOT / "roberta_ds" / "training").rglob("*.py"))}
+    bad = {}
+    for m, path in mods.items():
+        g = training_group(m)
+        for target in ours(runtime_imports(path), "roberta_ds.training"):
+            if target not in mods and target.rpartition(".")[0] in mods:
+                target = target.rpartition(".")[0]
+            if target in mods and training_group(target) > g:
+                bad.setdefault(m, set()).add(target)
+    assert bad == {}
+
+
+def test_the_group_check_catches_an_upward_and_an_ungrouped_module(tmp_path):
+    assert training_group("roberta_ds.training.loop.cadence") < training_group("roberta_ds.training.observe.records")
+    assert training_group("roberta_ds.training.engine.checkpoint") < training_group("roberta_ds.training.loop.schedule")
+    with pytest.raises(AssertionError, match="in no group"):
+        training_group("roberta_ds.training.flat_module")
+    f = tmp_path / "m.py"
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from roberta_ds.training.build import X\n"
+                 "from roberta_ds.training.loop import cadence\n")
+    assert ours(runtime_imports(f), "roberta_ds.training") == {"roberta_ds.training.loop",
+                                                                "roberta_ds.training.loop.cadence"}

@@ -18,7 +18,7 @@ from roberta_ds.reading.data import Layout
 from roberta_ds.reading.masking import Masker, MaskingConfig
 from roberta_ds.reading.mixture import MIX_BLOCK, MixedData, Source, block_counts, load_mixture, parse_phases
 from roberta_ds.shard_format import read_manifest
-from roberta_ds.training.checkpoint import STATE_NAME
+from roberta_ds.training.engine.checkpoint import STATE_NAME
 
 RECIPE = f"@{ROOT / 'recipes' / 'cpu_tiny' / 'pretrain.args'}"
 EXACT = ("--dropout", "0", "--save_total_limit", "0")
@@ -196,7 +196,7 @@ def test_bad_mixtures_and_phases_are_refused_naming_each_problem(mix_dir: Path, 
 
 def test_a_validation_document_another_source_trains_on_is_warned_about(mix_dir: Path, zh_docs: list[str],
                                                                          vocab_dir: Path, tmp_path: Path):
-    from roberta_ds.training.sanity import check_mixture_leaks
+    from roberta_ds.training.observe.sanity import check_mixture_leaks
 
     # the same documents split at another fraction: some of c's validation documents are a's training documents
     c = pack_corpus(zh_docs[:100], tmp_path / "c", vocab_dir, "--max_seq_length", "128", "--val_fraction", "0.5")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pretrain_helpers import eval_records, run_pretrain, train_records
 
-from roberta_ds.training.monitor import EVAL_SERIES, TRAIN_SERIES
+from roberta_ds.training.observe.metrics import WINDOW_METRICS
+from roberta_ds.training.observe.monitor import EVAL_SERIES, TRAIN_SERIES
 
 MONITORED = ("--ds", "csv_monitor.enabled=true", "--ds", "tensorboard.enabled=true",
              "--eval_steps", "6", "--eval_max_sequences", "32", "--save_steps", "4")
@@ -36,6 +37,8 @@ def read_tensorboard(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def expected(run: Path, global_batch: int) -> dict[str, list[tuple[int, float]]]:
     want = {name: [(r["sequences_seen"], r[field]) for r in train_records(run)] for name, field in TRAIN_SERIES.items()}
+    want |= {f"Train/Samples/{m.name}": [(r["sequences_seen"], r[m.name]) for r in train_records(run)]
+             for m in WINDOW_METRICS}  # each window metric its series, with no line of monitor.py naming it
     want |= {name: [(r["step"] * global_batch, r[field]) for r in eval_records(run)]
              for name, field in EVAL_SERIES.items()}
     return want
@@ -59,6 +62,7 @@ def test_monitors_carry_the_logged_metrics_across_a_resume(shard_dir: Path, tmp_
     assert steps == sorted(set(steps)) and steps[-1] == 12  # metrics.jsonl itself continued without repeats
     want = expected(out, gb)
     assert all(v is not None for _, v in want["Train/Samples/grad_norm"])  # ZeRO-2 computes it
+    assert all(0.9 < v <= 1.0 for _, v in want["Train/Samples/fill"])  # packed sequences: little padding
 
     csv_dir = out / "csv_monitor" / out.name  # where the run puts them when the JSON does not say
     got = read_csv_series(csv_dir)

@@ -14,7 +14,7 @@ from conftest import TWO_RANK_ARGS
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
-from roberta_ds.training.checkpoint import export_checkpoint, fp32_state_dict
+from roberta_ds.training.engine.checkpoint import export_checkpoint, fp32_state_dict
 
 SHIPPED = sorted(p.stem for p in (ROOT / "ds_configs").glob("*.json"))
 
@@ -42,7 +42,7 @@ def test_ships_the_promised_configs():
 
 
 _SHM_PROBE = """
-from roberta_ds.training.engine import init_distributed
+from roberta_ds.training.engine.setup import init_distributed
 init_distributed()
 import torch, torch.distributed as dist, deepspeed.comm.comm as c
 t = torch.full((4,), float(dist.get_rank() + 1))

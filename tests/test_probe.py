@@ -231,7 +231,7 @@ def _run(arm: str, seed: int, acc: float, why: str | None = None, batch: int = 3
 def test_an_arm_that_did_not_learn_is_named_and_its_gain_is_not_measured():
     """The pair task that both arms answered with one class once showed 'gain +0.0000' as a measurement."""
     from roberta_ds.downstream.probe import did_not_learn, summarize
-    from roberta_ds.training.records import probe_rows
+    from roberta_ds.training.observe.tables import probe_rows
 
     assert did_not_learn([1] * 200, 0.5, 0.5) == "predicts one class"
     # 200 test examples, majority 0.5: noise bar 0.5 + 2 * sqrt(0.25 / 200) = 0.5707

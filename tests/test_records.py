@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from roberta_ds.training import records
-from roberta_ds.training.records import EpochTotals, Evaluation, MetricsLog, TrainWindow, WindowTotals
-from roberta_ds.training.state import TrainState
+from roberta_ds.training import run_files
+from roberta_ds.training.observe import records
+from roberta_ds.training.observe.records import Evaluation, MetricsLog, TrainWindow
+from roberta_ds.training.observe.totals import EpochTotals, WindowTotals
+from roberta_ds.training.observe.state import TrainState
 
 V1_TRAIN = {"kind": "train", "step": 4, "epoch": 0, "loss": 8.1,
             "loss_definition": "mean CE per masked token over the last 4 step(s), all ranks", "window_steps": 4,
@@ -23,17 +25,17 @@ V1_EVAL = {"kind": "eval", "step": 4, "loss": 7.9, "perplexity": math.exp(7.9), 
 
 
 def test_version_1_metrics_read_and_round_trip(tmp_path: Path):
-    (tmp_path / records.METRICS_NAME).write_text(json.dumps(V1_TRAIN) + "\n" + json.dumps(V1_EVAL) + "\n")
+    (tmp_path / run_files.METRICS_NAME).write_text(json.dumps(V1_TRAIN) + "\n" + json.dumps(V1_EVAL) + "\n")
     train, ev = records.read_metrics(tmp_path)
     assert isinstance(train, TrainWindow) and train.loss == 8.1 and train.window_masked_tokens == 1200
     assert isinstance(ev, Evaluation) and ev.below_unigram == -1.2
     again = {k: v for k, v in train.to_dict().items() if k != "version"}
-    assert again == {**V1_TRAIN, "grad_norm": None}  # the one field added since (version 3)
+    assert again == {**V1_TRAIN, "grad_norm": None, "fill": None}  # the window metrics added since (3 and 5)
     assert train.to_dict()["version"] == records.VERSION
 
 
 def test_a_record_missing_a_required_field_is_named(tmp_path: Path):
-    (tmp_path / records.METRICS_NAME).write_text(json.dumps({"kind": "train", "step": 3, "loss": 1.0}) + "\n")
+    (tmp_path / run_files.METRICS_NAME).write_text(json.dumps({"kind": "train", "step": 3, "loss": 1.0}) + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl:1: a 'train' record lacks \['epoch', 'window_steps'"):
         records.read_metrics(tmp_path)
 

@@ -12,7 +12,7 @@ import pytest
 
 from pretrain_helpers import launcher_main, train_tiny
 
-from roberta_ds.training import sanity
+from roberta_ds.training.observe import sanity
 from roberta_ds.reports.report import write_report
 
 report_main = launcher_main("report")

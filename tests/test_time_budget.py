@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pretrain_helpers import ROOT, eval_records, pretrain_main, train_records
 
-from roberta_ds.training.schedule import parse_duration
+from roberta_ds.training.loop.schedule import parse_duration
 
 BUDGET_S = 12.0
 

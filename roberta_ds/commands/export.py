@@ -3,7 +3,7 @@
     python launcher/export.py RUN/checkpoints/global_step500 OUT_DIR
     python launcher/export.py RUN/checkpoints OUT_DIR        # the newest checkpoint
 
-The work lives in roberta_ds/training/checkpoint.py (export_checkpoint).
+The work lives in roberta_ds/training/engine/checkpoint.py (export_checkpoint).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # After parsing: --help and a bad flag answer without importing torch and DeepSpeed (seconds).
-    from roberta_ds.training.checkpoint import export_checkpoint, find
+    from roberta_ds.training.engine.checkpoint import export_checkpoint, find
     from roberta_ds.reports.model_card import write_checkpoint_model_card
 
     try:

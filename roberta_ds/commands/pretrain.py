@@ -12,7 +12,7 @@ import sys
 
 from roberta_ds import cli_args
 from roberta_ds.commands import prog
-from roberta_ds.training import launch_env
+from roberta_ds.training.engine import launch_env
 from roberta_ds.training.config import RunConfig
 
 DESCRIPTION = "Pretrain a Chinese RoBERTa masked LM from packed shards with DeepSpeed."
@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None, *, destroy_process_group: bool = False) 
     import torch.distributed as dist
 
     from roberta_ds.training.build import build_run
-    from roberta_ds.training.checkpoint import CheckpointWriteError, adopt_legacy_export, export_checkpoint, tag_for
+    from roberta_ds.training.engine.checkpoint import CheckpointWriteError, adopt_legacy_export, export_checkpoint, tag_for
     from roberta_ds.reports.model_card import write_model_card
-    from roberta_ds.training.preemption import EXIT_REQUEUE
-    from roberta_ds.training.records import FINAL_MODEL_DIRNAME
+    from roberta_ds.training.loop.preemption import EXIT_REQUEUE
+    from roberta_ds.training.run_files import FINAL_MODEL_DIRNAME
     from roberta_ds.training.trainer import PREEMPTED, SafetyStop, Trainer
 
     # A ZeRO-3 engine replaces torch.nn.functional.linear for the whole process (DeepSpeed's memory-efficient

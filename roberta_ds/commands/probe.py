@@ -21,7 +21,7 @@ from pathlib import Path
 from data_tools import clue, labelled
 from roberta_ds import cli_args
 from roberta_ds.downstream import probe_config
-from roberta_ds.training.records import PROBE_COLUMNS, probe_rows
+from roberta_ds.training.observe.tables import PROBE_COLUMNS, probe_rows
 from roberta_ds.commands import prog
 
 DESCRIPTION = ("Fine-tune the exported model and the same classifier from scratch (transformers.Trainer, the same "

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                           "Report one run, or compare several side by side.")
     # After parsing: --help answers without importing torch (seconds).
     from roberta_ds.reports.model_card import write_model_card
-    from roberta_ds.training.records import FINAL_MODEL_DIRNAME, SUMMARY_NAME
+    from roberta_ds.training.run_files import FINAL_MODEL_DIRNAME, SUMMARY_NAME
     from roberta_ds.reports.report import write_report
 
     try:

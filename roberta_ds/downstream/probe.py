@@ -172,7 +172,7 @@ def _source(encoder: EncoderConfig, budget: BudgetConfig, workdir: Path) -> _Sou
         return _Source(tok, config, None, f"--model_size {encoder.model_size}")
     model_dir = Path(encoder.model)
     if not (model_dir / "config.json").exists():  # a checkpoint: export it, as a colleague would receive it
-        from roberta_ds.training.checkpoint import export_checkpoint
+        from roberta_ds.training.engine.checkpoint import export_checkpoint
 
         try:
             model_dir = export_checkpoint(model_dir, workdir / "export")

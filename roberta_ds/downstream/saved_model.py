@@ -17,8 +17,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase, RobertaForMaskedLM
 
-from roberta_ds.training import checkpoint
-from roberta_ds.training.checkpoint import HF_CONFIG_NAME, STATE_NAME
+from roberta_ds.training.engine import checkpoint
+from roberta_ds.training.engine.checkpoint import HF_CONFIG_NAME, STATE_NAME
 from roberta_ds.training.model.core import load_mlm
 from roberta_ds.reading.data import Layout, ShardStream
 from roberta_ds.reading.masking import EVAL_MASK_SEED
@@ -94,8 +94,8 @@ def evaluate_saved(cfg: EvalConfig) -> dict:
     max_sequences). Under the `deepspeed` launcher each rank evaluates its share of every round of
     micro-batches.
     """
-    from roberta_ds.training.engine import device, init_distributed  # imports deepspeed
-    from roberta_ds.training.evaluation import evaluate
+    from roberta_ds.training.engine.setup import device, init_distributed  # imports deepspeed
+    from roberta_ds.training.observe.evaluation import evaluate
     from roberta_ds.training.model import SparseMaskedLM
 
     root = Path(cfg.data_dir)

@@ -10,9 +10,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from roberta_ds.training import records
-from roberta_ds.training.checkpoint import read_state
-from roberta_ds.training.state import TrainState
+from roberta_ds.training.observe import records
+from roberta_ds.training.observe.summary import RunSummary, read_summary
+from roberta_ds.training.observe.tables import format_value
+from roberta_ds.training.run_files import EFFECTIVE_CONFIG_NAME, PROBE_NAME, SUMMARY_NAME
+from roberta_ds.training.engine.checkpoint import read_state
+from roberta_ds.training.observe.state import TrainState
 from roberta_ds.shard_format import MANIFEST_NAME, UNIGRAM_DEFINITION, read_manifest
 from roberta_ds.tokenizer import POSITION_OFFSET
 
@@ -26,16 +29,16 @@ def _sha256(path: Path) -> str | None:
 def model_card(run_dir: str | Path) -> str:
     """The card's text for a finished run directory (RUN/summary.json must exist)."""
     run = Path(run_dir)
-    summary = records.read_summary(run)
+    summary = read_summary(run)
     if summary is None:
-        raise ValueError(f"{run}: no {records.SUMMARY_NAME} (the run has not finished): no model card")
-    config = json.loads((run / records.EFFECTIVE_CONFIG_NAME).read_text(encoding="utf-8"))
-    probe_path = run / records.PROBE_NAME
+        raise ValueError(f"{run}: no {SUMMARY_NAME} (the run has not finished): no model card")
+    config = json.loads((run / EFFECTIVE_CONFIG_NAME).read_text(encoding="utf-8"))
+    probe_path = run / PROBE_NAME
     probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.exists() else None
     return _card(run.resolve().name, summary, config, probe, summary.warnings)
 
 
-def checkpoint_summary(tag_dir: str | Path) -> tuple[records.RunSummary, dict]:
+def checkpoint_summary(tag_dir: str | Path) -> tuple[RunSummary, dict]:
     """A checkpoint's numbers in the summary's terms (what the run had done when it saved), and its config."""
     saved = read_state(Path(tag_dir))
     config = saved["config"]
@@ -45,7 +48,7 @@ def checkpoint_summary(tag_dir: str | Path) -> tuple[records.RunSummary, dict]:
     except (OSError, ValueError):  # the shards moved: the card says so instead of the counts
         pass
     data = None if split is None else {"train_documents": split.documents, "train_tokens": split.tokens}
-    return records.RunSummary.from_state(TrainState.from_dict(saved), config, data=data), config
+    return RunSummary.from_state(TrainState.from_dict(saved), config, data=data), config
 
 
 def checkpoint_model_card(tag_dir: str | Path) -> str:
@@ -56,7 +59,7 @@ def checkpoint_model_card(tag_dir: str | Path) -> str:
                  ["not checked for a checkpoint export (a finished run's summary.json has the run-level checks)"])
 
 
-def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | None, warnings: list[str] | None) -> str:
+def _card(title: str, summary: RunSummary, config: dict, probe: dict | None, warnings: list[str] | None) -> str:
     data = config["data"]
     manifest_path = Path(data["data_dir"]) / MANIFEST_NAME
     source = data.get("source") or {}
@@ -80,18 +83,18 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
     rows = [
         ("corpus", f"{source.get('format', '?')}" + (f" ({source['input']})" if source.get("input") else "")),
         ("shard manifest sha256", _sha256(manifest_path) or f"{manifest_path} no longer exists"),
-        ("documents / tokens in the training split", f"{records.format_value((summary.data or {}).get('train_documents'))} / "
-                                                     f"{records.format_value((summary.data or {}).get('train_tokens'))}"),
-        ("tokenizer", f"vocab {records.format_value(tok.get('vocab_size'))}, sha256 {tok.get('vocab_sha256', '?')}"),
+        ("documents / tokens in the training split", f"{format_value((summary.data or {}).get('train_documents'))} / "
+                                                     f"{format_value((summary.data or {}).get('train_tokens'))}"),
+        ("tokenizer", f"vocab {format_value(tok.get('vocab_size'))}, sha256 {tok.get('vocab_sha256', '?')}"),
         ("architecture", f"RobertaForMaskedLM, hidden {mdl['hidden_size']}, {mdl['num_hidden_layers']} layers, "
                          f"{mdl['num_attention_heads']} heads, {mdl['max_position_embeddings'] - POSITION_OFFSET} positions"),
-        ("training", f"{records.format_value(summary.steps)} steps x global batch {records.format_value(summary.global_batch)} x "
-                     f"{records.format_value(summary.seq_len)} tokens; {records.format_value(summary.tokens)} tokens seen"),
+        ("training", f"{format_value(summary.steps)} steps x global batch {format_value(summary.global_batch)} x "
+                     f"{format_value(summary.seq_len)} tokens; {format_value(summary.tokens)} tokens seen"),
         ("engine", f"DeepSpeed ZeRO stage {summary.zero_stage}, {summary.precision}, {summary.world_size} rank(s), "
                    f"peak lr {summary.lr:g}"),
         ("training wall time", f"{(summary.train_time_s or 0) / 3600:.2f} h"),
         ("held-out loss", (f"{ev.loss:.4f} nats per masked token (perplexity {ev.perplexity:.2f}, accuracy "
-                           f"{ev.accuracy:.4f}) on {records.format_value(ev.sequences)} validation sequences, "
+                           f"{ev.accuracy:.4f}) on {format_value(ev.sequences)} validation sequences, "
                            f"{records.EVAL_DEFINITIONS['masking']}") if ev else "not measured"),
         ("unigram line", (f"{ev.unigram_nats:.4f} ({UNIGRAM_DEFINITION}); the model is "
                           f"{ev.unigram_nats - ev.loss:.3f} nats below it") if ev and ev.unigram_nats else "—"),
@@ -105,15 +108,15 @@ def _card(title: str, summary: records.RunSummary, config: dict, probe: dict | N
         got, h = trained.get(m["name"]), held_out.get(m["name"])
         extra.append((f"mixture source {m['name']}",
                         f"{m['dir']}, weight {m['weight']:g}, on_exhausted {m['on_exhausted']}, manifest sha256 "
-                        f"{m.get('manifest_sha256', '?')}" + (f"; trained on {records.format_value(got['sequences'])} "
-                        f"sequences, {records.format_value(got['tokens'])} tokens, {got['epochs']:.3f} epochs"
+                        f"{m.get('manifest_sha256', '?')}" + (f"; trained on {format_value(got['sequences'])} "
+                        f"sequences, {format_value(got['tokens'])} tokens, {got['epochs']:.3f} epochs"
                         if got else "") + (f"; held-out loss {h['loss']:.4f}" if h else "")))
     if summary.phases and len(summary.phases) > 1:
-        extra.append(("phases", "; ".join(f"{p['max_seq_length']} tokens for {records.format_value(p['steps'])} "
+        extra.append(("phases", "; ".join(f"{p['max_seq_length']} tokens for {format_value(p['steps'])} "
                                           "steps" for p in summary.phases)))
     if summary.continued_from:
         c = summary.continued_from
-        extra.append(("continued from", f"{c['checkpoint']} (step {c['step']}, {records.format_value(c['tokens_seen'])} "
+        extra.append(("continued from", f"{c['checkpoint']} (step {c['step']}, {format_value(c['tokens_seen'])} "
                                         "tokens); weights and optimizer state carried"))
     rows[2:2] = extra
     if probe is not None and "tasks" in probe:
@@ -170,7 +173,7 @@ def write_checkpoint_model_card(tag_dir: str | Path, model_dir: str | Path) -> P
     (it has the run-level checks and the probe), else the checkpoint's own."""
     tag_dir = Path(tag_dir)
     run = tag_dir.parent.parent
-    summary = records.read_summary(run)
+    summary = read_summary(run)
     if summary is not None and summary.steps == read_state(tag_dir)["step"]:
         return write_model_card(run, model_dir)
     path = Path(model_dir) / CARD_NAME

@@ -3,10 +3,10 @@
     python launcher/report.py RUN                      # RUN/report.md, RUN/loss.png, RUN/report.json
     python launcher/report.py RUN_A RUN_B --out DIR    # side-by-side table + one overlaid curve in DIR
 
-Reads what the trainer writes, through records.py: RUN/metrics.jsonl, RUN/summary.json (absent while a
+Reads what the trainer writes, through training/observe/ (records, summary): RUN/metrics.jsonl, RUN/summary.json (absent while a
 run is unfinished: the report then says so and uses the metrics), RUN/effective_config.json, and the
 shard manifest the run names (for the dataset row and the train/validation leak check).
-Every number in the tables carries its definition; sanity warnings (roberta_ds.training.sanity) come first.
+Every number in the tables carries its definition; sanity warnings (roberta_ds.training.observe.sanity) come first.
 The picture needs matplotlib (`pip install roberta-ds[demo]`); without it the report is
 complete in text (the curve is also a table).
 """
@@ -17,12 +17,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roberta_ds.training import records as rec
-from roberta_ds.training import sanity
-from roberta_ds.training.ds_config import peak_lr, zero_stage
+from roberta_ds.training.observe import records as rec
+from roberta_ds.training.observe import sanity
+from roberta_ds.training.engine.ds_config import peak_lr, zero_stage
 from roberta_ds.reading.masking import EVAL_MASKING
-from roberta_ds.training.records import EFFECTIVE_CONFIG_NAME, EVAL_DEFINITIONS, format_value, Evaluation, RunSummary, TrainWindow
-from roberta_ds.training.schedule import format_duration
+from roberta_ds.training.observe import metrics as window_metrics
+from roberta_ds.training.observe.records import EVAL_DEFINITIONS, Evaluation, TrainWindow
+from roberta_ds.training.observe.summary import SUMMARY_DEFINITIONS, RunSummary, read_summary
+from roberta_ds.training.observe.tables import PROBE_COLUMNS, format_value, probe_rows
+from roberta_ds.training.run_files import EFFECTIVE_CONFIG_NAME, METRICS_NAME, PROBE_NAME
+from roberta_ds.training.loop.schedule import format_duration
 from roberta_ds.shard_format import UNIGRAM_DEFINITION, ShardFormatError, read_manifest
 
 CURVE_ROWS = 30
@@ -50,10 +54,10 @@ class Run:
 
 def load_run(path: str | Path, name: str | None = None) -> Run:
     p = Path(path)
-    if not (p / rec.METRICS_NAME).exists():
-        raise ValueError(f"{p}: no {rec.METRICS_NAME} (a run directory written by launcher/pretrain.py --output_dir)")
+    if not (p / METRICS_NAME).exists():
+        raise ValueError(f"{p}: no {METRICS_NAME} (a run directory written by launcher/pretrain.py --output_dir)")
     records = rec.read_metrics(p)
-    summary = rec.read_summary(p)
+    summary = read_summary(p)
     config = json.loads((p / EFFECTIVE_CONFIG_NAME).read_text()) if (p / EFFECTIVE_CONFIG_NAME).exists() else None
     run = Run(path=p, name=name or p.resolve().name, records=records, summary=summary, config=config)
     data_dir = config["data"]["data_dir"] if config else None
@@ -116,7 +120,7 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("sequences", format_value(either(s.sequences, last_train and last_train.sequences_seen)),
          "training sequences processed = steps x global batch"),
         ("tokens", format_value(either(s.tokens, last_train and last_train.tokens_seen)),
-         rec.SUMMARY_DEFINITIONS["tokens"]),
+         SUMMARY_DEFINITIONS["tokens"]),
         ("steps", format_value(steps), "optimizer steps"),
         ("epochs", format_value(epochs, 3), "steps / steps per epoch (passes over the training split)"),
         ("batch", f"{format_value(either(s.global_batch, c.get('global_batch')))} x "
@@ -129,10 +133,10 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
          "DeepSpeed ZeRO stage the run ran at (ZeRO-1/2 run as stage 0 on one fp32 rank)"),
         ("ranks", format_value(either(s.world_size, c.get("world_size"))), "processes (GPUs) in the run"),
         ("initial loss", format_value(either(s.initial_loss, run.train[0].loss if run.train else None)),
-         rec.SUMMARY_DEFINITIONS["initial_loss"]),
+         SUMMARY_DEFINITIONS["initial_loss"]),
         ("final loss", format_value(final_loss) + (f" (last {window} steps)" if window else ""),
          f"training loss over the last logging window: {rec.LOSS}"),
-        ("epoch mean loss", epoch_str, rec.SUMMARY_DEFINITIONS["epoch_mean_loss"]),
+        ("epoch mean loss", epoch_str, SUMMARY_DEFINITIONS["epoch_mean_loss"]),
         ("unigram line", format_value(unigram), UNIGRAM_DEFINITION),
         ("held-out loss", format_value(last_eval.loss) + gap if last_eval else "—",
          f"{EVAL_DEFINITIONS['loss']}, on the validation split; masking {EVAL_DEFINITIONS['masking']}{ev_where}"),
@@ -143,6 +147,8 @@ def facts(run: Run) -> list[tuple[str, str, str]]:
         ("wall time", format_duration(s.train_time_s), "training time, excluding evaluation, checkpoints and start-up"),
         ("tokens/s", format_value(s.tokens_per_s), "tokens / wall time"),
     ]
+    rows += [(f"{metric.name} (last window)", format_value(last_train.metrics.get(metric.name) if last_train else None),
+              metric.definition) for metric in window_metrics.WINDOW_METRICS]
     return rows
 
 
@@ -277,7 +283,7 @@ def mixture_section(run: Run) -> list[str]:
 
 
 def probe_section(run: Run) -> list[str]:
-    path = run.path / rec.PROBE_NAME
+    path = run.path / PROBE_NAME
     if not path.exists():
         return []
     res = json.loads(path.read_text(encoding="utf-8"))
@@ -294,7 +300,7 @@ def probe_section(run: Run) -> list[str]:
     for name, task in res["tasks"].items():
         parts.append(f"### {name} task\n\n{task['train_examples']:,} training and {task['test_examples']:,} test "
                      f"examples, {len(task['labels'])} labels ({task['split']}).\n\n"
-                     + _md_table(list(rec.PROBE_COLUMNS), rec.probe_rows(task, minus="−")))
+                     + _md_table(list(PROBE_COLUMNS), probe_rows(task, minus="−")))
     return parts
 
 

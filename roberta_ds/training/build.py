@@ -12,22 +12,21 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from roberta_ds.training import ds_config, monitor, records, sanity
+from roberta_ds.training.engine import ds_config
+from roberta_ds.training.observe import monitor, sanity
+from roberta_ds.training import run_files
 from roberta_ds.training.config import RunConfig
 from roberta_ds.reading.data import Layout, PretrainingData, ShardStream
 from roberta_ds.reading.mixture import MixedData, PhaseSpec, Source, load_mixture, parse_phases
-from roberta_ds.training import engine as engine_setup
-from roberta_ds.training.engine import build_engine, device, init_distributed, optimizer_implementation
+from roberta_ds.training.engine import setup as engine_setup
+from roberta_ds.training.engine.setup import build_engine, device, init_distributed, optimizer_implementation
 from roberta_ds.reading.masking import EVAL_MASK_SEED, Masker
 from roberta_ds.training.model import SparseMaskedLM, attention, build_model, roberta_config
-from roberta_ds.training.schedule import TIME_SCHEDULERS
+from roberta_ds.training.loop.cadence import PROJECTION_PLACEHOLDER
+from roberta_ds.training.loop.schedule import TIME_SCHEDULERS
 from roberta_ds.shard_format import MANIFEST_NAME, TOKENIZER_DIRNAME, Manifest, read_manifest, sha256_file
 from roberta_ds.tokenizer import load_tokenizer, tokenizer_info
 from roberta_ds.training.model.hf_adapter import init_from_pretrained, source_token_types
-
-PROJECTION_PLACEHOLDER = 10**9
-"""total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
-
 
 @dataclass
 class PretrainRun:
@@ -80,7 +79,7 @@ class PretrainRun:
 
     @property
     def ckpt_root(self) -> Path:
-        return self.out / records.CHECKPOINTS_DIRNAME
+        return self.out / run_files.CHECKPOINTS_DIRNAME
 
     @property
     def budget_s(self) -> float | None:
@@ -208,9 +207,9 @@ def _check_sources(sources: list[Source], manifests: list[Manifest], phases: lis
 
 def _saved_zero_stage(t) -> int | None:
     """The ZeRO stage of the checkpoint this run resumes (or continues from); None for a fresh run."""
-    from roberta_ds.training import checkpoint
+    from roberta_ds.training.engine import checkpoint
 
-    tag = checkpoint.resolve_resume(t.resume_from_checkpoint, Path(t.output_dir) / records.CHECKPOINTS_DIRNAME)
+    tag = checkpoint.resolve_resume(t.resume_from_checkpoint, Path(t.output_dir) / run_files.CHECKPOINTS_DIRNAME)
     if tag is None and t.continue_from:
         tag = checkpoint.find_in_run(t.continue_from)
     if tag is None:
@@ -221,7 +220,7 @@ def _saved_zero_stage(t) -> int | None:
 def build_run(cfg: RunConfig) -> PretrainRun:
     t = cfg.train
     if t.resume_from_checkpoint is None:
-        records.refuse_used_run_dir(Path(t.output_dir))
+        run_files.refuse_used_run_dir(Path(t.output_dir))
     mixed = t.mixture is not None or t.phases is not None
     sources = (load_mixture(t.mixture) if t.mixture else
                [Source(Path(t.data_dir).resolve().name or "data", str(t.data_dir), 1.0)]) if mixed else None

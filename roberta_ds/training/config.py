@@ -14,7 +14,7 @@ from roberta_ds.cli_args import cli
 from roberta_ds.reading import SHUFFLE_BUFFER
 from roberta_ds.reading.masking import MaskingConfig
 from roberta_ds.training.model.settings import ModelConfig
-from roberta_ds.training.schedule import parse_duration
+from roberta_ds.training.loop.schedule import parse_duration
 
 
 @dataclass

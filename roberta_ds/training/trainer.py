@@ -1,8 +1,9 @@
 """The training loop over a built run (build.py), read top to bottom: ``train`` resumes, then for each global batch
 ``_step`` (forward and backward over this rank's micro-batches, one optimizer step), the step guard's outcome
-(step_guard.py), what the cadence says is due (cadence.py: log, evaluate, save) and the stop reason. What the loop
-produces goes to RUN/metrics.jsonl (records.py defines every field) and to its listeners: the live view
-(live_view.py) and the monitors (monitor.py). The loss scaling is explained in docs/architecture.md, step 7.
+(loop/step_guard.py), what the cadence says is due (loop/cadence.py: log, evaluate, save) and the stop reason.
+What the loop produces goes to RUN/metrics.jsonl (observe/records.py defines every field; observe/metrics.py the
+window metrics) and to its listeners: the live view (observe/live_view.py) and the monitors (observe/monitor.py).
+The loss scaling is explained in docs/architecture.md, step 7.
 """
 
 from __future__ import annotations
@@ -11,25 +12,28 @@ import contextlib
 import json
 import time
 import uuid
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from roberta_ds.training import checkpoint, records, sanity
+from roberta_ds.training.engine import checkpoint
+from roberta_ds.training.observe import metrics, records, sanity
+from roberta_ds.training import run_files
 from roberta_ds.training.build import PretrainRun
-from roberta_ds.training.cadence import Cadence
+from roberta_ds.training.loop.cadence import Cadence
 from roberta_ds.reading.data import model_inputs, to_device
-from roberta_ds.training.ds_config import peak_lr
-from roberta_ds.training.engine import beta_power_reset
-from roberta_ds.training.evaluation import evaluate_engine, evaluate_sources
-from roberta_ds.training.live_view import LiveView
-from roberta_ds.training.monitor import LiveMetrics
-from roberta_ds.training.preemption import StopRequest
-from roberta_ds.training.records import Evaluation, MetricsLog, RunSummary, TrainWindow, WindowAccumulator
-from roberta_ds.training.schedule import RunClock
-from roberta_ds.training.state import TrainState
-from roberta_ds.training.step_guard import HALTS, NonFiniteLoss, OverflowStop, SafetyStop, StepGuard  # noqa: F401 (re-exported)
+from roberta_ds.training.engine.ds_config import peak_lr
+from roberta_ds.training.engine.setup import beta_power_reset
+from roberta_ds.training.observe.evaluation import evaluate_engine, evaluate_sources
+from roberta_ds.training.observe.live_view import LiveView
+from roberta_ds.training.observe.monitor import LiveMetrics
+from roberta_ds.training.loop.preemption import StopRequest
+from roberta_ds.training.observe.records import Evaluation, MetricsLog, TrainWindow
+from roberta_ds.training.observe.summary import RunSummary
+from roberta_ds.training.observe.totals import WindowAccumulator
+from roberta_ds.training.loop.schedule import RunClock
+from roberta_ds.training.observe.state import TrainState
+from roberta_ds.training.loop.step_guard import HALTS, NonFiniteLoss, OverflowStop, SafetyStop, StepGuard  # noqa: F401 (re-exported)
 
 DONE, OUT_OF_TIME, STOP_AT_STEP, PREEMPTED = "done", "out of time", "stop_at_step", "preempted"
 """Why the loop stops: the schedule's last step, the time budget spent, --stop_at_step or a preemption signal
@@ -68,7 +72,7 @@ class Trainer:
         self._resume()  # may replace the state, the clock and the cadence
         st, cadence = self.state, self.cadence
         if run.is_main:
-            (run.out / records.EFFECTIVE_CONFIG_NAME).write_text(json.dumps(run.effective_config(), indent=1,
+            (run.out / run_files.EFFECTIVE_CONFIG_NAME).write_text(json.dumps(run.effective_config(), indent=1,
                                                                         ensure_ascii=False, default=str))
         self._emit("header", run.data_warnings + run.coverage_warnings())
         if st.step == 0 and run.evaluating:
@@ -211,7 +215,7 @@ class Trainer:
         w = window.close()  # the loop's one host sync: the window's sums over all ranks
         phase = run.data.phase_at(st.step - 1) if run.mixed else None
         st.add_window(w, epoch, phase)
-        norm = run.engine.get_global_grad_norm()
+        seq_len = run.data.specs[phase].seq_len if phase is not None else run.seq_len
         lr = float(run.scheduler.get_last_lr()[0]) if run.scheduler else float(peak_lr(run.ds_cfg))
         mix = None
         if run.sources and run.cfg.train.mixture:
@@ -223,8 +227,8 @@ class Trainer:
             lr=lr * self.warmup_factor(st.step), tokens_seen=st.tokens_seen, sequences_seen=st.sequences_seen,
             tokens_per_s=w.tokens / max(elapsed, 1e-9),
             samples_per_s=w.steps * run.layout.global_batch / max(elapsed, 1e-9), skipped_steps=st.skipped_steps,
-            grad_norm=None if norm is None else float(norm),
-            seq_len=run.data.specs[phase].seq_len if phase is not None else None, phase=phase, sources=mix,
+            metrics=metrics.compute_all(metrics.Window(run, w, seq_len, elapsed)),
+            seq_len=seq_len if phase is not None else None, phase=phase, sources=mix,
         )
         self._append(rec)
         self._emit("window", rec)

@@ -4,7 +4,7 @@ The DeepSpeed JSON enables them (``"tensorboard"``, ``"csv_monitor"``, ``"wandb"
 writes only the learning rate (``Train/Samples/lr``) and, with fp16, the loss scale (``Train/Samples/loss_scale``).
 The trainer writes everything else it logs through ``engine.monitor`` (rank 0), under the names below and on
 DeepSpeed's x-axis: global samples (sequences) seen, so every series lines up with DeepSpeed's own. The values
-are exactly those of ``metrics.jsonl`` (records.py defines them); the learning rate and the loss scale are not
+are exactly those of ``metrics.jsonl`` (records.py and metrics.py define them); the learning rate and the loss scale are not
 written twice.
 
 A resumed run continues the same series: the CSV files lose the rows after the checkpoint (and keep one
@@ -19,7 +19,8 @@ import os
 import uuid
 from pathlib import Path
 
-from roberta_ds.training.records import Evaluation, TrainWindow
+from roberta_ds.training.observe import metrics
+from roberta_ds.training.observe.records import Evaluation, TrainWindow
 
 MONITORS = ("tensorboard", "csv_monitor", "wandb")
 """The DeepSpeed JSON sections this module writes through (``"enabled": true`` turns one on)."""
@@ -30,9 +31,9 @@ TRAIN_SERIES = {
     "Train/Samples/tokens_per_s": "tokens_per_s",
     "Train/Samples/tokens_seen": "tokens_seen",
     "Train/Samples/skipped_steps": "skipped_steps",
-    "Train/Samples/grad_norm": "grad_norm",
 }
-"""Monitor name -> the TrainWindow field it carries (each logging window, x = sequences_seen)."""
+"""Monitor name -> the TrainWindow field it carries (each logging window, x = sequences_seen); the window metrics
+(metrics.py) add Train/Samples/<name> each."""
 
 EVAL_SERIES = {
     "Eval/Samples/loss": "loss",
@@ -99,6 +100,8 @@ class LiveMetrics:
 
     def window(self, rec: TrainWindow) -> None:
         self._write(TRAIN_SERIES, rec, rec.sequences_seen)
+        if self.enabled and (events := metrics.series(rec.metrics)):
+            self.monitor.write_events([(name, v, rec.sequences_seen) for name, v in events])
         if self.enabled and rec.sources:  # Train/Samples/share/NAME: the source's share of the window's tokens
             self.monitor.write_events([(f"Train/Samples/share/{n}", float(v["share"]), rec.sequences_seen)
                                        for n, v in rec.sources.items()])

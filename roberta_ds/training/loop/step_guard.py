@@ -5,10 +5,14 @@ halt()'s error."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from roberta_ds.training.collective import any_rank
-from roberta_ds.training.config import TrainConfig
+from roberta_ds.training.engine.collective import any_rank
+
+if TYPE_CHECKING:  # the settings are the assembly's (training/config.py); the loop only reads them
+    from roberta_ds.training.config import TrainConfig
 
 APPLIED, SKIPPED, NON_FINITE, OVERFLOWING = "applied", "skipped", "non-finite", "overflowing"
 """A step's outcome: its update applied; skipped by fp16 loss scaling (an overflow; the run goes on); not applied

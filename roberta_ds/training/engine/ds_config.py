@@ -47,7 +47,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
 def load_ds_config(path: str | Path, overrides: list[str]) -> dict:
     path = Path(path)
     if not path.exists():
-        shipped = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "ds_configs").glob("*.json"))
+        shipped = sorted(p.name for p in (Path(__file__).resolve().parents[3] / "ds_configs").glob("*.json"))
         raise DSConfigError(f"--ds_config {path}: no such file (shipped configs in ds_configs/: {shipped})")
     try:
         cfg = json.loads(path.read_text())

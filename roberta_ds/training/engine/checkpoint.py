@@ -4,7 +4,7 @@ Layout of ``RUN/checkpoints/``::
 
     latest                      tag of the newest complete checkpoint (written by DeepSpeed)
     global_step100/             DeepSpeed's files (model, optimizer shards per rank)
-        roberta_ds_state.json   the TrainState (state.py), the data cursor, the exact effective configs;
+        roberta_ds_state.json   the TrainState (observe/state.py), the data cursor, the exact effective configs;
                                 written last, so its presence marks the checkpoint complete
         rng_rank00003.pt        each rank's RNG states (dropout must replay exactly on resume)
         hf_config.json          the model architecture, so any checkpoint exports on its own
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from roberta_ds.training.collective import any_rank
+from roberta_ds.training.engine.collective import any_rank
 from roberta_ds.training.model import TIED, attention  # noqa: F401  (TIED re-exported: checkpoint.TIED)
 from roberta_ds.owned_dir import MARKER_NAME, claim_dir, record_entries
 from roberta_ds.shard_format import TOKENIZER_DIRNAME
@@ -171,7 +171,7 @@ def find(path: str | Path) -> Path | None:
 
 def find_in_run(path: str | Path) -> Path | None:
     """``find`` of ``path``, or of the checkpoints/ directory of a run directory ``path`` (--continue_from)."""
-    from roberta_ds.training.records import CHECKPOINTS_DIRNAME
+    from roberta_ds.training.run_files import CHECKPOINTS_DIRNAME
 
     return find(path) or find(Path(path) / CHECKPOINTS_DIRNAME)
 
@@ -325,7 +325,7 @@ def _load_unpartitioned(engine, tag_dir: Path, schedule: bool = True) -> str | N
     each checked after it is set."""
     from deepspeed.utils import safe_get_full_optimizer_state, safe_set_full_optimizer_state
 
-    from roberta_ds.training.engine import param_groups
+    from roberta_ds.training.engine.setup import param_groups
 
     stage = engine.zero_optimization_stage()
     if stage not in (1, 2):

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from roberta_ds.training import launch_env
+from roberta_ds.training.engine import launch_env
 
 
 def init_distributed() -> tuple[int, int, int]:

@@ -3,22 +3,27 @@ once each, and on a terminal a live view (progress, the last window, the last he
 checkpoint and evaluation come). Not on a terminal (a cluster log file), only the plain lines.
 
 A listener of the trainer's events (header, window, evaluation, resumed), as the monitors are
-(monitor.LiveMetrics): a new metric is a records field plus one line in each view that shows it.
+(monitor.LiveMetrics). A window metric (metrics.py) shows itself on the window's line: nothing here names one.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from roberta_ds.training import engine
-from roberta_ds.training.build import PROJECTION_PLACEHOLDER, PretrainRun
-from roberta_ds.training.cadence import Cadence
-from roberta_ds.training.checkpoint import UNIVERSAL_DIRNAME
-from roberta_ds.training.ds_config import zero_stage
-from roberta_ds.training.records import EFFECTIVE_CONFIG_NAME, Evaluation, TrainWindow
-from roberta_ds.training.schedule import format_duration
+from roberta_ds.training.engine import setup as engine
+from roberta_ds.training.loop.cadence import PROJECTION_PLACEHOLDER, Cadence
+from roberta_ds.training.engine.checkpoint import UNIVERSAL_DIRNAME
+from roberta_ds.training.engine.ds_config import zero_stage
+from roberta_ds.training.observe import metrics
+from roberta_ds.training.observe.records import Evaluation, TrainWindow
+from roberta_ds.training.run_files import EFFECTIVE_CONFIG_NAME
+from roberta_ds.training.loop.schedule import format_duration
+
+if TYPE_CHECKING:  # the built run is the assembly's (training/build.py); the view only reads it
+    from roberta_ds.training.build import PretrainRun
 
 
 class LiveView:
@@ -100,7 +105,7 @@ class LiveView:
 
     def resuming(self, tag_dir, saved_world: int) -> None:
         if self.shown and saved_world != self.run.world:
-            from roberta_ds.training.checkpoint import unpartitioned
+            from roberta_ds.training.engine.checkpoint import unpartitioned
 
             how = ("its module through DeepSpeed and Adam's state into this run's ZeRO partitions (a stage-0 "
                    "checkpoint)" if unpartitioned(tag_dir) else
@@ -120,7 +125,7 @@ class LiveView:
                 f"step {rec.step}{self._of_total()} epoch {rec.epoch}: loss {rec.loss:.4f} (mean over last "
                 f"{rec.window_steps} step(s), {rec.window_masked_tokens:,} masked tokens) acc {rec.accuracy:.3f} "
                 f"lr {rec.lr:.2e} {rec.tokens_per_s:,.0f} tokens/s {rec.samples_per_s:.1f} samples/s"
-                + (f" grad norm {rec.grad_norm:.3g}" if rec.grad_norm is not None else "")
+                + metrics.shown(rec.metrics)
                 + (f" skipped(overflow) {rec.skipped_steps}" if rec.skipped_steps else "")
                 + (f" len {rec.seq_len}" if rec.seq_len is not None and len(self.run.data.specs) > 1 else "")
                 + (" shares " + ", ".join(f"{n} {v['share']:.1%}" for n, v in rec.sources.items())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from roberta_ds.training.records import EpochTotals, Evaluation, WindowTotals
-from roberta_ds.training.schedule import ClockState
+from roberta_ds.training.observe.records import Evaluation
+from roberta_ds.training.observe.totals import EpochTotals, WindowTotals
+from roberta_ds.training.loop.schedule import ClockState
 
 
 @dataclass

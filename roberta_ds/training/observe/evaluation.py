@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from roberta_ds.reading.data import Layout, ShardStream, eval_batches, model_inputs, to_device
 from roberta_ds.reading.masking import EVAL_MASK_SEED, EVAL_MASKING, Masker
-from roberta_ds.training.records import COLLAPSE_SEQUENCES, COLLAPSE_TOKEN_COSINE, COLLAPSE_TOKENS, eval_metrics
+from roberta_ds.training.observe.records import COLLAPSE_SEQUENCES, COLLAPSE_TOKEN_COSINE, COLLAPSE_TOKENS, eval_metrics
 
 def _mean_offdiag_cosine(x: torch.Tensor) -> float:
     if x.shape[0] < 2:

@@ -9,9 +9,16 @@ stops after the same step.
 
 from __future__ import annotations
 
-from roberta_ds.training.collective import AGREE_STEPS
-from roberta_ds.training.config import TrainConfig
-from roberta_ds.training.schedule import RunClock
+from typing import TYPE_CHECKING
+
+from roberta_ds.training.engine.collective import AGREE_STEPS
+from roberta_ds.training.loop.schedule import RunClock
+
+if TYPE_CHECKING:  # the settings are the assembly's (training/config.py); the loop only reads them
+    from roberta_ds.training.config import TrainConfig
+
+PROJECTION_PLACEHOLDER = 10**9
+"""total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
 
 
 class Cadence:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from roberta_ds.training.records import RunSummary, as_records, epoch_means, evaluations, windows
+from roberta_ds.training.observe.records import as_records, epoch_means, evaluations, windows
+from roberta_ds.training.observe.summary import RunSummary
 from roberta_ds.shard_format import Manifest, ShardFormatError, read_manifest
 
 # Lowest training loss (nats per masked token) we believe for a given amount of training data.

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from roberta_ds.training.collective import AGREE_STEPS, any_rank
+from roberta_ds.training.engine.collective import AGREE_STEPS, any_rank
 
 SIGNALS = ("SIGTERM", "SIGUSR1")
 EXIT_REQUEUE = 75
