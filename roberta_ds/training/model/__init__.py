@@ -2,7 +2,7 @@
 
     settings.py    ModelConfig: preset, sizes, dropout, position init, attention kind, vocab padding (import-light:
                    the command line and --help are built from it without torch)
-    attention.py   the attention kinds (sdpa, eager, flash_attention_2, flex_attention), whether each can run here,
+    attention.py   the attention kinds (sdpa, eager, flash_attention_2, flex_attention: one KINDS entry each), where each runs,
                    and what an export records so a reload uses it
     core.py        the Hugging Face config, building the model, the padded vocabulary (rows that never reach a
                    loss, an accuracy or a prediction, sliced off for an export), reloading a saved model,
@@ -16,7 +16,8 @@ loaded on first use, so importing the settings stays light.
 
 from __future__ import annotations
 
-from roberta_ds.training.model.settings import ATTENTION_KINDS, POSITION_INITS, PRESETS, ModelConfig  # noqa: F401
+from roberta_ds.training.model.attention import ATTENTION_KINDS  # noqa: F401
+from roberta_ds.training.model.settings import POSITION_INITS, PRESETS, ModelConfig  # noqa: F401
 
 TIED = {"lm_head.decoder.weight", "lm_head.decoder.bias"}
 """Tied to the word embeddings / lm_head.bias, so a consolidated state dict may omit them."""

@@ -1,10 +1,6 @@
-"""The attention kinds: transformers' implementations for BERT-family models, chosen with --attention.
-
-    sdpa               torch.nn.functional.scaled_dot_product_attention: fused kernels (flash / memory-efficient on
-                       CUDA), every device and dtype; the default
-    eager              plain matmul + softmax: for debugging and for comparison; every device
-    flash_attention_2  the flash-attn package's kernels: CUDA, bf16/fp16, the package installed
-    flex_attention     torch's flex attention (compiled): CUDA
+"""The attention kinds: transformers' implementations for BERT-family models, chosen with --attention. Each kind
+is one entry of KINDS, with where it runs; --attention's choices, the checks before a run, the reload and what an
+export records all come from that table (adding a kind is adding an entry).
 
 A run records its kind in the checkpoint's config, and an export in its config.json: sdpa and eager as
 ``attn_implementation``, which stock transformers (4.x and 5.x) reads, so a colleague's reload uses the same kind;
@@ -17,47 +13,76 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from roberta_ds.training.model.settings import ATTENTION_KINDS
-
-PORTABLE = ("sdpa", "eager")
 RECORD_KEY = "roberta_ds_attention"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    """transformers' attn_implementation."""
+    about: str
+    portable: bool = False
+    """Runs on every device and dtype, so stock transformers reloads an export recording it anywhere."""
+    cuda_only: bool = False
+    package: str | None = None
+    """A module that must be importable, and how to install it."""
+    install: str = ""
+    half_only: bool = False
+    """Needs bf16 or fp16."""
+
+
+KINDS = {k.name: k for k in (
+    Kind("sdpa", "torch.nn.functional.scaled_dot_product_attention: fused kernels (flash / memory-efficient on "
+         "CUDA), every device and dtype; the default", portable=True),
+    Kind("eager", "plain matmul + softmax: for debugging and for comparison; every device", portable=True),
+    Kind("flash_attention_2", "the flash-attn package's kernels: CUDA, bf16/fp16, the package installed",
+         cuda_only=True, package="flash_attn", half_only=True,
+         install="pip install flash-attn --no-build-isolation (or use sdpa, whose CUDA kernels include a flash "
+                 "attention)"),
+    Kind("flex_attention", "torch's flex attention (compiled): CUDA", cuda_only=True),
+)}
+ATTENTION_KINDS = tuple(KINDS)
+PORTABLE = tuple(k.name for k in KINDS.values() if k.portable)
 
 
 def problems(kind: str, device_type: str, dtype_name: str) -> list[str]:
     """Why ``kind`` cannot run on this device and dtype (empty: it can), each with what to do."""
-    if kind not in ATTENTION_KINDS:
+    if kind not in KINDS:
         return [f"--attention {kind!r}: choose one of {list(ATTENTION_KINDS)}"]
-    out = []
-    if kind in ("flash_attention_2", "flex_attention") and device_type != "cuda":
+    k, out = KINDS[kind], []
+    if k.cuda_only and device_type != "cuda":
         out.append(f"--attention {kind} runs on CUDA GPUs only (this run is on {device_type}): use sdpa")
-    if kind == "flash_attention_2":
-        if importlib.util.find_spec("flash_attn") is None:
-            out.append("--attention flash_attention_2 needs the flash-attn package: pip install flash-attn "
-                       "--no-build-isolation (or use sdpa, whose CUDA kernels include a flash attention)")
-        if dtype_name not in ("bf16", "fp16"):
-            out.append("--attention flash_attention_2 needs bf16 or fp16 (bf16.enabled or fp16.enabled in the "
-                       "DeepSpeed config); this run is fp32")
+    if k.package and importlib.util.find_spec(k.package) is None:
+        out.append(f"--attention {kind} needs the {k.package.replace('_', '-')} package: {k.install}")
+    if k.half_only and dtype_name not in ("bf16", "fp16"):
+        out.append(f"--attention {kind} needs bf16 or fp16 (bf16.enabled or fp16.enabled in the DeepSpeed config); "
+                   f"this run is {dtype_name}")
     return out
 
 
 def runnable(kind: str) -> bool:
     """Whether a reload for evaluation (fp32 or bf16, whatever device is there) can use ``kind`` here."""
-    if kind in PORTABLE:
-        return True
-    try:
-        import torch
-    except ImportError:
+    k = KINDS.get(kind)
+    if k is None:
         return False
-    return torch.cuda.is_available() and (kind != "flash_attention_2" or importlib.util.find_spec("flash_attn") is not None)
+    if k.cuda_only:
+        try:
+            import torch
+        except ImportError:
+            return False
+        if not torch.cuda.is_available():
+            return False
+    return k.package is None or importlib.util.find_spec(k.package) is not None
 
 
 def reload_kind(config) -> str:
     """The kind a saved model records (``roberta_ds_attention``, else ``attn_implementation``), where it runs here;
     sdpa otherwise."""
     kind = trained_kind(config)
-    return kind if kind in ATTENTION_KINDS and runnable(kind) else "sdpa"
+    return kind if runnable(kind) else "sdpa"
 
 
 def trained_kind(config) -> str:

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from roberta_ds.cli_args import cli
+from roberta_ds.training.model.attention import ATTENTION_KINDS
 
 # hidden, layers, heads, intermediate. base = the original run (docs/design.md).
 PRESETS: dict[str, dict[str, int]] = {
@@ -15,8 +18,6 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 POSITION_INITS = ("random", "sinusoid")
-ATTENTION_KINDS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
-"""transformers' attention implementations for BERT-family models (model/attention.py says where each runs)."""
 
 
 @dataclass
@@ -38,10 +39,10 @@ class ModelConfig:
     position_init: str = "random"
     """Initial learned position embeddings: random (BERT's normal, std 0.02) or sinusoid (Vaswani et al.'s table,
     scaled to the same std); the model stays a stock RobertaForMaskedLM either way."""
-    attention: str = "sdpa"
-    """Attention implementation: sdpa (PyTorch's fused kernels; the default), eager (plain matmuls, for debugging),
-    flash_attention_2 (the flash-attn package, CUDA, bf16/fp16) or flex_attention (torch's, CUDA). Recorded in the
-    checkpoint and the export, so a reload uses it where it can run."""
+    attention: str = field(default="sdpa", metadata=cli(choices=ATTENTION_KINDS))
+    """Attention implementation (model/attention.py: where each runs): sdpa, PyTorch's fused kernels, is the
+    default; eager is for debugging. Recorded in the checkpoint and the export, so a reload uses it where it can
+    run."""
     compile: bool = False
     """torch.compile the encoder (in place: checkpoints, resume and export are unchanged; the MLM head, whose row
     count varies with the masked tokens, stays eager). Off by default: the first steps pay the compilation, and the
