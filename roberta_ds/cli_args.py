@@ -89,10 +89,12 @@ def _shown(v: Any) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one argument per field of ``cls`` (recursing into nested dataclass fields)."""
+    """Add one argument per field of ``cls`` (recursing into nested dataclass fields); the class's own fields come
+    first in --help, then those of the settings it is made of (its dataclass bases)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
+    own = set(cls.__dict__.get("__annotations__", {}))
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if not f.init:
             continue
         tp = _unwrap_optional(hints[f.name])

@@ -179,3 +179,16 @@ def test_the_group_check_catches_an_upward_and_an_ungrouped_module(tmp_path):
                  "from roberta_ds.training.loop import cadence\n")
     assert ours(runtime_imports(f), "roberta_ds.training") == {"roberta_ds.training.loop",
                                                                 "roberta_ds.training.loop.cadence"}
+
+
+def test_the_command_line_is_built_without_torch():
+    # every component's settings (training/config.py, loop/settings.py, model/settings.py, masking) are import-light:
+    # --help and a settings error answer before the seconds of importing torch, DeepSpeed and transformers
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport roberta_ds.commands.pretrain as p\np.parse_args(['--ds_config', 'x.json', "
+            "'--output_dir', 'o', '--data_dir', '.'])\nprint(sorted(m for m in ('torch', 'deepspeed', 'transformers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -15,11 +15,13 @@ from roberta_ds.reading import SHUFFLE_BUFFER
 from roberta_ds.reading.masking import MaskingConfig
 from roberta_ds.training.model.settings import ModelConfig
 from roberta_ds.training.loop.schedule import parse_duration
+from roberta_ds.training.loop.settings import CadenceSettings, GuardSettings, duration_problems
 
 
 @dataclass
-class TrainConfig:
-    """What to train on, for how long, and where to write."""
+class TrainConfig(GuardSettings, CadenceSettings):
+    """What to train on, for how long, and where to write; with the loop's settings (loop/settings.py), which
+    their parts own."""
 
     ds_config: str
     """DeepSpeed JSON (ds_configs/zero2.json ...): every engine setting."""
@@ -48,16 +50,6 @@ class TrainConfig:
     """Optimizer steps; overrides --num_train_epochs."""
     max_seq_length: int | None = None
     """Training length; default the shards' packed length. Shorter splits blocks, never truncates."""
-    save_steps: int = 5000
-    """Checkpoint every N steps (and always at the end)."""
-    save_total_limit: int = 3
-    """Keep the newest K checkpoints (0 keeps all)."""
-    eval_steps: int = 0
-    """Held-out evaluation every N steps (and at start and end); 0 disables it."""
-    eval_max_sequences: int | None = None
-    """Evaluate on the first N validation sequences only (same N across runs keeps numbers comparable)."""
-    log_steps: int = 50
-    """Log the windowed mean loss every N steps; the window is these N steps."""
     seed: int = 42
     """Seeds model init, data order, dynamic masks and dropout."""
     num_workers: int = 0
@@ -74,13 +66,6 @@ class TrainConfig:
     time_budget: str | None = field(default=None, metadata=cli(metavar="DURATION"))
     """Train for this much wall time (12m, 20h, 1h30m) instead of --max_steps: the lr schedule (warmup, peak,
     decay) follows the clock and the run ends annealed when the budget is spent; not bitwise reproducible."""
-    eval_time: str | None = field(default=None, metadata=cli(metavar="DURATION"))
-    """Held-out evaluation every this much wall time (e.g. 30m), besides --eval_steps."""
-    stop_on_nonfinite: bool = True
-    """Stop the run, before the update is applied, at the first step whose loss is NaN or inf (a 1-value host
-    sync per step); with --no_stop_on_nonfinite such steps are only warned about."""
-    max_consecutive_skipped: int = 100
-    """Stop when fp16 loss scaling skips this many updates in a row (the run would train on nothing); 0: never."""
     estimate_memory: str | None = field(default=None, metadata=cli(metavar="GPUSxNODES"))
     """Print the per-GPU memory this run needs under ZeRO-1/2/3 and offload on GPUS per node x NODES (e.g. 8x4),
     from DeepSpeed's estimators, and exit without training."""
@@ -89,19 +74,8 @@ class TrainConfig:
     def time_budget_s(self) -> float | None:
         return None if self.time_budget is None else parse_duration(self.time_budget)
 
-    @property
-    def eval_time_s(self) -> float | None:
-        return None if self.eval_time is None else parse_duration(self.eval_time)
-
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("time_budget", "eval_time"):
-            if getattr(self, name) is not None:
-                try:
-                    if parse_duration(getattr(self, name)) <= 0:
-                        problems.append(f"--{name} {getattr(self, name)}: must be longer than 0")
-                except ValueError as e:
-                    problems.append(f"--{name} {e}")
+        problems = duration_problems(self, "time_budget") + self.cadence_problems() + self.guard_problems()
         if self.time_budget is not None and (self.max_steps is not None or self.num_train_epochs is not None):
             problems.append(f"--time_budget {self.time_budget} with --max_steps/--num_train_epochs: choose one way to "
                             "end the run (a wall-time budget, or a step count)")
@@ -112,19 +86,12 @@ class TrainConfig:
             problems.append(f"--max_steps {self.max_steps}: must be >= 1")
         if self.num_train_epochs is not None and self.num_train_epochs <= 0:
             problems.append(f"--num_train_epochs {self.num_train_epochs}: must be > 0")
-        for name in ("save_steps", "log_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name} {getattr(self, name)}: must be >= 1")
-        if self.eval_steps < 0:
-            problems.append(f"--eval_steps {self.eval_steps}: must be >= 0 (0 disables evaluation)")
         if self.max_seq_length is not None and self.max_seq_length < 8:
             problems.append(f"--max_seq_length {self.max_seq_length}: must be >= 8")
         if self.num_workers < 0:
             problems.append(f"--num_workers {self.num_workers}: must be >= 0")
         if self.stop_at_step is not None and self.stop_at_step < 1:
             problems.append(f"--stop_at_step {self.stop_at_step}: must be >= 1")
-        if self.max_consecutive_skipped < 0:
-            problems.append(f"--max_consecutive_skipped {self.max_consecutive_skipped}: must be >= 0 (0: never stop)")
         if self.shuffle_buffer < 1:
             problems.append(f"--shuffle_buffer {self.shuffle_buffer}: must be >= 1")
         if (self.data_dir is None) == (self.mixture is None):

@@ -9,20 +9,16 @@ stops after the same step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from roberta_ds.training.engine.collective import AGREE_STEPS
 from roberta_ds.training.loop.schedule import RunClock
-
-if TYPE_CHECKING:  # the settings are the assembly's (training/config.py); the loop only reads them
-    from roberta_ds.training.config import TrainConfig
+from roberta_ds.training.loop.settings import CadenceSettings
 
 PROJECTION_PLACEHOLDER = 10**9
 """total_num_steps of a time-budgeted schedule before the first projection (the run is still in warmup)."""
 
 
 class Cadence:
-    def __init__(self, cfg: TrainConfig, clock: RunClock, budget_s: float | None, evaluating: bool,
+    def __init__(self, cfg: CadenceSettings, clock: RunClock, budget_s: float | None, evaluating: bool,
                  total_steps: int, scheduler=None, data_limit: tuple[int, str] | None = None) -> None:
         self.cfg, self.clock, self.budget_s, self.evaluating = cfg, clock, budget_s, evaluating
         self.scheduler = scheduler

@@ -5,14 +5,10 @@ halt()'s error."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from roberta_ds.training.engine.collective import any_rank
-
-if TYPE_CHECKING:  # the settings are the assembly's (training/config.py); the loop only reads them
-    from roberta_ds.training.config import TrainConfig
+from roberta_ds.training.loop.settings import GuardSettings
 
 APPLIED, SKIPPED, NON_FINITE, OVERFLOWING = "applied", "skipped", "non-finite", "overflowing"
 """A step's outcome: its update applied; skipped by fp16 loss scaling (an overflow; the run goes on); not applied
@@ -33,7 +29,7 @@ class OverflowStop(SafetyStop):
 
 
 class StepGuard:
-    def __init__(self, cfg: TrainConfig, engine) -> None:
+    def __init__(self, cfg: GuardSettings, engine) -> None:
         self.cfg, self.engine = cfg, engine
         self.skipped_in_a_row = 0
         """fp16 steps whose update the loss scaler skipped, consecutively."""
