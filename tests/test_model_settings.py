@@ -78,6 +78,20 @@ def test_attention_kinds_are_checked_where_they_run():
     assert attention.recorded({attention.RECORD_KEY: "x"}, "eager") == {"attn_implementation": "eager"}
 
 
+def test_a_kind_is_one_entry_of_the_table(monkeypatch):
+    # what a new kind needs is said in its entry; the checks, the reload and the export's record follow from it
+    kind = attention.Kind("fused_x", "a CUDA kernel package", cuda_only=True, package="no_such_kernels_pkg",
+                          install="pip install no-such-kernels", half_only=True)
+    monkeypatch.setitem(attention.KINDS, kind.name, kind)
+    assert attention.problems("fused_x", "cpu", "fp32") == [
+        "--attention fused_x runs on CUDA GPUs only (this run is on cpu): use sdpa",
+        "--attention fused_x needs the no-such-kernels-pkg package: pip install no-such-kernels",
+        "--attention fused_x needs bf16 or fp16 (bf16.enabled or fp16.enabled in the DeepSpeed config); this run is fp32"]
+    assert not attention.runnable("fused_x")
+    assert attention.reload_kind(type("Config", (), {attention.RECORD_KEY: "fused_x"})()) == "sdpa"
+    assert attention.recorded({}, "fused_x") == {"attn_implementation": "sdpa", attention.RECORD_KEY: "fused_x"}
+
+
 @pytest.mark.slow  # a tiny run through the engine, an export, stock reloads
 def test_a_run_with_eager_attention_and_a_padded_vocab_exports_what_stock_clients_reload(shard_dir: Path,
                                                                                         tmp_path: Path):
