@@ -121,7 +121,7 @@ class PretrainRun:
         return {
             "run": self.cfg.to_dict(),
             "deepspeed": self.ds_cfg,
-            "model": attention.recorded(self.hf_config.to_dict(), attention.trained_kind(self.hf_config)),
+            "model": attention.config_dict(self.hf_config),
             "data": {
                 "data_dir": str(self.data_dir),
                 "tokenizer": self.manifest.tokenizer.to_dict(),

@@ -116,8 +116,7 @@ def save(engine, ckpt_root: Path, step: int, state: dict, hf_config, tokenizer, 
         engine.save_checkpoint(str(ckpt_root), tag=tag)  # our state goes in STATE_NAME only, once
         torch.save(rng_state(), tag_dir / f"rng_rank{rank:05d}.pt")
         if rank == 0:
-            kind = attention.trained_kind(hf_config)
-            (tag_dir / HF_CONFIG_NAME).write_text(json.dumps(attention.recorded(hf_config.to_dict(), kind), indent=2,
+            (tag_dir / HF_CONFIG_NAME).write_text(json.dumps(attention.config_dict(hf_config), indent=2,
                                                              sort_keys=True) + "\n")
             tokenizer.save_pretrained(str(tag_dir / TOKENIZER_DIRNAME))
     except OSError as e:
@@ -336,8 +335,7 @@ def _load_unpartitioned(engine, tag_dir: Path, schedule: bool = True) -> str | N
                                           load_lr_scheduler_states=schedule)
     if load_path is None:
         return None
-    files = sorted(tag_dir.glob("mp_rank_*_model_states.pt"))
-    saved = torch.load(files[0], map_location="cpu", weights_only=False)["optimizer"]
+    saved = _module_states(tag_dir)["optimizer"]
     params = [p for group in param_groups(engine.module) for p in group["params"]]
     if len(saved["state"]) not in (0, len(params)):
         raise RuntimeError(f"{tag_dir}: optimizer state for {len(saved['state'])} parameters, the model has "
@@ -441,18 +439,23 @@ def universal(tag_dir: Path, rank: int) -> Path:
 def fp32_state_dict(tag_dir: Path) -> dict[str, torch.Tensor]:
     # ZeRO keeps the fp32 master weights in the optimizer shards ("zero_pp_rank_*" or, with bf16,
     # "bf16_zero_pp_rank_*"); mp_rank_*_model_states.pt holds the module in its training dtype (bf16/fp16).
-    if any(tag_dir.glob("*_optim_states.pt")):
+    if not unpartitioned(tag_dir):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         # zero_to_fp32 logs every parameter at INFO; keep the export readable.
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         sd = get_fp32_state_dict_from_zero_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
     else:  # no ZeRO partitioning: DeepSpeed keeps the whole module in one file
-        files = sorted(tag_dir.glob("mp_rank_*_model_states.pt"))
-        if not files:
-            raise FileNotFoundError(f"{tag_dir}: no DeepSpeed model states found")
-        sd = torch.load(files[0], map_location="cpu", weights_only=False)["module"]
+        sd = _module_states(tag_dir)["module"]
     return {k.removeprefix(WRAPPER_PREFIX): v.float() for k, v in sd.items()}
+
+
+def _module_states(tag_dir: Path) -> dict:
+    """DeepSpeed's mp_rank_00_model_states.pt: the module and, at stage 0, torch's optimizer state."""
+    files = sorted(tag_dir.glob("mp_rank_*_model_states.pt"))
+    if not files:
+        raise FileNotFoundError(f"{tag_dir}: no DeepSpeed model states found")
+    return torch.load(files[0], map_location="cpu", weights_only=False)
 
 
 def model_from_checkpoint(tag_dir: Path):

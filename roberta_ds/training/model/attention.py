@@ -48,10 +48,15 @@ ATTENTION_KINDS = tuple(KINDS)
 PORTABLE = tuple(k.name for k in KINDS.values() if k.portable)
 
 
+def unknown(kind: str) -> list[str]:
+    """``kind`` as a problem when it is no kind of KINDS (ModelConfig's check and ``problems``)."""
+    return [] if kind in KINDS else [f"--attention {kind!r}: choose one of {list(ATTENTION_KINDS)}"]
+
+
 def problems(kind: str, device_type: str, dtype_name: str) -> list[str]:
     """Why ``kind`` cannot run on this device and dtype (empty: it can), each with what to do."""
     if kind not in KINDS:
-        return [f"--attention {kind!r}: choose one of {list(ATTENTION_KINDS)}"]
+        return unknown(kind)
     k, out = KINDS[kind], []
     if k.cuda_only and device_type != "cuda":
         out.append(f"--attention {kind} runs on CUDA GPUs only (this run is on {device_type}): use sdpa")
@@ -97,6 +102,11 @@ def recorded(config: dict, kind: str) -> dict:
     if kind not in PORTABLE:
         out[RECORD_KEY] = kind
     return out
+
+
+def config_dict(config) -> dict:
+    """A Hugging Face config as a dict carrying the kind it was built (or recorded) with."""
+    return recorded(config.to_dict(), trained_kind(config))
 
 
 def record(model_dir: Path, kind: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from roberta_ds.cli_args import cli
+from roberta_ds.training.model import attention
 from roberta_ds.training.model.attention import ATTENTION_KINDS
 
 # hidden, layers, heads, intermediate. base = the original run (docs/design.md).
@@ -61,8 +62,7 @@ class ModelConfig:
                 problems.append(f"--{name} {v}: must be a positive integer")
         if self.position_init not in POSITION_INITS:
             problems.append(f"--position_init {self.position_init!r}: choose one of {list(POSITION_INITS)}")
-        if self.attention not in ATTENTION_KINDS:
-            problems.append(f"--attention {self.attention!r}: choose one of {list(ATTENTION_KINDS)}")
+        problems += attention.unknown(self.attention)
         if self.vocab_multiple < 1:
             problems.append(f"--vocab_multiple {self.vocab_multiple}: a positive integer (1: no padding, 64 for "
                             "tensor cores)")
