@@ -68,10 +68,8 @@ def prepare_data(work: Path, tokenizer: Path | None, seq_len: int) -> tuple[Path
     return shards, times
 
 
-OPTION_FLAGS = {"sdpa": [], "eager": ["--attention", "eager"], "flash": ["--attention", "flash_attention_2"],
-                "flex": ["--attention", "flex_attention"], "vocab64": ["--vocab_multiple", "64"],
-                "compile": ["--compile"]}
-"""The model options an option set names (joined by '+', e.g. flash+vocab64): roberta_ds.training.model.settings."""
+OPTION_FLAGS = tt.OPTION_FLAGS
+"""The model options an option set names (joined by '+', e.g. flash+vocab64): one list with the throughput arms."""
 
 
 def option_sets(text: str | None, gpu: bool) -> list[str]:

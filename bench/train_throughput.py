@@ -95,8 +95,10 @@ def model_config(shape: str, tok, seq_len: int, dropout: float = 0.1):
 
 
 def model_flops(hf, L: int, tokens: int, head_rows: int) -> float:
+    from roberta_ds.training.model.core import real_vocab_size
+
     # the tokenizer's rows: a padded vocabulary's extra rows are computed but are not model work
-    h, layers, V = hf.hidden_size, hf.num_hidden_layers, getattr(hf, "unpadded_vocab_size", None) or hf.vocab_size
+    h, layers, V = hf.hidden_size, hf.num_hidden_layers, real_vocab_size(hf)
     per_layer = 4 * h * h + 2 * h * hf.intermediate_size  # attention projections + feed-forward (weights)
     return 6 * per_layer * layers * tokens + 12 * layers * h * L * tokens + 6 * h * V * head_rows
 
@@ -286,6 +288,12 @@ def arm_roberta_ds(shards: Path, shape: str, seq_len: int, steps: int, setting: 
             "flops": model_flops(run.hf_config, seq_len, rate["steps"] * setting.micro * seq_len, rate["masked"])}
 
 
+OPTION_FLAGS = {"sdpa": [], "eager": ["--attention", "eager"], "flash": ["--attention", "flash_attention_2"],
+                "flex": ["--attention", "flex_attention"], "vocab64": ["--vocab_multiple", "64"],
+                "compile": ["--compile"]}
+"""The model options (roberta_ds.training.model.settings) by name: an arm each here (roberta-ds-NAME), and the parts
+of bench/gpu_check.py's option sets (joined by '+', e.g. flash+vocab64)."""
+
 ARMS = {
     "seed-summary": lambda *a: arm_seed(*a, summary=True),
     "seed-full": lambda *a: arm_seed(*a, summary=False),
@@ -293,11 +301,9 @@ ARMS = {
     "bare-step": arm_bare_step,
     "roberta-ds": arm_roberta_ds,
     "roberta-ds-z0": lambda *a: arm_roberta_ds(*a, "--ds", "zero_optimization.stage=0"),
-    "roberta-ds-eager": lambda *a: arm_roberta_ds(*a, "--attention", "eager"),
-    "roberta-ds-vocab64": lambda *a: arm_roberta_ds(*a, "--vocab_multiple", "64"),
-    "roberta-ds-flash": lambda *a: arm_roberta_ds(*a, "--attention", "flash_attention_2"),
-    "roberta-ds-flex": lambda *a: arm_roberta_ds(*a, "--attention", "flex_attention"),
-    "roberta-ds-compile": lambda *a: arm_roberta_ds(*a, "--compile"),
+    # roberta-ds-eager, -vocab64, -flash, -flex, -compile: the whole trainer with one model option
+    **{f"roberta-ds-{name}": (lambda *a, flags=flags: arm_roberta_ds(*a, *flags))
+       for name, flags in OPTION_FLAGS.items() if flags},
 }
 
 
