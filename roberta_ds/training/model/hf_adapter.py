@@ -16,15 +16,8 @@ unpadded (or right-padded) input, with these differences in the weights:
     a BERT export of a one-type run gets two equal rows, so a pair's second segment (token type 1, which BERT
     tokenizers send) is read exactly as ours reads it.
 
-Warm start: Continue pretraining from a Hugging Face checkpoint: RoBERTa, or BERT-architecture.
-
-hfl's chinese-roberta-wwm-ext is BERT-architecture and ships no MLM head, so BERT weights
-are mapped onto RobertaForMaskedLM:
-  * ``bert.*`` -> ``roberta.*`` (same layer names otherwise);
-  * position embeddings shift by one row: RoBERTa numbers positions from pad_id + 1, so
-    token i uses row i + 1 (with pad 0), where BERT used row i;
-  * ``cls.predictions.transform.dense / LayerNorm / decoder / bias`` -> ``lm_head.dense / layer_norm / decoder / bias``;
-  * token-type embeddings: every row (the run's model gets the source's number of token types).
+Warm start: hfl's chinese-roberta-wwm-ext ships no MLM head; its BERT weights are mapped as above onto
+RobertaForMaskedLM, every token-type row kept (the run's model gets the source's number of token types).
 Tensors the source lacks (e.g. the MLM head) keep their fresh initialisation and are reported.
 """
 
@@ -108,8 +101,6 @@ def roberta_to_bert(model):
         raise RuntimeError(f"BERT export: tensors not mapped: missing {missing}, unexpected {unexpected}")
     bert.tie_weights()
     return bert
-
-
 
 
 def _source_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
