@@ -44,7 +44,9 @@ def free_port() -> int:
 
     ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
     low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
-    for port in random.sample(range(20000, low), min(200, low - 20000)):
+    # A generator of its own: in-process runs seed the global `random` with the run's seed, so two xdist workers
+    # would draw the same "random" ports in the same order and both launch on the first free one (EADDRINUSE).
+    for port in random.Random().sample(range(20000, low), min(200, low - 20000)):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
